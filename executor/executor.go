@@ -1,0 +1,206 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Call is one attempt of one task: what every executor needs to run it, in
+// process or out of it.
+type Call struct {
+	// Handler is the task. Required. In-process executors run it directly;
+	// out-of-process executors send Handler.Name() and find the task in the
+	// worker's Registry, then decode the result with Handler.
+	Handler *Handler
+
+	// Input is a value of the handler's input type, or Raw bytes in the
+	// handler's codec. A nil Input is the zero value of the input type.
+	Input any
+
+	// RunID identifies the run this attempt belongs to (a flow run, or a
+	// single task run); it is logged with every line the task writes and
+	// keys deduplication in the cluster executor. Empty is allowed.
+	RunID string
+
+	// Attempt numbers the attempts of one task run from 1. Together with
+	// RunID and the task's name it identifies the attempt: a result of
+	// another attempt never completes this one. Zero is treated as 1.
+	Attempt int
+
+	// Limit bounds the call's run time, from the moment it starts running
+	// (time spent queued does not count). Zero or less means no limit.
+	Limit time.Duration
+
+	// Grace is how long a hard executor waits between SIGTERM and SIGKILL.
+	// Zero means the executor's default; soft executors ignore it.
+	Grace time.Duration
+
+	// Logger receives the task's log lines, with the task name, run id and
+	// attempt attached. Nil means no logging.
+	Logger hclog.Logger
+}
+
+// Name returns the task's name, or "" when Handler is nil.
+func (c *Call) Name() string {
+	if c.Handler == nil {
+		return ""
+	}
+	return c.Handler.Name()
+}
+
+// String names the attempt as "task (run r, attempt n)", the form used in
+// logs and in ShutdownError.
+func (c *Call) String() string {
+	return fmt.Sprintf("%s (run %s, attempt %d)", c.Name(), c.RunID, c.attempt())
+}
+
+// ID returns "run/task/attempt": a stable identity for deduplication.
+func (c *Call) ID() string {
+	return c.RunID + "/" + c.Name() + "/" + strconv.Itoa(c.attempt())
+}
+
+func (c *Call) attempt() int {
+	if c.Attempt < 1 {
+		return 1
+	}
+	return c.Attempt
+}
+
+// Identity returns what a running task can learn about its call, the value
+// behind CallInfo.
+func (c *Call) Identity() Identity {
+	return Identity{Task: c.Name(), RunID: c.RunID, Attempt: c.attempt()}
+}
+
+// TimeoutHandler is the contract every executor keeps: run one call, with an
+// optional time limit, and say how the limit is enforced. The guarantees
+// (checked for every executor by package executortest) are:
+//
+//   - No limit (Limit <= 0): the call runs to completion; its result and
+//     error come back unchanged.
+//   - On time: a call that returns before its limit gives back its result
+//     and error unchanged; in process the error keeps its identity, across
+//     a process boundary its message and Class.
+//   - Late: the error matches ErrTimeout and is a *TimeoutError with the
+//     task, limit, elapsed time, enforcement and whether the work stopped.
+//     A Soft handler returns it within a few milliseconds of the limit; a
+//     Hard one once the work is dead, at most limit + grace later.
+//   - The call's context carries the deadline; once it passes,
+//     context.Cause(ctx) is the *TimeoutError.
+//   - Cancelling the context given to Submit cancels the call; the error
+//     matches context.Canceled, never ErrTimeout; a Hard handler kills the
+//     process.
+//   - A panic is a *PanicError; the death of a worker process is a
+//     *CrashError; neither takes the caller's process down.
+//   - A bad input, an unknown task or an unencodable result is an
+//     *InputError, *UnknownTaskError or *OutputError, never a timeout.
+//
+// Submit returns an error only if the call was not accepted: ErrClosed after
+// Shutdown, ErrQueueFull or the context's error when there is no room, or
+// an error for a Call without a Handler. Everything that happens to an
+// accepted call is reported by its Future.
+type TimeoutHandler interface {
+	Submit(ctx context.Context, call Call) (*Future, error)
+	// Enforcement says how this handler enforces limits.
+	Enforcement() Enforcement
+}
+
+// Executor is a TimeoutHandler that owns resources (goroutines, processes,
+// connections) and reports what it is doing.
+type Executor interface {
+	TimeoutHandler
+
+	// Shutdown stops intake (Submit fails with ErrClosed from then on) and
+	// waits for every call and resource the executor owns. If ctx ends first
+	// it returns a *ShutdownError naming the calls still running. Shutdown
+	// may be called more than once; later calls wait again.
+	Shutdown(ctx context.Context) error
+
+	// Stats returns a snapshot of the executor's counters.
+	Stats() Stats
+}
+
+// Stats are counters every executor reports. Counters only grow, except
+// Running and Abandoned, which are gauges.
+type Stats struct {
+	Submitted uint64 // calls accepted by Submit
+	Running   int64  // calls running now (including abandoned ones)
+	Succeeded uint64 // calls that returned a nil error in time
+	Failed    uint64 // calls that returned an error (not a timeout or a cancellation)
+	TimedOut  uint64 // calls that overran their limit
+	Canceled  uint64 // calls cancelled by their caller
+	// Abandoned counts calls whose caller already has an answer (a timeout
+	// or a cancellation) but whose work is still running: only soft
+	// executors have any. It falls back as the abandoned work returns.
+	Abandoned int64
+}
+
+// Run submits call to h and waits for its result. It is the one-call form
+// of the contract, like Prefect's timeout_handler: no flow to build. The
+// call is cancelled when ctx is, and Run waits for the executor to report
+// the cancellation, so a hard executor has killed the process when Run
+// returns.
+func Run(ctx context.Context, h TimeoutHandler, call Call) (any, error) {
+	f, err := h.Submit(ctx, call)
+	if err != nil {
+		return nil, err
+	}
+	return f.Wait(context.Background())
+}
+
+// Identity is what a running task can learn about its call.
+type Identity struct {
+	Task    string
+	RunID   string
+	Attempt int
+}
+
+type identityKey struct{}
+
+// callContext carries a call's identity and logger: one allocation per
+// call instead of the two of context.WithValue plus a separate value.
+type callContext struct {
+	context.Context
+	id     Identity
+	logger hclog.Logger
+}
+
+func (c *callContext) Value(key any) any {
+	if key == (identityKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// WithCall returns a context carrying call's identity and logger, for
+// executors to hand to the task. Executors that run the task in another
+// process call it there, with a logger that forwards to the caller.
+func WithCall(parent context.Context, call *Call) context.Context {
+	return &callContext{Context: parent, id: call.Identity(), logger: call.Logger}
+}
+
+// CallInfo returns the identity of the call that ctx belongs to, and false
+// outside a call.
+func CallInfo(ctx context.Context) (Identity, bool) {
+	c, ok := ctx.Value(identityKey{}).(*callContext)
+	if !ok {
+		return Identity{}, false
+	}
+	return c.id, true
+}
+
+// Logger returns the logger for the call that ctx belongs to, with "task",
+// "run" and "attempt" attached, so a task's lines reach its caller's logger
+// wherever it runs. Outside a call, or for a call without a logger, it
+// returns a logger that discards everything; it never returns nil.
+func Logger(ctx context.Context) hclog.Logger {
+	c, ok := ctx.Value(identityKey{}).(*callContext)
+	if !ok || c.logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return c.logger.With("task", c.id.Task, "run", c.id.RunID, "attempt", c.id.Attempt)
+}

@@ -1,0 +1,146 @@
+package executor
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Future is the pending result of one submitted call. It completes exactly
+// once; its result never changes afterwards. The zero Future is not usable:
+// executors create futures with NewPromise or Completed.
+type Future struct {
+	state  atomic.Uint32 // futurePending, futureCompleting, futureDone
+	mu     sync.Mutex    // guards done and onDone while pending
+	done   chan struct{} // made on first demand, closed at completion
+	onDone []func()
+	value  any
+	err    error
+	worker string
+}
+
+const (
+	futurePending uint32 = iota
+	futureCompleting
+	futureDone
+)
+
+// closedChan is returned by Done for futures that completed before anyone
+// asked for a channel. It is closed in init and never written again.
+var closedChan = make(chan struct{})
+
+func init() { close(closedChan) }
+
+// Done returns a channel that is closed when the future completes.
+func (f *Future) Done() <-chan struct{} {
+	if f.state.Load() == futureDone {
+		return closedChan
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state.Load() == futureDone {
+		return closedChan
+	}
+	if f.done == nil {
+		f.done = make(chan struct{})
+	}
+	return f.done
+}
+
+// Wait waits for the call and returns its result and error. The context
+// bounds only the wait: if ctx ends first, Wait returns ctx's error and the
+// call goes on (cancel the context given to Submit to cancel the call).
+func (f *Future) Wait(ctx context.Context) (any, error) {
+	if f.state.Load() != futureDone {
+		select {
+		case <-f.Done():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return f.value, f.err
+}
+
+// Result returns the result and error of a completed future, and false
+// while the future is still pending.
+func (f *Future) Result() (value any, err error, ok bool) {
+	if f.state.Load() != futureDone {
+		return nil, nil, false
+	}
+	return f.value, f.err, true
+}
+
+// Worker names where the call ran (a worker slot, a process, a remote
+// worker), for reports and timelines. It is valid once the future is done
+// and may be empty.
+func (f *Future) Worker() string {
+	if f.state.Load() != futureDone {
+		return ""
+	}
+	return f.worker
+}
+
+// OnDone arranges for fn to run once the future completes: at once on the
+// calling goroutine if it already has, otherwise on the goroutine that
+// completes it. fn must be quick and must not block; it is how a scheduler
+// learns of thousands of completions without a goroutine per future.
+func (f *Future) OnDone(fn func()) {
+	if f.state.Load() != futureDone {
+		f.mu.Lock()
+		if f.state.Load() != futureDone {
+			f.onDone = append(f.onDone, fn)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+	}
+	fn()
+}
+
+// Promise is the executor's side of a Future: the only way to complete it.
+// Executors hand the Future to the caller and keep the Promise.
+type Promise struct{ f *Future }
+
+// NewPromise returns a pending future's promise.
+func NewPromise() Promise { return Promise{f: &Future{}} }
+
+// Completed returns a future that is already complete.
+func Completed(value any, err error) *Future {
+	f := &Future{value: value, err: err}
+	f.state.Store(futureDone)
+	return f
+}
+
+// Future returns the future this promise completes.
+func (p Promise) Future() *Future { return p.f }
+
+// SetWorker records where the call runs. Call it before Complete, from the
+// goroutine that completes the future or one ordered before it.
+func (p Promise) SetWorker(worker string) { p.f.worker = worker }
+
+// Complete completes the future with value and err and reports whether this
+// call did it. Only the first Complete counts: a late result of a call that
+// already timed out is dropped, which is how a soft executor keeps an
+// abandoned call from changing the answer its caller already has.
+func (p Promise) Complete(value any, err error) bool {
+	f := p.f
+	if !f.state.CompareAndSwap(futurePending, futureCompleting) {
+		return false
+	}
+	f.value, f.err = value, err
+	f.mu.Lock()
+	f.state.Store(futureDone)
+	if f.done != nil {
+		close(f.done)
+	}
+	callbacks := f.onDone
+	f.onDone = nil
+	f.mu.Unlock()
+	for _, fn := range callbacks {
+		fn()
+	}
+	return true
+}
+
+// Pending reports whether the future has not been completed yet.
+func (p Promise) Pending() bool { return p.f.state.Load() == futurePending }

@@ -1,0 +1,240 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime/debug"
+	"sort"
+	"sync"
+)
+
+// Codec encodes inputs and results for executors that run calls in another
+// process or on another machine. A Codec must be safe for concurrent use and
+// must be the same on both sides of the boundary.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data into v, which is a non-nil pointer.
+	Unmarshal(data []byte, v any) error
+}
+
+// JSON is the default Codec: encoding/json.
+type JSON struct{}
+
+// Marshal calls json.Marshal.
+func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal calls json.Unmarshal.
+func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// Raw is an input or a result still in its encoded form. A Call whose Input
+// is Raw has it decoded with the handler's codec before the task runs;
+// in-process executors and remote workers treat it alike, so a bad encoding
+// is the same *InputError everywhere.
+type Raw []byte
+
+// Handler is a task in the untyped form that executors run: a name, a
+// function of one input, the input and output types, and the codec used
+// when the call crosses a process boundary. NewHandler builds one from a
+// typed function; the task package builds its tasks on it. A Handler is
+// immutable and safe for concurrent use.
+type Handler struct {
+	name    string
+	in, out reflect.Type
+	codec   Codec
+	run     func(ctx context.Context, in any) (any, error)
+}
+
+// NewHandler returns the Handler for fn under name. A nil codec means JSON.
+// It panics if name is empty or fn is nil: those are programming errors.
+func NewHandler[In, Out any](name string, fn func(context.Context, In) (Out, error), codec Codec) *Handler {
+	if name == "" {
+		panic("executor: NewHandler with an empty task name")
+	}
+	if fn == nil {
+		panic("executor: NewHandler with a nil function for task " + name)
+	}
+	if codec == nil {
+		codec = JSON{}
+	}
+	return &Handler{
+		name:  name,
+		in:    reflect.TypeFor[In](),
+		out:   reflect.TypeFor[Out](),
+		codec: codec,
+		run: func(ctx context.Context, in any) (any, error) {
+			v, ok := in.(In)
+			if !ok {
+				if in != nil {
+					return nil, &InputError{Task: name, Type: reflect.TypeFor[In]().String(),
+						Err: fmt.Errorf("got a value of type %T", in)}
+				}
+				// A nil input is the zero value: nil pointers, empty
+				// interfaces, and callers with nothing to pass.
+			}
+			return fn(ctx, v)
+		},
+	}
+}
+
+// Name returns the task's registered name.
+func (h *Handler) Name() string { return h.name }
+
+// InputType returns the type of the task's input.
+func (h *Handler) InputType() reflect.Type { return h.in }
+
+// OutputType returns the type of the task's result.
+func (h *Handler) OutputType() reflect.Type { return h.out }
+
+// Codec returns the codec used across process boundaries.
+func (h *Handler) Codec() Codec { return h.codec }
+
+// Run runs the task on input, on the calling goroutine, and returns what the
+// task returned. It is the boundary where user code runs:
+//   - an input of Raw is decoded first; a decoding failure is an
+//     *InputError and the task does not run;
+//   - an input of another type than the task's is an *InputError; a nil
+//     input is the zero value of the input type;
+//   - a panic in the task is recovered and returned as a *PanicError with
+//     the panicking goroutine's stack.
+func (h *Handler) Run(ctx context.Context, input any) (out any, err error) {
+	if raw, ok := input.(Raw); ok {
+		if input, err = h.DecodeInput(raw); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, &PanicError{Task: h.name, Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h.run(ctx, input)
+}
+
+// DecodeInput decodes data into a value of the input type. An error is an
+// *InputError naming the task and the type.
+func (h *Handler) DecodeInput(data []byte) (any, error) {
+	v, err := decodeInto(h.codec, h.in, data)
+	if err != nil {
+		return nil, &InputError{Task: h.name, Type: h.in.String(), Err: err}
+	}
+	return v, nil
+}
+
+// EncodeInput encodes an input for a call in another process. A Raw input
+// is passed through unchanged; an input of the wrong type, or one the codec
+// refuses, is an *InputError.
+func (h *Handler) EncodeInput(input any) ([]byte, error) {
+	if raw, ok := input.(Raw); ok {
+		return raw, nil
+	}
+	if input != nil && !reflect.TypeOf(input).AssignableTo(h.in) {
+		return nil, &InputError{Task: h.name, Type: h.in.String(), Err: fmt.Errorf("got a value of type %T", input)}
+	}
+	data, err := h.codec.Marshal(input)
+	if err != nil {
+		return nil, &InputError{Task: h.name, Type: h.in.String(), Err: err}
+	}
+	return data, nil
+}
+
+// EncodeOutput encodes a result for the trip back to the caller. An error
+// is an *OutputError naming the task and the type.
+func (h *Handler) EncodeOutput(out any) ([]byte, error) {
+	data, err := h.codec.Marshal(out)
+	if err != nil {
+		return nil, &OutputError{Task: h.name, Type: h.out.String(), Err: err}
+	}
+	return data, nil
+}
+
+// DecodeOutput decodes a result produced by EncodeOutput in another
+// process. An error is an *OutputError.
+func (h *Handler) DecodeOutput(data []byte) (any, error) {
+	v, err := decodeInto(h.codec, h.out, data)
+	if err != nil {
+		return nil, &OutputError{Task: h.name, Type: h.out.String(), Err: err}
+	}
+	return v, nil
+}
+
+func decodeInto(c Codec, t reflect.Type, data []byte) (any, error) {
+	p := reflect.New(t)
+	if err := c.Unmarshal(data, p.Interface()); err != nil {
+		return nil, err
+	}
+	return p.Elem().Interface(), nil
+}
+
+// Registry maps task names to Handlers, for executors whose workers find a
+// task by name (a subprocess worker, a cluster worker). The zero Registry is
+// empty and ready to use; a Registry is safe for concurrent use.
+//
+// Workers must build the same registry as the program that submits: in
+// practice, one function of the program registers every task and both the
+// program and its worker mode call it.
+type Registry struct {
+	mu    sync.RWMutex
+	tasks map[string]*Handler
+}
+
+// NewRegistry returns a registry holding handlers. It fails like Register.
+func NewRegistry(handlers ...*Handler) (*Registry, error) {
+	r := &Registry{}
+	for _, h := range handlers {
+		if err := r.Register(h); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Register adds h under its name. A name registered twice is an error
+// matching ErrDuplicateTask, even for the same handler, so that two tasks can
+// never silently share a name; a nil handler is an error.
+func (r *Registry) Register(h *Handler) error {
+	if h == nil {
+		return errors.New("executor: Register with a nil handler")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.tasks[h.name]; dup {
+		return fmt.Errorf("%w: %q", ErrDuplicateTask, h.name)
+	}
+	if r.tasks == nil {
+		r.tasks = make(map[string]*Handler)
+	}
+	r.tasks[h.name] = h
+	return nil
+}
+
+// Lookup returns the handler registered under name, or an
+// *UnknownTaskError. A nil Registry is empty.
+func (r *Registry) Lookup(name string) (*Handler, error) {
+	if r != nil {
+		r.mu.RLock()
+		h := r.tasks[name]
+		r.mu.RUnlock()
+		if h != nil {
+			return h, nil
+		}
+	}
+	return nil, &UnknownTaskError{Task: name}
+}
+
+// Names returns the registered names in sorted order.
+func (r *Registry) Names() []string {
+	if r == nil {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.tasks))
+	for n := range r.tasks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

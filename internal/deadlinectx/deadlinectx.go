@@ -1,0 +1,60 @@
+// Package deadlinectx gives a call a context that carries its deadline and
+// whose expiry is driven by the executor's own timer, not by one runtime
+// timer per call. Soft executors use it so that a limit that never fires
+// costs little, while the task still sees a normal context: Deadline
+// reports the limit, Done closes at expiry, Err is
+// context.DeadlineExceeded, and context.Cause is the executor's
+// *executor.TimeoutError.
+package deadlinectx
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Context is a call's context with a deadline that the owner enforces by
+// calling Expire. It is safe for concurrent use. Contexts derived from it
+// with context.WithCancel and friends are cancelled with it and report the
+// same cause; their Err is context.Canceled, as the standard library
+// reports for any parent cancelled with a cause.
+type Context struct {
+	context.Context // a cancel-with-cause child of the parent
+	cancel          context.CancelCauseFunc
+	deadline        time.Time
+}
+
+// New returns a context derived from parent with the given deadline. If
+// parent has an earlier deadline, Deadline reports that one (and the parent
+// enforces it). Release must be called once the call has returned.
+func New(parent context.Context, deadline time.Time) *Context {
+	inner, cancel := context.WithCancelCause(parent)
+	if d, ok := parent.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return &Context{Context: inner, cancel: cancel, deadline: deadline}
+}
+
+// Deadline returns the deadline; ok is always true.
+func (c *Context) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Err returns nil while the context is live, context.DeadlineExceeded once
+// it has expired (by Expire, or by a parent deadline), and context.Canceled
+// once the parent was cancelled or Release was called.
+func (c *Context) Err() error {
+	err := c.Context.Err()
+	if err != nil && errors.Is(context.Cause(c.Context), context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// Expire ends the context because the deadline passed, with cause as what
+// context.Cause reports. cause must match context.DeadlineExceeded with
+// errors.Is (an *executor.TimeoutError does). Expire after the context has
+// ended does nothing.
+func (c *Context) Expire(cause error) { c.cancel(cause) }
+
+// Release ends the context after the call returned, freeing its resources.
+// It does nothing if the context has already ended.
+func (c *Context) Release() { c.cancel(context.Canceled) }

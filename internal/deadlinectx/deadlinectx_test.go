@@ -1,0 +1,73 @@
+package deadlinectx_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/internal/deadlinectx"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestExpireReportsDeadlineAndCause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		c := deadlinectx.New(context.Background(), start.Add(time.Second))
+		d, ok := c.Deadline()
+		require.True(t, ok)
+		assert.Equal(t, start.Add(time.Second), d)
+		assert.NoError(t, c.Err())
+		child, cancel := context.WithCancel(c)
+		defer cancel()
+
+		te := &executor.TimeoutError{Task: "t", Limit: time.Second}
+		c.Expire(te)
+		<-c.Done()
+		<-child.Done()
+		assert.Equal(t, context.DeadlineExceeded, c.Err())
+		assert.Same(t, te, context.Cause(c))
+		assert.Same(t, te, context.Cause(child), "derived contexts see the cause")
+		d, _ = child.Deadline()
+		assert.Equal(t, start.Add(time.Second), d, "derived contexts see the deadline")
+
+		c.Release() // after expiry: nothing changes
+		assert.Equal(t, context.DeadlineExceeded, c.Err())
+	})
+}
+
+func TestReleaseIsCancelNotDeadline(t *testing.T) {
+	c := deadlinectx.New(context.Background(), time.Now().Add(time.Hour))
+	c.Release()
+	<-c.Done()
+	assert.Equal(t, context.Canceled, c.Err())
+	c.Expire(&executor.TimeoutError{}) // after release: nothing changes
+	assert.Equal(t, context.Canceled, c.Err())
+}
+
+func TestParentCancelAndParentDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		parent, cancel := context.WithCancel(context.Background())
+		c := deadlinectx.New(parent, time.Now().Add(time.Hour))
+		cancel()
+		<-c.Done()
+		assert.Equal(t, context.Canceled, c.Err())
+
+		early, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel2()
+		c2 := deadlinectx.New(early, time.Now().Add(time.Hour))
+		d, _ := c2.Deadline()
+		pd, _ := early.Deadline()
+		assert.Equal(t, pd, d, "the earlier parent deadline is reported")
+		<-c2.Done()
+		assert.True(t, errors.Is(c2.Err(), context.DeadlineExceeded))
+		c2.Release()
+	})
+}
