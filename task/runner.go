@@ -1,0 +1,342 @@
+package task
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/executor"
+)
+
+// RunOptions configure one task run. The zero value is ready to use.
+type RunOptions struct {
+	// RunID identifies the run in logs, hooks and results, and keys
+	// deduplication on the cluster executor. Empty means a random id.
+	RunID string
+
+	// Label names the run in results, reports and hooks; empty means the
+	// task's name. The flow package labels mapped children "name[i]". The
+	// executor always sees the task's registered name.
+	Label string
+
+	// Logger receives the task's log lines (task.Logger in task code) and
+	// the runner's retry messages. Nil means no logging.
+	Logger hclog.Logger
+
+	// OnState is called at every state change of the run, on the goroutine
+	// that drives the run. It must be quick and must not block. Nil means
+	// no hook.
+	OnState func(Change)
+}
+
+// Change is one state change of a task run, as OnState sees it.
+type Change struct {
+	Task    string // the run's label
+	RunID   string
+	Attempt int // the attempt the change belongs to; 0 before the first
+	From    State
+	To      State
+	Err     error // the attempt's error, for Retrying and the final failures
+	Time    time.Time
+}
+
+// Attempt records one attempt of a task run.
+type Attempt struct {
+	N      int // from 1
+	Start  time.Time
+	End    time.Time
+	Err    error
+	Worker string // where it ran, as the executor names it; may be empty
+}
+
+// Result records a finished (or unfinished) task run.
+type Result struct {
+	Task     string // the run's label
+	RunID    string
+	State    State
+	Value    any   // the task's result, for Success
+	Err      error // why the run did not succeed; nil for Success
+	Attempts []Attempt
+	Start    time.Time // when the first attempt started; zero if none did
+	End      time.Time // when the run reached its final state
+}
+
+// Duration returns End - Start, or zero for a run that never started.
+func (r Result) Duration() time.Duration {
+	if r.Start.IsZero() || r.End.IsZero() {
+		return 0
+	}
+	return r.End.Sub(r.Start)
+}
+
+// Runner is the task runner: one task run as a state machine. It decides
+// what each attempt's outcome means (success, a retry after a backoff
+// delay, or a final state) and records attempts, but it does no waiting
+// itself, so that a scheduler can drive thousands of runs from one
+// goroutine. Run drives one Runner to its end; most programs use Run or
+// Task.Run. A Runner is not safe for concurrent use.
+//
+// Every attempt has its own number. A Runner only accepts the outcome of
+// its current attempt: the late result of an attempt that was already given
+// up on can never complete a later one.
+type Runner struct {
+	spec    Spec
+	opts    Options
+	input   any
+	run     RunOptions
+	state   State
+	attempt int // current attempt, 0 before Start
+	res     Result
+}
+
+// NewRunner returns a Pending run of spec on input.
+func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
+	if spec == nil {
+		panic("task: NewRunner with a nil task")
+	}
+	if opts.RunID == "" {
+		opts.RunID = newRunID()
+	}
+	if opts.Label == "" {
+		opts.Label = spec.Name()
+	}
+	return &Runner{
+		spec:  spec,
+		opts:  spec.Options(),
+		input: input,
+		run:   opts,
+		res:   Result{Task: opts.Label, RunID: opts.RunID},
+	}
+}
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// State returns the run's current state.
+func (r *Runner) State() State { return r.state }
+
+// Attempt returns the current attempt's number, 0 before Start.
+func (r *Runner) Attempt() int { return r.attempt }
+
+// Result returns the run's record so far; it is complete once the state is
+// final.
+func (r *Runner) Result() Result {
+	res := r.res
+	res.Attempts = append([]Attempt(nil), r.res.Attempts...)
+	return res
+}
+
+// Start begins the first attempt and returns the call to submit. It panics
+// if the run was already started: that is a programming error.
+func (r *Runner) Start() executor.Call {
+	if r.state != Pending {
+		panic("task: Runner.Start on a run that is " + r.state.String())
+	}
+	return r.begin()
+}
+
+// Retry begins the next attempt after a delay that AttemptDone asked for,
+// and returns the call to submit. It panics unless the run is Retrying.
+func (r *Runner) Retry() executor.Call {
+	if r.state != Retrying {
+		panic("task: Runner.Retry on a run that is " + r.state.String())
+	}
+	return r.begin()
+}
+
+func (r *Runner) begin() executor.Call {
+	r.attempt++
+	now := time.Now()
+	if r.attempt == 1 {
+		r.res.Start = now
+	}
+	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
+	r.change(Running, nil, now)
+	return executor.Call{
+		Handler: r.spec.Handler(),
+		Input:   r.input,
+		RunID:   r.run.RunID,
+		Attempt: r.attempt,
+		Limit:   r.opts.Timeout,
+		Grace:   r.opts.Grace,
+		Logger:  r.run.Logger,
+	}
+}
+
+// AttemptDone records the outcome of attempt n: its value and error as the
+// executor's Future gave them (or Submit's error), and where it ran. If the
+// run goes on, it returns again = true and the delay to wait before Retry.
+// Otherwise the run is final and Result has its outcome.
+//
+// The outcome of any other attempt than the current one is ignored (again
+// is false and nothing changes), as is any outcome once the run is final.
+func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay time.Duration, again bool) {
+	if n != r.attempt || r.state != Running {
+		return 0, false
+	}
+	now := time.Now()
+	a := &r.res.Attempts[len(r.res.Attempts)-1]
+	a.End, a.Err, a.Worker = now, err, worker
+	if err == nil {
+		r.res.Value = value
+		r.finish(Success, nil, now)
+		return 0, false
+	}
+	class := executor.ClassOf(err)
+	switch class {
+	case executor.ClassSkip:
+		r.finish(Skipped, err, now)
+		return 0, false
+	case executor.ClassCanceled:
+		r.finish(Cancelled, err, now)
+		return 0, false
+	}
+	if r.retryable(class, err) {
+		delay = r.opts.retryDelay(r.attempt)
+		r.run.logger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.run.RunID,
+			"attempt", r.attempt, "delay", delay, "error", err)
+		r.change(Retrying, err, now)
+		return delay, true
+	}
+	if class == executor.ClassTimeout {
+		r.finish(TimedOut, err, now)
+	} else {
+		r.finish(Failed, err, now)
+	}
+	return 0, false
+}
+
+// retryable reports whether a failed attempt is tried again.
+func (r *Runner) retryable(class executor.Class, err error) bool {
+	if r.attempt > max(r.opts.MaxRetries, 0) {
+		return false
+	}
+	switch class {
+	case executor.ClassFailure, executor.ClassTimeout, executor.ClassPanic, executor.ClassCrash:
+	default:
+		return false
+	}
+	if errors.Is(err, executor.ErrClosed) {
+		return false
+	}
+	return r.opts.RetryIf == nil || r.opts.RetryIf(err)
+}
+
+// End ends a run that has not reached a final state, without (further)
+// attempts: Skipped or TriggerFailed for a run that never starts, Cancelled
+// for a run whose context ended (while Pending, or while Retrying; a
+// Running attempt learns of the cancellation from its executor). err says
+// why. End does nothing on a final run, and panics for a state that is not
+// one of those three.
+func (r *Runner) End(state State, err error) {
+	switch state {
+	case Skipped, TriggerFailed, Cancelled:
+	default:
+		panic("task: Runner.End with state " + state.String())
+	}
+	if r.state.Final() {
+		return
+	}
+	now := time.Now()
+	if r.state == Running {
+		a := &r.res.Attempts[len(r.res.Attempts)-1]
+		a.End, a.Err = now, err
+	}
+	r.finish(state, err, now)
+}
+
+func (r *Runner) finish(state State, err error, now time.Time) {
+	r.res.State, r.res.Err, r.res.End = state, err, now
+	r.change(state, err, now)
+}
+
+func (r *Runner) change(to State, err error, now time.Time) {
+	from := r.state
+	r.state = to
+	if r.run.OnState != nil {
+		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
+			From: from, To: to, Err: err, Time: now})
+	}
+}
+
+func (o *RunOptions) logger() hclog.Logger {
+	if o.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return o.Logger
+}
+
+// Run runs one task run of spec on input: it submits attempts to ex,
+// waits for each, retries failed ones after their backoff delay, and
+// returns the run's record once it is final.
+//
+// The run ends:
+//   - Success when an attempt returns a nil error; Result.Value is its result;
+//   - Skipped when the task returns a Skip signal;
+//   - Failed or TimedOut when the last allowed attempt fails or overruns, or
+//     at once for errors that are never retried (see Options.RetryIf);
+//   - Cancelled when ctx ends: during an attempt the executor cancels it
+//     (and a hard executor kills it) and Run waits for that; during a
+//     backoff delay the run ends at once.
+//
+// Run never panics on a task's panic: that is an attempt failing with an
+// *executor.PanicError.
+func Run(ctx context.Context, ex executor.TimeoutHandler, spec Spec, input any, opts RunOptions) Result {
+	r := NewRunner(spec, input, opts)
+	if ctx.Err() != nil {
+		r.End(Cancelled, executor.NewCanceledError(r.res.Task, ctx))
+		return r.Result()
+	}
+	call := r.Start()
+	for {
+		var (
+			value  any
+			err    error
+			worker string
+		)
+		f, err := ex.Submit(ctx, call)
+		if err == nil {
+			// The executor completes the future when ctx ends, so waiting
+			// without a bound is safe; a hard executor has killed the
+			// attempt by then.
+			value, err = f.Wait(context.Background())
+			worker = f.Worker()
+		} else if ctx.Err() != nil {
+			err = executor.NewCanceledError(call.Name(), ctx)
+		} else {
+			err = fmt.Errorf("task: submit %s: %w", call.String(), err)
+		}
+		delay, again := r.AttemptDone(call.Attempt, value, err, worker)
+		if !again {
+			return r.Result()
+		}
+		if !sleep(ctx, delay) {
+			r.End(Cancelled, executor.NewCanceledError(r.res.Task, ctx))
+			return r.Result()
+		}
+		call = r.Retry()
+	}
+}
+
+// sleep waits for d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
