@@ -80,9 +80,9 @@ type TimeoutError struct {
 }
 
 func (e *TimeoutError) Error() string {
-	what := "abandoned, may still be running"
+	what := "the work was told to stop and may still be running"
 	if e.Stopped {
-		what = "stopped"
+		what = "the work is stopped"
 	}
 	return fmt.Sprintf("executor: task %q timed out after %v (limit %v, %v: %s)",
 		e.Task, e.Elapsed.Round(time.Microsecond), e.Limit, e.Enforcement, what)

@@ -200,7 +200,7 @@ func (e *Executor) abandon(j *job, why string) bool {
 	j.abandoned = true
 	e.late[j] = struct{}{}
 	e.abandoned.Add(1)
-	e.logger.Warn("call abandoned; it ignores its context and is still running",
+	e.logger.Warn("call abandoned; it may still be running",
 		"why", why, "task", j.call.Name(), "run", j.call.RunID, "attempt", j.call.Attempt,
 		"ran", time.Since(j.start), "limit", j.call.Limit)
 	return true
