@@ -183,6 +183,33 @@ func WithCall(parent context.Context, call *Call) context.Context {
 	return &callContext{Context: parent, id: call.Identity(), logger: call.Logger}
 }
 
+// Prepare returns the Promise of an accepted call and the context to run it
+// with: parent carrying the call's identity and logger, as WithCall gives.
+// Both come from one allocation, which is why executors should prefer it to
+// NewPromise plus WithCall on their hot path. The context stays valid after
+// the Future completes.
+func Prepare(parent context.Context, call *Call) (Promise, context.Context) {
+	s := &prepared{ctx: callContext{Context: parent, id: call.Identity(), logger: call.Logger}}
+	return Promise{f: &s.future}, &s.ctx
+}
+
+// RunInline runs call on the calling goroutine and returns its completed
+// Future, for executors that run a call where it is submitted. The Future
+// and the call's context come from one allocation and the Future is never
+// shared before it is complete, so no lock is taken.
+func RunInline(parent context.Context, call *Call) *Future {
+	s := &prepared{ctx: callContext{Context: parent, id: call.Identity(), logger: call.Logger}}
+	s.future.value, s.future.err = call.Handler.Run(&s.ctx, call.Input)
+	s.future.state.Store(futureDone)
+	return &s.future
+}
+
+// prepared is a call's Future and context, allocated together.
+type prepared struct {
+	future Future
+	ctx    callContext
+}
+
 // CallInfo returns the identity of the call that ctx belongs to, and false
 // outside a call.
 func CallInfo(ctx context.Context) (Identity, bool) {

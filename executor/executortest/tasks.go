@@ -59,7 +59,8 @@ var (
 	// Cooperative, it stops as soon as its context ends.
 	Append = executor.NewHandler("executortest.append", appendTicks, nil)
 	// Deadline writes its context's deadline to Path as a JSON line, waits
-	// for the context to end, then appends a second line with the cause.
+	// for the context to end (an hour at most), then appends a second line
+	// with the cause.
 	Deadline = executor.NewHandler("executortest.deadline", deadline, nil)
 	// Panic panics with Text.
 	Panic = executor.NewHandler("executortest.panic", panicky, nil)
@@ -192,7 +193,15 @@ func deadline(ctx context.Context, a Args) (Reply, error) {
 	if err := enc.Encode(DeadlineReport{HasDeadline: has, Deadline: d}); err != nil {
 		return Reply{}, err
 	}
-	<-ctx.Done()
+	// Wait for the context, but not forever: against an executor that
+	// never ends it, the check must fail, not hang.
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		return Reply{}, errors.New("executortest: the context did not end within an hour")
+	}
 	r := DeadlineReport{Ended: true, Err: fmt.Sprint(ctx.Err()), Cause: fmt.Sprint(context.Cause(ctx))}
 	var te *executor.TimeoutError
 	if errors.As(context.Cause(ctx), &te) {

@@ -44,10 +44,10 @@ type Executor struct {
 	running, abandoned                               atomic.Int64
 
 	mu      sync.Mutex
-	idle    []*helper         // helpers waiting for a limited call
-	live    int               // helper goroutines alive
-	late    map[*job]struct{} // abandoned calls still running
-	drained chan struct{}     // closed once closed and live == 0
+	idle    []*helper            // helpers waiting for a limited call
+	live    int                  // helper goroutines alive
+	late    map[*helper]struct{} // helpers running abandoned calls
+	drained chan struct{}        // closed once closed and live == 0
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -65,7 +65,7 @@ func New(opts Options) *Executor {
 	}
 	return &Executor{
 		logger:  logger.Named("local"),
-		late:    make(map[*job]struct{}),
+		late:    make(map[*helper]struct{}),
 		drained: make(chan struct{}),
 	}
 }
@@ -97,12 +97,13 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	}
 	if call.Limit <= 0 {
 		e.running.Add(1)
-		v, err := call.Handler.Run(executor.WithCall(ctx, &call), call.Input)
+		f := executor.RunInline(ctx, &call)
 		e.running.Add(-1)
+		_, err, _ := f.Result()
 		e.count(err)
-		return executor.Completed(v, err), nil
+		return f, nil
 	}
-	return e.runLimited(ctx, &call)
+	return e.runLimited(ctx, call)
 }
 
 func (e *Executor) count(err error) {
@@ -118,91 +119,91 @@ func (e *Executor) count(err error) {
 	}
 }
 
-// job is one limited call handed to a helper goroutine.
-type job struct {
-	call  *executor.Call
+// helper is a goroutine that runs limited calls one at a time, kept warm so
+// that a limit costs a hand-off, not a goroutine start. Its fields describe
+// the call it runs; they are reused from call to call, so a limited call
+// allocates only what the task can keep (its context and its Future).
+type helper struct {
+	start chan struct{} // a call is ready in the fields below
+	done  chan struct{} // size 1: the call returned and its submitter waits
+	timer *time.Timer
+
+	call  executor.Call
 	ctx   *deadlinectx.Context
-	start time.Time
+	began time.Time
 	value any
 	err   error
-	done  chan struct{} // closed by the helper when the call returns
 
-	// abandoned is set by the submitter, under Executor.mu, when it stops
-	// waiting; the helper reads it under the same lock when the call ends.
-	abandoned bool
+	// finished and abandoned are guarded by Executor.mu: the helper sets
+	// finished when the call returns, the submitter sets abandoned when it
+	// stops waiting; whichever comes second knows what the other did.
+	finished, abandoned bool
 }
 
-// helper is a goroutine that runs limited calls one at a time, kept warm so
-// that a limit costs a hand-off, not a goroutine start.
-type helper struct {
-	jobs  chan *job
-	timer *time.Timer
-}
-
-func (e *Executor) runLimited(ctx context.Context, call *executor.Call) (*executor.Future, error) {
+func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	h := e.takeHelper()
 	if h == nil {
 		return nil, executor.ErrClosed
 	}
-	start := time.Now()
-	j := &job{
-		call:  call,
-		ctx:   deadlinectx.New(executor.WithCall(ctx, call), start.Add(call.Limit)),
-		start: start,
-		done:  make(chan struct{}),
-	}
+	h.began = time.Now()
+	h.call = call
+	h.ctx = deadlinectx.New(executor.WithCall(ctx, &h.call), h.began.Add(call.Limit))
+	h.finished, h.abandoned = false, false
 	e.running.Add(1)
 	h.timer.Reset(call.Limit)
-	h.jobs <- j
+	h.start <- struct{}{}
 
 	select {
-	case <-j.done:
-		h.timer.Stop()
-		e.putBack(h)
-		e.count(j.err)
-		return executor.Completed(j.value, j.err), nil
+	case <-h.done:
+		return e.collect(h), nil
 	case <-h.timer.C:
 		terr := &executor.TimeoutError{
 			Task:        call.Name(),
 			Limit:       call.Limit,
-			Elapsed:     time.Since(start),
+			Elapsed:     time.Since(h.began),
 			Enforcement: executor.Soft,
 		}
-		if e.abandon(j, "timed out") {
+		if e.abandon(h, "timed out") {
 			e.timedOut.Add(1)
-			j.ctx.Expire(terr)
+			h.ctx.Expire(terr)
 			return executor.Completed(nil, terr), nil
 		}
 	case <-ctx.Done():
-		h.timer.Stop()
-		if e.abandon(j, "cancelled") {
+		if e.abandon(h, "cancelled") {
 			e.canceled.Add(1)
 			return executor.Completed(nil, executor.NewCanceledError(call.Name(), ctx)), nil
 		}
 	}
 	// The call returned while we decided to give up on it: its result wins.
-	<-j.done
-	e.putBack(h)
-	e.count(j.err)
-	return executor.Completed(j.value, j.err), nil
+	<-h.done
+	return e.collect(h), nil
 }
 
-// abandon marks j as abandoned unless it has already returned, and reports
-// whether it did.
-func (e *Executor) abandon(j *job, why string) bool {
+// collect takes the result of a call that returned in time and makes its
+// helper idle again.
+func (e *Executor) collect(h *helper) *executor.Future {
+	h.timer.Stop()
+	v, err := h.value, h.err
+	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
+	e.count(err)
+	e.putBack(h)
+	return executor.Completed(v, err)
+}
+
+// abandon marks h's call as abandoned unless it has already returned, and
+// reports whether it did.
+func (e *Executor) abandon(h *helper, why string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	select {
-	case <-j.done:
+	if h.finished {
 		return false
-	default:
 	}
-	j.abandoned = true
-	e.late[j] = struct{}{}
+	h.abandoned = true
+	e.late[h] = struct{}{}
 	e.abandoned.Add(1)
 	e.logger.Warn("call abandoned; it may still be running",
-		"why", why, "task", j.call.Name(), "run", j.call.RunID, "attempt", j.call.Attempt,
-		"ran", time.Since(j.start), "limit", j.call.Limit)
+		"why", why, "task", h.call.Name(), "run", h.call.RunID, "attempt", h.call.Attempt,
+		"ran", time.Since(h.began), "limit", h.call.Limit)
 	return true
 }
 
@@ -218,20 +219,20 @@ func (e *Executor) takeHelper() *helper {
 		e.idle = e.idle[:n-1]
 		return h
 	}
-	h := &helper{jobs: make(chan *job), timer: time.NewTimer(time.Hour)}
+	h := &helper{start: make(chan struct{}), done: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
 	h.timer.Stop()
 	e.live++
 	go e.serve(h)
 	return h
 }
 
-// putBack makes h idle again, or retires it after Shutdown or when enough
-// helpers are idle. Whoever last used h calls it: the submitter after an
-// answer in time, the helper itself after an abandoned call returns.
-// The caller holds e.mu.
+// putBackLocked makes h idle again, or retires it after Shutdown or when
+// enough helpers are idle. Whoever last used h calls it: the submitter
+// after an answer in time, the helper itself after an abandoned call
+// returns. The caller holds e.mu.
 func (e *Executor) putBackLocked(h *helper) {
 	if e.closed.Load() || len(e.idle) >= maxIdleHelpers {
-		close(h.jobs)
+		close(h.start)
 		return
 	}
 	e.idle = append(e.idle, h)
@@ -243,22 +244,26 @@ func (e *Executor) putBack(h *helper) {
 	e.mu.Unlock()
 }
 
-// serve runs jobs until its channel is closed.
+// serve runs calls until its start channel is closed.
 func (e *Executor) serve(h *helper) {
-	for j := range h.jobs {
-		j.value, j.err = j.call.Handler.Run(j.ctx, j.call.Input)
-		j.ctx.Release()
+	for range h.start {
+		h.value, h.err = h.call.Handler.Run(h.ctx, h.call.Input)
+		h.ctx.Release()
 		e.running.Add(-1)
 
 		e.mu.Lock()
-		close(j.done)
-		if j.abandoned {
-			delete(e.late, j)
-			e.abandoned.Add(-1)
-			e.logger.Debug("abandoned call returned", "task", j.call.Name(), "run", j.call.RunID,
-				"attempt", j.call.Attempt, "ran", time.Since(j.start), "error", j.err)
-			e.putBackLocked(h) // its submitter has gone
+		h.finished = true
+		if !h.abandoned {
+			h.done <- struct{}{} // never blocks: size 1, one call at a time
+			e.mu.Unlock()
+			continue
 		}
+		delete(e.late, h)
+		e.abandoned.Add(-1)
+		e.logger.Debug("abandoned call returned", "task", h.call.Name(), "run", h.call.RunID,
+			"attempt", h.call.Attempt, "ran", time.Since(h.began), "error", h.err)
+		h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
+		e.putBackLocked(h) // its submitter has gone
 		e.mu.Unlock()
 	}
 	e.mu.Lock()
@@ -280,7 +285,7 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 		close(e.drained)
 	}
 	for _, h := range e.idle {
-		close(h.jobs)
+		close(h.start)
 	}
 	e.idle = nil
 	e.mu.Unlock()
@@ -292,8 +297,8 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	running := make([]string, 0, len(e.late))
-	for j := range e.late {
-		running = append(running, j.call.String())
+	for h := range e.late {
+		running = append(running, h.call.String())
 	}
 	e.mu.Unlock()
 	slices.Sort(running)

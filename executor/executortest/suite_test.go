@@ -1,0 +1,134 @@
+package executortest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/executortest"
+	"github.com/flowline-go/flowline/executor/local"
+)
+
+// brokenEnv names the broken executor that TestBrokenTarget runs the suite
+// against, in a child test process.
+const brokenEnv = "EXECUTORTEST_BROKEN"
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// broken wraps the local executor and breaks one promise of the contract.
+type broken struct {
+	*local.Executor
+	how    string
+	closed bool
+}
+
+func (b *broken) Shutdown(ctx context.Context) error {
+	b.closed = true
+	return b.Executor.Shutdown(ctx)
+}
+
+func (b *broken) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	switch b.how {
+	case "ignores-limits":
+		call.Limit = 0
+	case "drops-identity":
+		call.RunID, call.Attempt = "", 1
+	case "accepts-after-close":
+		if b.closed && call.Handler != nil {
+			return executor.RunInline(ctx, &call), nil
+		}
+	}
+	f, err := b.Executor.Submit(ctx, call)
+	if err != nil {
+		return f, err
+	}
+	v, ferr, _ := f.Result() // local futures are complete on return
+	var te *executor.TimeoutError
+	var pe *executor.PanicError
+	switch {
+	case b.how == "timeout-as-cancel" && errors.As(ferr, &te):
+		return executor.Completed(nil, fmt.Errorf("gave up: %w", context.Canceled)), nil
+	case b.how == "late-timeouts" && errors.As(ferr, &te):
+		time.Sleep(50 * time.Millisecond)
+	case b.how == "swallows-errors" && ferr != nil && !errors.As(ferr, &te):
+		return executor.Completed(v, nil), nil
+	case b.how == "hides-panics" && errors.As(ferr, &pe):
+		return executor.Completed(nil, errors.New("something went wrong")), nil
+	}
+	return f, nil
+}
+
+func (b *broken) Stats() executor.Stats {
+	if b.how == "zero-stats" {
+		return executor.Stats{}
+	}
+	return b.Executor.Stats()
+}
+
+// TestBrokenTarget is the child side of TestSuiteCatchesBrokenExecutors.
+func TestBrokenTarget(t *testing.T) {
+	how := os.Getenv(brokenEnv)
+	if how == "" {
+		t.Skip("runs only as a child of TestSuiteCatchesBrokenExecutors")
+	}
+	executortest.Run(t, executortest.Config{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			return &broken{Executor: local.New(local.Options{Logger: logger}), how: how}
+		},
+		Synctest: true,
+	})
+}
+
+// TestSuiteCatchesBrokenExecutors proves that the suite's checks can fail:
+// each broken executor must fail the checks of the promise it breaks.
+func TestSuiteCatchesBrokenExecutors(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("child process")
+	}
+	for how, mustFail := range map[string][]string{
+		"ignores-limits":      {"G3/SlowCallTimesOut", "G3/TimedOutCooperativeWorkStops", "G4/CallSeesDeadlineAndCause", "G7/StubbornCallIsAbandonedAndCounted"},
+		"drops-identity":      {"G2/ResultAndArgumentsPassThrough", "G10/LogsAndIdentityTravel"},
+		"timeout-as-cancel":   {"G3/SlowCallTimesOut", "G3/AnswerNeverChanges"},
+		"late-timeouts":       {"G3/SlowCallTimesOut", "G7/StubbornCallIsAbandonedAndCounted"},
+		"swallows-errors":     {"G2/TaskErrorComesBackUnchanged", "G2/ErrorClassIsKept", "G11/BadRawInputIsRefused"},
+		"hides-panics":        {"G6/PanicIsAFailure"},
+		"zero-stats":          {"Stats/CountEveryOutcome", "G7/StubbornCallIsAbandonedAndCounted", "Concurrency/ManySubmitters"},
+		"accepts-after-close": {"G12/SubmitAfterShutdown"},
+	} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenTarget$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), brokenEnv+"="+how)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "the suite passed a broken executor (%s):\n%s", how, out)
+			for _, name := range mustFail {
+				assert.Contains(t, string(out), "--- FAIL: TestBrokenTarget/"+name+" ",
+					"the suite did not catch %q with %s", how, name)
+			}
+			// The checks of promises it keeps still pass: the failure is targeted.
+			assert.Contains(t, string(out), "--- PASS: TestBrokenTarget/G9/TaskMaySpawn ")
+			if t.Failed() {
+				t.Logf("child output:\n%s", tail(string(out), 60))
+			}
+		})
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
