@@ -1,0 +1,394 @@
+// Package pool is the bounded worker-pool executor: a fixed number of
+// worker goroutines take calls from a bounded FIFO queue. Pick it to run
+// many in-process tasks at a bounded concurrency, the way most programs run
+// flowline day to day; pick executor/local to debug one task at a time, and
+// executor/subprocess when a runaway task must really be stopped.
+//
+// Timeouts are soft and honest. A call's limit counts from the moment a
+// worker starts it, not while it waits in the queue. At the limit the
+// call's context is cancelled with an *executor.TimeoutError as its cause
+// and the caller gets that error within a few milliseconds, whatever the
+// task does. A task that ignores its context cannot be stopped: it is
+// abandoned, counted in Stats.Abandoned, logged once at Warn, and it keeps
+// its worker until it really returns, so no more than Workers goroutines
+// ever run task code at once. Options.MaxAbandoned can make Submit refuse
+// work while too many workers are held that way.
+//
+// Limits that never fire are cheap: no runtime timer and no
+// context.WithTimeout per call. Each worker publishes its call's deadline in
+// an atomic word and one watchdog goroutine, with one timer, sleeps until
+// the earliest deadline; a call's context materialises its cancellation
+// machinery only if the task asks for it.
+//
+// Three ways in: Submit waits for room in the queue (backpressure),
+// TrySubmit fails at once with executor.ErrQueueFull, and Go is Submit
+// without a Future, for work whose outcome the caller does not need.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/executor"
+)
+
+// DefaultQueue is the queue length used when Options.Queue is zero: long
+// enough that a submitter rarely waits for a worker to come back for the
+// next call, short enough to hold back a producer that outruns the workers.
+const DefaultQueue = 1024
+
+// ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit, TrySubmit and Go
+// while Options.MaxAbandoned calls or more are abandoned and still running:
+// their workers are held until they return, and a new call would wait
+// behind them instead of running.
+var ErrTooManyAbandoned = errors.New("executor/pool: too many abandoned calls still running")
+
+// errShutdown is the Err of the *executor.CanceledError that completes a
+// call still queued when Shutdown begins: it matches both executor.ErrClosed
+// and context.Canceled.
+var errShutdown = fmt.Errorf("executor/pool: shut down before the call started: %w: %w",
+	executor.ErrClosed, context.Canceled)
+
+// Options configure an Executor. The zero value is ready to use.
+type Options struct {
+	// Workers is the number of worker goroutines, and so the most calls
+	// that run task code at once, abandoned ones included. Zero or less
+	// means runtime.GOMAXPROCS(0). New starts them all at once.
+	Workers int
+
+	// Queue is how many accepted calls may wait for a worker. Zero means
+	// DefaultQueue; a negative value means no queue: Submit waits until a
+	// worker takes the call, and TrySubmit succeeds only if one is idle.
+	Queue int
+
+	// MaxAbandoned, when positive, makes Submit, TrySubmit and Go fail at
+	// once with an error matching ErrTooManyAbandoned while that many calls
+	// or more are abandoned (answered with a timeout or a cancellation but
+	// still running, each holding its worker). It is checked when the call
+	// is submitted. Zero or less means no cap.
+	MaxAbandoned int
+
+	// Logger receives the executor's own messages (an abandoned call, a
+	// panic in a call submitted with Go), named "pool". Nil means no
+	// logging. Task log lines go to each Call's Logger instead.
+	Logger hclog.Logger
+}
+
+// Executor runs calls on a fixed set of worker goroutines. The zero value
+// is not usable: call New. All methods are safe for concurrent use.
+type Executor struct {
+	queue   chan job      // closed by Shutdown, once no sender is sending
+	closing chan struct{} // closed when Shutdown begins
+	closed  atomic.Bool
+	intake  sync.RWMutex // held for reading by senders, for writing to close queue
+	workers []*worker
+	logger  hclog.Logger
+	maxAbd  int64
+	epoch   time.Time // deadlines are kept as nanoseconds since epoch
+	wd      watchdog
+
+	_         [64]byte      // keep the submitters' counter off the line above
+	submitted atomic.Uint64 // written by submitters only
+	_         [56]byte
+	// Rare events, shared by all workers.
+	timedOut, canceled atomic.Uint64
+	abandoned          atomic.Int64
+
+	mu          sync.Mutex
+	liveWorkers int           // worker goroutines still running
+	workersGone chan struct{} // closed by the last worker to end
+	drained     chan struct{} // closed by the watchdog as it ends, after the workers
+	shutOnce    sync.Once
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New returns an Executor and starts its workers and its watchdog. Call
+// Shutdown to stop them.
+func New(opts Options) *Executor {
+	n := opts.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	q := opts.Queue
+	switch {
+	case q == 0:
+		q = DefaultQueue
+	case q < 0:
+		q = 0
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	e := &Executor{
+		queue:       make(chan job, q),
+		closing:     make(chan struct{}),
+		workers:     make([]*worker, n),
+		logger:      logger.Named("pool"),
+		maxAbd:      int64(max(opts.MaxAbandoned, 0)),
+		epoch:       time.Now(),
+		drained:     make(chan struct{}),
+		workersGone: make(chan struct{}),
+		liveWorkers: n,
+	}
+	e.wd.init()
+	for i := range e.workers {
+		e.workers[i] = &worker{e: e, name: "pool/" + strconv.Itoa(i)}
+	}
+	for _, w := range e.workers {
+		go w.loop()
+	}
+	go e.watch()
+	return e
+}
+
+// Enforcement returns executor.Soft.
+func (e *Executor) Enforcement() executor.Enforcement { return executor.Soft }
+
+// job is one accepted call on its way to a worker. It travels by value
+// through the queue, so queueing a call allocates nothing.
+type job struct {
+	call    executor.Call
+	ctx     context.Context  // the submitter's
+	promise executor.Promise // zero for Go
+	tk      *ticket          // nil when ctx cannot be cancelled
+}
+
+// Submit queues call and returns its Future. It waits for room in the
+// queue while ctx allows; if ctx ends first it fails with ctx's error and
+// the call is not accepted. It fails with executor.ErrClosed after Shutdown
+// has begun (also while waiting for room), with an error matching
+// ErrTooManyAbandoned when the Options.MaxAbandoned cap is reached, and
+// with an error for a Call without a Handler.
+//
+// Once accepted, everything is reported by the Future:
+//   - a ctx that had already ended gives a Future completed with an
+//     *executor.CanceledError; the task does not run;
+//   - cancelling ctx while the call is queued completes it at once with an
+//     *executor.CanceledError, and it never runs;
+//   - cancelling ctx while it runs answers at once with an
+//     *executor.CanceledError and cancels the task's context; a task that
+//     ignores it is abandoned and keeps its worker until it returns;
+//   - a call still queued when Shutdown begins completes with an
+//     *executor.CanceledError whose error matches both executor.ErrClosed
+//     and context.Canceled; it never runs;
+//   - a call that overruns Call.Limit completes with an
+//     *executor.TimeoutError at the limit (see the package comment);
+//   - a panic in the task completes it with an *executor.PanicError.
+//
+// Future.Worker names the worker that ran the call, as "pool/3".
+func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, true)
+}
+
+// TrySubmit is Submit without waiting: when the queue is full (or, with no
+// queue, when no worker is idle) it fails at once with
+// executor.ErrQueueFull and the call is not accepted.
+func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, false)
+}
+
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
+	if call.Handler == nil {
+		return nil, errors.New("executor/pool: Submit with a nil Handler")
+	}
+	if err := e.admit(); err != nil {
+		return nil, err
+	}
+	p := executor.NewPromise()
+	if err := e.enqueue(ctx, job{call: call, ctx: ctx, promise: p}, wait); err != nil {
+		return nil, err
+	}
+	return p.Future(), nil
+}
+
+// Go runs call like Submit but without a Future: it allocates nothing of
+// its own for a call that needs no cancellation or deadline machinery, for
+// fire-and-forget work whose outcome the caller observes by other means
+// (the task's own effects, Stats). It waits for room and fails exactly as
+// Submit does; once it returns nil the call is accepted. The call's result
+// and error are dropped after being counted in Stats; a panic is logged at
+// Error on the executor's logger, since nobody else will see it.
+func (e *Executor) Go(ctx context.Context, call executor.Call) error {
+	if call.Handler == nil {
+		return errors.New("executor/pool: Go with a nil Handler")
+	}
+	if err := e.admit(); err != nil {
+		return err
+	}
+	return e.enqueue(ctx, job{call: call, ctx: ctx}, true)
+}
+
+// admit refuses a call after Shutdown or over the abandoned cap.
+func (e *Executor) admit() error {
+	if e.closed.Load() {
+		return executor.ErrClosed
+	}
+	if e.maxAbd > 0 {
+		if n := e.abandoned.Load(); n >= e.maxAbd {
+			return fmt.Errorf("%w (%d abandoned, cap %d)", ErrTooManyAbandoned, n, e.maxAbd)
+		}
+	}
+	return nil
+}
+
+// enqueue puts j in the queue, waiting for room if wait is set.
+func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
+	done := ctx.Done()
+	if done != nil {
+		if ctx.Err() != nil {
+			// Accepted and cancelled at once, as the contract asks; the
+			// task does not run.
+			e.submitted.Add(1)
+			e.canceled.Add(1)
+			complete(j.promise, "", nil, executor.NewCanceledError(j.call.Name(), ctx))
+			return nil
+		}
+		j.tk = newTicket(e, ctx, j.promise, j.call.Name())
+	}
+	// Senders hold intake for reading while they send, so that Shutdown
+	// can close the queue once none is sending; Shutdown closes closing
+	// first, so a sender waiting for room gives up instead of holding it.
+	e.intake.RLock()
+	defer e.intake.RUnlock()
+	if e.closed.Load() {
+		j.tk.claim()
+		return executor.ErrClosed
+	}
+	select {
+	case e.queue <- j:
+	default:
+		if !wait {
+			j.tk.claim()
+			return executor.ErrQueueFull
+		}
+		select {
+		case e.queue <- j:
+		case <-done:
+			if j.tk.claim() {
+				return ctx.Err()
+			}
+			// The cancellation won the race and already completed the
+			// Future: the call counts as accepted, and cancelled.
+		case <-e.closing:
+			if j.tk.claim() {
+				return executor.ErrClosed
+			}
+		}
+	}
+	e.submitted.Add(1)
+	return nil
+}
+
+// drain completes every call left in the closed queue as cancelled by
+// Shutdown.
+func (e *Executor) drain() {
+	for {
+		select {
+		case j, ok := <-e.queue:
+			if !ok {
+				return
+			}
+			e.cancelQueued(&j)
+		default:
+			return
+		}
+	}
+}
+
+// cancelQueued completes a call taken from the queue after Shutdown began.
+func (e *Executor) cancelQueued(j *job) {
+	if !j.tk.claim() {
+		return // its context's cancellation already completed it
+	}
+	e.canceled.Add(1)
+	complete(j.promise, "", nil, &executor.CanceledError{Task: j.call.Name(), Err: errShutdown, Cause: errShutdown})
+}
+
+// Shutdown stops intake (Submit, TrySubmit and Go fail with
+// executor.ErrClosed from then on, including those waiting for room),
+// completes every call still queued with an *executor.CanceledError that
+// matches executor.ErrClosed and context.Canceled, and waits for the calls
+// that are running, abandoned ones included, and for the executor's
+// goroutines. Limits keep being enforced meanwhile.
+//
+// If ctx ends first it returns an *executor.ShutdownError naming the calls
+// still running; their workers, and the watchdog that enforces their
+// limits, live on until the calls return, and a later Shutdown waits for
+// them again. Shutdown starts no goroutine, so giving up leaves nothing
+// waiting behind. It may be called any number of times.
+func (e *Executor) Shutdown(ctx context.Context) error {
+	e.shutOnce.Do(func() {
+		e.closed.Store(true)
+		close(e.closing) // wakes senders waiting for room
+		e.intake.Lock()  // waits for senders still sending; none waits now
+		close(e.queue)
+		e.intake.Unlock()
+	})
+	// Answer queued calls now, even if every worker is held by an
+	// abandoned call; workers drain too as they come back.
+	e.drain()
+	select {
+	case <-e.drained:
+		return nil
+	case <-ctx.Done():
+	}
+	var running []string
+	for _, w := range e.workers {
+		if s, ok := w.describe(); ok {
+			running = append(running, s)
+		}
+	}
+	slices.Sort(running)
+	return &executor.ShutdownError{Running: running, Err: ctx.Err()}
+}
+
+// workerExited is called by each worker as it ends; the watchdog ends
+// after the last one.
+func (e *Executor) workerExited() {
+	e.mu.Lock()
+	e.liveWorkers--
+	last := e.liveWorkers == 0
+	e.mu.Unlock()
+	if last {
+		close(e.workersGone)
+	}
+}
+
+// Stats returns a snapshot of the counters. Running counts the workers
+// busy with a call, abandoned ones included; Submitted counts accepted
+// calls. Counters are read one by one while calls go on, so a snapshot
+// taken under load may be off by the calls that completed while it was
+// taken.
+func (e *Executor) Stats() executor.Stats {
+	st := executor.Stats{
+		Submitted: e.submitted.Load(),
+		TimedOut:  e.timedOut.Load(),
+		Canceled:  e.canceled.Load(),
+		Abandoned: e.abandoned.Load(),
+	}
+	for _, w := range e.workers {
+		st.Succeeded += w.succeeded.Load()
+		st.Failed += w.failed.Load()
+		if phaseOf(w.state.Load()) != idle {
+			st.Running++
+		}
+	}
+	return st
+}
+
+// Workers returns the number of worker goroutines.
+func (e *Executor) Workers() int { return len(e.workers) }
+
+// mono returns t as nanoseconds since the executor's epoch.
+func (e *Executor) mono(t time.Time) int64 { return int64(t.Sub(e.epoch)) }
