@@ -262,31 +262,33 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 	e.intake.RLock()
 	defer e.intake.RUnlock()
 	if e.closed.Load() {
-		j.tk.claim()
+		j.tk.withdraw()
 		return executor.ErrClosed
 	}
 	select {
 	case e.queue <- j:
 	default:
 		if !wait {
-			j.tk.claim()
+			j.tk.withdraw()
 			return executor.ErrQueueFull
 		}
 		select {
 		case e.queue <- j:
 		case <-done:
-			if j.tk.claim() {
-				return ctx.Err()
-			}
-			// The cancellation won the race and already completed the
-			// Future: the call counts as accepted, and cancelled.
+			j.tk.withdraw()
+			return ctx.Err()
 		case <-e.closing:
-			if j.tk.claim() {
-				return executor.ErrClosed
-			}
+			j.tk.withdraw()
+			return executor.ErrClosed
 		}
 	}
 	e.submitted.Add(1)
+	if j.tk.queued() {
+		// The context ended while the call was being queued: answer now;
+		// the worker that takes it will skip it.
+		e.canceled.Add(1)
+		complete(j.promise, "", nil, executor.NewCanceledError(j.call.Name(), ctx))
+	}
 	return nil
 }
 

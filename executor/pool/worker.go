@@ -297,22 +297,24 @@ func complete(p executor.Promise, worker string, v any, err error) {
 // Submit to its end, so that the cancellation answers it at once: while it
 // is queued (it then never runs) and while it runs.
 type ticket struct {
-	state   atomic.Uint32 // ticketQueued, ticketRunning, ticketOver
+	state   atomic.Uint32 // tkSubmitting ... tkEarly
 	e       *Executor
 	ctx     context.Context
 	promise executor.Promise
 	task    string
 	stop    func() bool // unregisters fire from ctx
 
-	// Set by the worker before the ticket moves to ticketRunning.
+	// Set by the worker before the ticket moves to tkRunning.
 	w   *worker
 	gen uint64
 }
 
 const (
-	ticketQueued uint32 = iota
-	ticketRunning
-	ticketOver
+	tkSubmitting uint32 = iota // being put in the queue
+	tkQueued                   // in the queue
+	tkRunning                  // started by a worker
+	tkOver                     // answered, or never accepted
+	tkEarly                    // its context ended while it was being put in the queue
 )
 
 func newTicket(e *Executor, ctx context.Context, p executor.Promise, task string) *ticket {
@@ -323,24 +325,53 @@ func newTicket(e *Executor, ctx context.Context, p executor.Promise, task string
 
 // fire runs once the submitter's context ends.
 func (tk *ticket) fire() {
-	if tk.state.CompareAndSwap(ticketQueued, ticketOver) {
-		tk.e.canceled.Add(1)
-		complete(tk.promise, "", nil, executor.NewCanceledError(tk.task, tk.ctx))
-		return
-	}
-	if tk.state.Load() == ticketRunning {
-		tk.w.cancel(tk.gen)
+	for {
+		switch s := tk.state.Load(); s {
+		case tkSubmitting:
+			// Submit decides: it refuses the call, or completes it.
+			if tk.state.CompareAndSwap(s, tkEarly) {
+				return
+			}
+		case tkQueued:
+			if tk.state.CompareAndSwap(s, tkOver) {
+				tk.e.canceled.Add(1)
+				complete(tk.promise, "", nil, executor.NewCanceledError(tk.task, tk.ctx))
+				return
+			}
+		case tkRunning:
+			tk.w.cancel(tk.gen)
+			return
+		default:
+			return
+		}
 	}
 }
 
-// claim takes a call that has not started away from its cancellation, and
-// reports whether it did; false means the cancellation has completed it. A
-// nil ticket (a context that cannot be cancelled) is always claimed.
+// withdraw marks a call that Submit did not put in the queue.
+func (tk *ticket) withdraw() {
+	if tk != nil {
+		tk.state.Store(tkOver)
+		tk.stop()
+	}
+}
+
+// queued marks the call as put in the queue and reports whether its
+// context ended meanwhile, in which case Submit completes it as cancelled.
+func (tk *ticket) queued() (cancelled bool) {
+	if tk == nil || tk.state.CompareAndSwap(tkSubmitting, tkQueued) {
+		return false
+	}
+	return tk.state.CompareAndSwap(tkEarly, tkOver)
+}
+
+// claim takes a call that has not started away from its cancellation, for
+// Shutdown, and reports whether it did; false means the cancellation has
+// it. A nil ticket (a context that cannot be cancelled) is always claimed.
 func (tk *ticket) claim() bool {
 	if tk == nil {
 		return true
 	}
-	if !tk.state.CompareAndSwap(ticketQueued, ticketOver) {
+	if !tk.state.CompareAndSwap(tkQueued, tkOver) && !tk.state.CompareAndSwap(tkSubmitting, tkOver) {
 		return false
 	}
 	tk.stop()
@@ -354,7 +385,7 @@ func (tk *ticket) begin(w *worker, g uint64) bool {
 		return true
 	}
 	tk.w, tk.gen = w, g
-	return tk.state.CompareAndSwap(ticketQueued, ticketRunning)
+	return tk.state.CompareAndSwap(tkQueued, tkRunning) || tk.state.CompareAndSwap(tkSubmitting, tkRunning)
 }
 
 // end unregisters the cancellation once the call has returned.

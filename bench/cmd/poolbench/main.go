@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +28,17 @@ import (
 func main() {
 	quick := flag.Bool("quick", false, "smaller task counts (the whole run takes well under a minute)")
 	rounds := flag.Int("rounds", 3, "how many times each measurement is repeated; the median is reported")
+	only := flag.String("only", "", "run only the rows whose table title or name contains this text")
+	memprofile := flag.String("memprofile", "", "write an allocation profile (every allocation sampled) to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1
+		defer writeHeapProfile(*memprofile)
+	}
+	if *cpuprofile != "" {
+		defer startCPUProfile(*cpuprofile)()
+	}
 
 	sz := fullSizes
 	if *quick {
@@ -41,13 +52,26 @@ func main() {
 	fmt.Printf("- rounds: %d (contenders interleaved within each round; medians shown)\n\n", *rounds)
 
 	tables := workloads(sz)
+	if *only != "" {
+		tables = filter(tables, *only)
+	}
 	results := make([][][]result, len(tables)) // table, row, round
 	for t := range tables {
 		results[t] = make([][]result, len(tables[t].rows))
 	}
+	// Warm up the runtime (goroutine and stack free lists, heap size) with
+	// one untimed run of each table's last row, then rotate the order of
+	// the rows from round to round, so that no contender is always the one
+	// that follows another, or runs first on a cold runtime.
+	for _, tab := range tables {
+		fmt.Fprintf(os.Stderr, "\rwarm-up: %-60s", tab.title)
+		tab.rows[len(tab.rows)-1].run()
+	}
 	for r := 0; r < *rounds; r++ {
 		for t, tab := range tables {
-			for i, row := range tab.rows {
+			for k := range tab.rows {
+				i := (k + r) % len(tab.rows)
+				row := tab.rows[i]
 				fmt.Fprintf(os.Stderr, "\rround %d/%d: %-60s", r+1, *rounds, tab.title+": "+row.name)
 				results[t][i] = append(results[t][i], measure(tab.n, row.run))
 			}
@@ -179,4 +203,51 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// filter keeps the rows whose table title or name contains s.
+func filter(tables []table, s string) []table {
+	var out []table
+	for _, t := range tables {
+		var rows []row
+		for _, r := range t.rows {
+			if strings.Contains(t.title, s) || strings.Contains(r.name, s) {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) > 0 {
+			t.rows = rows
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "poolbench:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "poolbench:", err)
+	}
+}
+
+func startCPUProfile(path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "poolbench:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "poolbench:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
