@@ -41,9 +41,11 @@ import (
 	"github.com/flowline-go/flowline/executor"
 )
 
-// DefaultQueue is the queue length used when Options.Queue is zero: long
-// enough that a submitter rarely waits for a worker to come back for the
-// next call, short enough to hold back a producer that outruns the workers.
+// DefaultQueue is the least queue length used when Options.Queue is zero;
+// the default is two calls per worker when that is more. A queue shorter
+// than the worker count cannot keep the workers fed when calls end in
+// waves; a queue much longer only holds back a producer that outruns the
+// workers later.
 const DefaultQueue = 1024
 
 // ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit, TrySubmit and Go
@@ -66,7 +68,7 @@ type Options struct {
 	Workers int
 
 	// Queue is how many accepted calls may wait for a worker. Zero means
-	// DefaultQueue; a negative value means no queue: Submit waits until a
+	// max(DefaultQueue, 2*Workers); a negative value means no queue: Submit waits until a
 	// worker takes the call, and TrySubmit succeeds only if one is idle.
 	Queue int
 
@@ -86,10 +88,8 @@ type Options struct {
 // Executor runs calls on a fixed set of worker goroutines. The zero value
 // is not usable: call New. All methods are safe for concurrent use.
 type Executor struct {
-	queue   chan job      // closed by Shutdown, once no sender is sending
-	closing chan struct{} // closed when Shutdown begins
-	closed  atomic.Bool
-	intake  sync.RWMutex // held for reading by senders, for writing to close queue
+	closing chan struct{} // closed when Shutdown begins: wakes submitters waiting for room
+	closed  atomic.Bool   // set when Shutdown begins; the fast, unlocked check
 	workers []*worker
 	logger  hclog.Logger
 	maxAbd  int64
@@ -103,11 +103,19 @@ type Executor struct {
 	timedOut, canceled atomic.Uint64
 	abandoned          atomic.Int64
 
+	// The queue and the workers' goroutines. A worker without a goroutine
+	// is idle; the queue is empty whenever one is.
 	mu          sync.Mutex
-	liveWorkers int           // worker goroutines still running
-	workersGone chan struct{} // closed by the last worker to end
+	ring        []job // the queue: n calls from head, FIFO
+	head, n     int
+	idle        []*worker     // workers without a goroutine, last to stop on top
+	live        int           // worker goroutines running
+	stopping    bool          // Shutdown has begun (the locked check)
+	waiters     int           // submitters waiting for room
+	room        chan struct{} // closed (and dropped) when room appears for waiters
+	gone        bool          // workersGone is closed
+	workersGone chan struct{} // closed once stopping and no worker goroutine is left
 	drained     chan struct{} // closed by the watchdog as it ends, after the workers
-	shutOnce    sync.Once
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -122,7 +130,7 @@ func New(opts Options) *Executor {
 	q := opts.Queue
 	switch {
 	case q == 0:
-		q = DefaultQueue
+		q = max(DefaultQueue, 2*n)
 	case q < 0:
 		q = 0
 	}
@@ -131,7 +139,8 @@ func New(opts Options) *Executor {
 		logger = hclog.NewNullLogger()
 	}
 	e := &Executor{
-		queue:       make(chan job, q),
+		ring:        make([]job, q),
+		idle:        make([]*worker, 0, n),
 		closing:     make(chan struct{}),
 		workers:     make([]*worker, n),
 		logger:      logger.Named("pool"),
@@ -139,14 +148,13 @@ func New(opts Options) *Executor {
 		epoch:       time.Now(),
 		drained:     make(chan struct{}),
 		workersGone: make(chan struct{}),
-		liveWorkers: n,
 	}
 	e.wd.init()
 	for i := range e.workers {
 		e.workers[i] = &worker{e: e, name: "pool/" + strconv.Itoa(i)}
 	}
-	for _, w := range e.workers {
-		go w.loop()
+	for i := n - 1; i >= 0; i-- {
+		e.idle = append(e.idle, e.workers[i]) // pool/0 on top
 	}
 	go e.watch()
 	return e
@@ -256,55 +264,110 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 		}
 		j.tk = newTicket(e, ctx, j.promise, j.call.Name())
 	}
-	// Senders hold intake for reading while they send, so that Shutdown
-	// can close the queue once none is sending; Shutdown closes closing
-	// first, so a sender waiting for room gives up instead of holding it.
-	e.intake.RLock()
-	defer e.intake.RUnlock()
-	if e.closed.Load() {
-		j.tk.withdraw()
-		return executor.ErrClosed
-	}
-	select {
-	case e.queue <- j:
-	default:
-		if !wait {
-			j.tk.withdraw()
-			return executor.ErrQueueFull
+	waited := false
+	for {
+		e.mu.Lock()
+		if waited {
+			e.waiters--
 		}
-		select {
-		case e.queue <- j:
-		case <-done:
-			j.tk.withdraw()
-			return ctx.Err()
-		case <-e.closing:
+		if e.stopping {
+			e.mu.Unlock()
 			j.tk.withdraw()
 			return executor.ErrClosed
 		}
+		if k := len(e.idle); k > 0 {
+			// The queue is empty: hand the call to an idle worker and
+			// start its goroutine.
+			w := e.idle[k-1]
+			e.idle = e.idle[:k-1]
+			e.live++
+			w.cur = j
+			e.mu.Unlock()
+			go w.loop()
+			e.accepted(ctx, &j)
+			return nil
+		}
+		if e.n < len(e.ring) {
+			e.ring[(e.head+e.n)%len(e.ring)] = j
+			e.n++
+			e.mu.Unlock()
+			e.accepted(ctx, &j)
+			return nil
+		}
+		if !wait {
+			e.mu.Unlock()
+			j.tk.withdraw()
+			return executor.ErrQueueFull
+		}
+		if e.room == nil {
+			e.room = make(chan struct{})
+		}
+		room := e.room
+		e.waiters++
+		e.mu.Unlock()
+		select {
+		case <-room:
+			waited = true
+		case <-done:
+			e.mu.Lock()
+			e.waiters--
+			e.mu.Unlock()
+			j.tk.withdraw()
+			return ctx.Err()
+		case <-e.closing:
+			waited = true // and the next round refuses the call
+		}
 	}
+}
+
+// accepted counts a call that is in the queue or on a worker, and answers
+// it if its context ended while it was being queued.
+func (e *Executor) accepted(ctx context.Context, j *job) {
 	e.submitted.Add(1)
 	if j.tk.queued() {
-		// The context ended while the call was being queued: answer now;
-		// the worker that takes it will skip it.
+		// The worker that takes it will skip it.
 		e.canceled.Add(1)
 		complete(j.promise, "", nil, executor.NewCanceledError(j.call.Name(), ctx))
 	}
-	return nil
 }
 
-// drain completes every call left in the closed queue as cancelled by
-// Shutdown.
-func (e *Executor) drain() {
-	for {
-		select {
-		case j, ok := <-e.queue:
-			if !ok {
-				return
-			}
-			e.cancelQueued(&j)
-		default:
-			return
+// next gives w the next queued call, or makes w idle and reports false.
+func (e *Executor) next(w *worker) bool {
+	e.mu.Lock()
+	if e.n > 0 {
+		w.cur = e.ring[e.head]
+		e.ring[e.head] = job{}
+		e.head = (e.head + 1) % len(e.ring)
+		e.n--
+		// Wake waiting submitters once half the queue is free, not at
+		// every call, so that a producer that outruns the workers sleeps
+		// once per half queue.
+		if e.waiters > 0 && e.n <= len(e.ring)/2 {
+			e.wakeRoomLocked()
 		}
+		e.mu.Unlock()
+		return true
+	}
+	e.idle = append(e.idle, w)
+	e.live--
+	if e.waiters > 0 {
+		e.wakeRoomLocked() // an idle worker is room when there is no queue
+	}
+	last := e.stopping && e.live == 0 && !e.gone
+	if last {
+		e.gone = true
+	}
+	e.mu.Unlock()
+	if last {
+		close(e.workersGone)
+	}
+	return false
+}
+
+func (e *Executor) wakeRoomLocked() {
+	if e.room != nil {
+		close(e.room)
+		e.room = nil
 	}
 }
 
@@ -330,18 +393,35 @@ func (e *Executor) cancelQueued(j *job) {
 // them again. Shutdown starts no goroutine, so giving up leaves nothing
 // waiting behind. It may be called any number of times.
 func (e *Executor) Shutdown(ctx context.Context) error {
-	e.shutOnce.Do(func() {
+	var queued []job
+	e.mu.Lock()
+	if !e.stopping {
+		e.stopping = true
 		e.closed.Store(true)
-		close(e.closing) // wakes senders waiting for room
-		e.intake.Lock()  // waits for senders still sending; none waits now
-		close(e.queue)
-		e.intake.Unlock()
-	})
-	// Answer queued calls now, even if every worker is held by an
-	// abandoned call; workers drain too as they come back.
-	e.drain()
+		close(e.closing)
+		// Answer queued calls now, even if every worker is held by an
+		// abandoned call.
+		for ; e.n > 0; e.n-- {
+			queued = append(queued, e.ring[e.head])
+			e.ring[e.head] = job{}
+			e.head = (e.head + 1) % len(e.ring)
+		}
+		if e.live == 0 {
+			e.gone = true
+			close(e.workersGone)
+		}
+	}
+	e.mu.Unlock()
+	for i := range queued {
+		e.cancelQueued(&queued[i])
+	}
 	select {
 	case <-e.drained:
+		// No goroutine is left to touch the workers: drop what their
+		// caches hold.
+		for _, w := range e.workers {
+			w.forget()
+		}
 		return nil
 	case <-ctx.Done():
 	}
@@ -353,18 +433,6 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	}
 	slices.Sort(running)
 	return &executor.ShutdownError{Running: running, Err: ctx.Err()}
-}
-
-// workerExited is called by each worker as it ends; the watchdog ends
-// after the last one.
-func (e *Executor) workerExited() {
-	e.mu.Lock()
-	e.liveWorkers--
-	last := e.liveWorkers == 0
-	e.mu.Unlock()
-	if last {
-		close(e.workersGone)
-	}
 }
 
 // Stats returns a snapshot of the counters. Running counts the workers

@@ -63,21 +63,14 @@ type worker struct {
 	_ [64]byte // keep neighbouring workers off this worker's cache lines
 }
 
+// loop is a worker's goroutine: it runs the call it was started with and
+// then queued calls until the queue is empty.
 func (w *worker) loop() {
-	e := w.e
-	defer e.workerExited()
 	for {
-		var ok bool
-		if w.cur, ok = <-e.queue; !ok {
-			w.forget()
+		w.run()
+		if !w.e.next(w) {
 			return
 		}
-		if e.closed.Load() {
-			e.cancelQueued(&w.cur)
-			w.cur = job{}
-			continue
-		}
-		w.run()
 	}
 }
 

@@ -7,11 +7,12 @@
 //	cd bench && go run ./cmd/poolbench -quick   # smaller counts, under a minute
 //
 // It prints Markdown tables: ns per task (wall time of submitting every
-// task and waiting for all of them, pool start and stop included), heap
-// allocations per task, peak memory (live heap plus goroutine stacks above
-// the level before the run, sampled every millisecond), and the ratio to
-// the best peer on each line. The timeout table reports how late the
-// answer came after the deadline.
+// task and waiting for all of them, pool start and stop included), CPU time
+// per task (user+system, all goroutines: steadier than wall time on a
+// loaded machine), heap allocations per task, peak heap in use and peak
+// goroutine count above their levels before the run (sampled every
+// millisecond), and the ratio of ns/task to the best peer on each line.
+// The timeout table reports how late the answer came after the deadline.
 package main
 
 import (
@@ -120,22 +121,24 @@ func printTable(tab table, res [][]result) {
 		fmt.Printf("%s\n\n", tab.note)
 	}
 	type agg struct {
-		ns, allocs, peak float64
-		p50, p99, max    time.Duration
+		ns, cpu, allocs, peak, peakG float64
+		p50, p99, max                time.Duration
 	}
 	aggs := make([]agg, len(tab.rows))
 	best := -1.0
 	byName := map[string]int{}
 	for i, rs := range res {
-		var ns, allocs, peak []float64
+		var ns, cpu, allocs, peak, peakG []float64
 		var p50, p99, mx []time.Duration
 		for _, r := range rs {
 			ns = append(ns, r.nsPerTask)
+			cpu = append(cpu, r.cpuPerTask)
 			allocs = append(allocs, r.allocsPerTask)
 			peak = append(peak, r.peakMiB)
+			peakG = append(peakG, float64(r.peakG))
 			p50, p99, mx = append(p50, r.p50), append(p99, r.p99), append(mx, r.max)
 		}
-		aggs[i] = agg{median(ns), median(allocs), median(peak), median(p50), median(p99), median(mx)}
+		aggs[i] = agg{median(ns), median(cpu), median(allocs), median(peak), median(peakG), median(p50), median(p99), median(mx)}
 		byName[tab.rows[i].name] = i
 		metric := aggs[i].ns
 		if tab.latency {
@@ -155,14 +158,14 @@ func printTable(tab table, res [][]result) {
 		fmt.Println()
 		return
 	}
-	fmt.Println("| contender | ns/task | allocs/task | peak MiB | ratio to best peer | vs no limit |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| contender | ns/task | CPU ns/task | allocs/task | peak heap MiB | peak goroutines | ratio to best peer | vs no limit |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for i, a := range aggs {
 		vs := ""
 		if b := tab.rows[i].base; b != "" {
 			vs = ratio(a.ns, aggs[byName[b]].ns)
 		}
-		fmt.Printf("| %s | %.0f | %.2f | %.1f | %s | %s |\n", tab.rows[i].name, a.ns, a.allocs, a.peak,
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.1f | %.0f | %s | %s |\n", tab.rows[i].name, a.ns, a.cpu, a.allocs, a.peak, a.peakG,
 			ratio(a.ns, best), vs)
 	}
 	fmt.Println()
