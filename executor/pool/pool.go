@@ -1,5 +1,5 @@
-// Package pool is the bounded worker-pool executor: a fixed number of
-// worker goroutines take calls from a bounded FIFO queue. Pick it to run
+// Package pool is the bounded worker-pool executor: at most a fixed number
+// of workers run calls taken from a bounded FIFO queue. Pick it to run
 // many in-process tasks at a bounded concurrency, the way most programs run
 // flowline day to day; pick executor/local to debug one task at a time, and
 // executor/subprocess when a runaway task must really be stopped.
@@ -20,9 +20,16 @@
 // the earliest deadline; a call's context materialises its cancellation
 // machinery only if the task asks for it.
 //
+// A worker's goroutine starts when a call is handed to an idle worker and
+// ends when the queue is empty, so an idle pool holds no goroutine but its
+// watchdog, and a busy one never parks and wakes a goroutine per call.
+//
 // Three ways in: Submit waits for room in the queue (backpressure),
 // TrySubmit fails at once with executor.ErrQueueFull, and Go is Submit
 // without a Future, for work whose outcome the caller does not need.
+//
+// Measured against errgroup, conc, ants and pond in the bench module
+// (bench/cmd/poolbench); docs/benchmarks.md has the numbers.
 package pool
 
 import (
@@ -48,8 +55,9 @@ import (
 // workers later.
 const DefaultQueue = 1024
 
-// ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit, TrySubmit and Go
-// while Options.MaxAbandoned calls or more are abandoned and still running:
+// ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit,
+// TrySubmit and Go while Options.MaxAbandoned calls or more are abandoned
+// and still running:
 // their workers are held until they return, and a new call would wait
 // behind them instead of running.
 var ErrTooManyAbandoned = errors.New("executor/pool: too many abandoned calls still running")
@@ -62,14 +70,16 @@ var errShutdown = fmt.Errorf("executor/pool: shut down before the call started: 
 
 // Options configure an Executor. The zero value is ready to use.
 type Options struct {
-	// Workers is the number of worker goroutines, and so the most calls
-	// that run task code at once, abandoned ones included. Zero or less
-	// means runtime.GOMAXPROCS(0). New starts them all at once.
+	// Workers is the number of workers, and so the most calls that run
+	// task code at once, abandoned ones included. Zero or less means
+	// runtime.GOMAXPROCS(0). Each worker has a goroutine only while it
+	// has calls to run.
 	Workers int
 
 	// Queue is how many accepted calls may wait for a worker. Zero means
-	// max(DefaultQueue, 2*Workers); a negative value means no queue: Submit waits until a
-	// worker takes the call, and TrySubmit succeeds only if one is idle.
+	// max(DefaultQueue, 2*Workers); a negative value means no queue:
+	// Submit waits until a worker is idle, and TrySubmit succeeds only if
+	// one is.
 	Queue int
 
 	// MaxAbandoned, when positive, makes Submit, TrySubmit and Go fail at
@@ -85,8 +95,8 @@ type Options struct {
 	Logger hclog.Logger
 }
 
-// Executor runs calls on a fixed set of worker goroutines. The zero value
-// is not usable: call New. All methods are safe for concurrent use.
+// Executor runs calls on a bounded set of workers. The zero value is not
+// usable: call New. All methods are safe for concurrent use.
 type Executor struct {
 	closing chan struct{} // closed when Shutdown begins: wakes submitters waiting for room
 	closed  atomic.Bool   // set when Shutdown begins; the fast, unlocked check
@@ -116,12 +126,13 @@ type Executor struct {
 	gone        bool          // workersGone is closed
 	workersGone chan struct{} // closed once stopping and no worker goroutine is left
 	drained     chan struct{} // closed by the watchdog as it ends, after the workers
+	forgetOnce  sync.Once
 }
 
 var _ executor.Executor = (*Executor)(nil)
 
-// New returns an Executor and starts its workers and its watchdog. Call
-// Shutdown to stop them.
+// New returns an Executor and starts its watchdog goroutine; workers'
+// goroutines start as calls arrive. Call Shutdown to stop them.
 func New(opts Options) *Executor {
 	n := opts.Workers
 	if n <= 0 {
@@ -184,9 +195,10 @@ type job struct {
 //     *executor.CanceledError; the task does not run;
 //   - cancelling ctx while the call is queued completes it at once with an
 //     *executor.CanceledError, and it never runs;
-//   - cancelling ctx while it runs answers at once with an
-//     *executor.CanceledError and cancels the task's context; a task that
-//     ignores it is abandoned and keeps its worker until it returns;
+//   - cancelling ctx while it runs cancels the task's context and answers
+//     at once with an *executor.CanceledError (or with what the task
+//     returned, if it returned first); a task that has not returned by
+//     then is abandoned and keeps its worker until it returns;
 //   - a call still queued when Shutdown begins completes with an
 //     *executor.CanceledError whose error matches both executor.ErrClosed
 //     and context.Canceled; it never runs;
@@ -419,9 +431,11 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	case <-e.drained:
 		// No goroutine is left to touch the workers: drop what their
 		// caches hold.
-		for _, w := range e.workers {
-			w.forget()
-		}
+		e.forgetOnce.Do(func() {
+			for _, w := range e.workers {
+				w.forget()
+			}
+		})
 		return nil
 	case <-ctx.Done():
 	}

@@ -87,8 +87,10 @@ func (w *worker) run() {
 		// time: for its deadline, its TimeoutError, its abandonment log.
 		w.start = time.Now()
 	}
+	var deadline int64
 	if limit > 0 {
-		w.lctx = newLimitCtx(ctx, w.start.Add(limit))
+		deadline = e.mono(w.start) + int64(limit)
+		w.lctx = newLimitCtx(ctx, e, deadline)
 		ctx = w.lctx
 	}
 	w.state.Store(pack(g, running))
@@ -99,9 +101,8 @@ func (w *worker) run() {
 		return
 	}
 	if limit > 0 {
-		d := e.mono(w.start) + int64(limit)
-		w.deadline.Store(d)
-		e.wd.arm(d)
+		w.deadline.Store(deadline)
+		e.wd.arm(deadline)
 	}
 
 	v, err := j.call.Handler.Run(ctx, j.call.Input)
