@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,19 +10,22 @@ import (
 	"github.com/flowline-go/flowline/executor/pool"
 )
 
-var noop = executor.NewHandler("noop", func(context.Context, struct{}) (struct{}, error) {
-	return struct{}{}, nil
-}, nil)
-
-// benchPool measures one call submitted by one goroutine and run by
-// GOMAXPROCS workers, Shutdown included.
+// benchPool measures one no-op call submitted by one goroutine and run by
+// GOMAXPROCS workers. The task marks a WaitGroup so that every call has
+// run before the pool is shut down (Shutdown would cancel queued calls).
+// bench/cmd/poolbench compares the same with other pools.
 func benchPool(b *testing.B, limit time.Duration, future bool) {
+	var wg sync.WaitGroup
+	h := executor.NewHandler("noop", func(context.Context, struct{}) (struct{}, error) {
+		wg.Done()
+		return struct{}{}, nil
+	}, nil)
 	ex := pool.New(pool.Options{})
 	ctx := context.Background()
-	call := executor.Call{Handler: noop, RunID: "bench", Limit: limit}
+	call := executor.Call{Handler: h, RunID: "bench", Limit: limit}
 	b.ReportAllocs()
-	b.ResetTimer()
 	for b.Loop() {
+		wg.Add(1)
 		var err error
 		if future {
 			_, err = ex.Submit(ctx, call)
@@ -32,6 +36,7 @@ func benchPool(b *testing.B, limit time.Duration, future bool) {
 			b.Fatal(err)
 		}
 	}
+	wg.Wait()
 	if err := ex.Shutdown(ctx); err != nil {
 		b.Fatal(err)
 	}

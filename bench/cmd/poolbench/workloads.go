@@ -98,8 +98,8 @@ func flowlineRun(n, c int, limit time.Duration, future bool, body func()) func()
 // contender pays for a closure per task.
 func throughputRows(n, c int, body func()) []row {
 	return []row{
-		{name: "flowline pool Go (no future)", kind: flowline, run: flowlineRun(n, c, 0, false, body)},
-		{name: "flowline pool Submit (future)", kind: flowline, run: flowlineRun(n, c, 0, true, body)},
+		{name: "flowline pool Go + WaitGroup (no future)", kind: flowline, run: flowlineRun(n, c, 0, false, body)},
+		{name: "flowline pool Submit + WaitGroup (future dropped)", kind: flowline, run: flowlineRun(n, c, 0, true, body)},
 		{name: "errgroup SetLimit", kind: peer, run: func() []time.Duration {
 			var g errgroup.Group
 			g.SetLimit(c)
@@ -136,6 +136,18 @@ func throughputRows(n, c int, body func()) []row {
 			for range n {
 				must(p.Go(body))
 			}
+			p.StopAndWait()
+			return nil
+		}},
+		{name: "pond/v2 Go + WaitGroup (waited for as flowline is)", kind: peer, run: func() []time.Duration {
+			p := pond.NewPool(c)
+			var wg sync.WaitGroup
+			f := func() { body(); wg.Done() }
+			for range n {
+				wg.Add(1)
+				must(p.Go(f))
+			}
+			wg.Wait()
 			p.StopAndWait()
 			return nil
 		}},
@@ -188,7 +200,7 @@ func limitTable(n, c int) table {
 		_ = ctx.Err() // the task "looks at" its context
 		cancel()
 	}
-	peers := throughputRows(n, c, withTimeout)[2:8] // errgroup .. semaphore
+	peers := throughputRows(n, c, withTimeout)[2:9] // errgroup .. semaphore
 	for i := range peers {
 		peers[i].name += " + WithTimeout"
 	}
