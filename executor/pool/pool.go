@@ -429,24 +429,56 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-e.drained:
-		// No goroutine is left to touch the workers: drop what their
-		// caches hold.
-		e.forgetOnce.Do(func() {
-			for _, w := range e.workers {
-				w.forget()
-			}
-		})
-		return nil
 	case <-ctx.Done():
-	}
-	var running []string
-	for _, w := range e.workers {
-		if s, ok := w.describe(); ok {
-			running = append(running, s)
+		select {
+		case <-e.workersGone:
+			// Every call has returned; only the watchdog is still on
+			// its way out, which takes no time worth reporting.
+			<-e.drained
+		default:
+			running := e.running()
+			if len(running) == 0 {
+				// Every call has returned and the last worker goroutines
+				// are on their way out (or one is just starting a call
+				// accepted before Shutdown): give them a moment.
+				t := time.NewTimer(time.Millisecond)
+				select {
+				case <-e.workersGone:
+					t.Stop()
+					<-e.drained
+					e.forgetCaches()
+					return nil
+				case <-t.C:
+				}
+				running = e.running()
+			}
+			return &executor.ShutdownError{Running: running, Err: ctx.Err()}
 		}
 	}
-	slices.Sort(running)
-	return &executor.ShutdownError{Running: running, Err: ctx.Err()}
+	e.forgetCaches()
+	return nil
+}
+
+// forgetCaches drops what the workers' caches hold, once no goroutine is
+// left to touch them.
+func (e *Executor) forgetCaches() {
+	e.forgetOnce.Do(func() {
+		for _, w := range e.workers {
+			w.forget()
+		}
+	})
+}
+
+// running names the calls running now, sorted.
+func (e *Executor) running() []string {
+	var names []string
+	for _, w := range e.workers {
+		if s, ok := w.describe(); ok {
+			names = append(names, s)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Stats returns a snapshot of the counters. Running counts the workers

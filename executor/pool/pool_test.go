@@ -569,3 +569,27 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Positive(t, ex.Workers(), "zero or less means GOMAXPROCS")
 	assert.Equal(t, executor.Soft, ex.Enforcement())
 }
+
+func TestShutdownOfAnIdlePoolSucceedsEvenWithAnEndedContext(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	synctest.Test(t, func(t *testing.T) {
+		// A pool that never ran a call, and one whose worker goroutine
+		// has ended on its own: Shutdown waits for nothing and must not
+		// report a failure, even with an ended context.
+		fresh := pool.New(pool.Options{Workers: 2})
+		assert.NoError(t, fresh.Shutdown(ended))
+
+		used := pool.New(pool.Options{Workers: 2})
+		_, err := executor.Run(context.Background(), used, call(gate{release: closedChan()}, time.Minute))
+		require.NoError(t, err)
+		synctest.Wait()
+		assert.NoError(t, used.Shutdown(ended))
+	})
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
