@@ -1,0 +1,38 @@
+package pool_test
+
+import (
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/executortest"
+	"github.com/flowline-go/flowline/executor/pool"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestConformance(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts pool.Options
+	}{
+		{"default", pool.Options{}},
+		{"one worker, no queue", pool.Options{Workers: 1, Queue: -1}},
+		{"many workers", pool.Options{Workers: 16, Queue: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			executortest.Run(t, executortest.Config{
+				New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+					opts := tc.opts
+					opts.Logger = logger
+					return pool.New(opts)
+				},
+				Synctest: true,
+			})
+		})
+	}
+}

@@ -1,0 +1,510 @@
+// Package pool is the bounded worker-pool executor: at most a fixed number
+// of workers run calls taken from a bounded FIFO queue. Pick it to run
+// many in-process tasks at a bounded concurrency, the way most programs run
+// flowline day to day; pick executor/local to debug one task at a time, and
+// executor/subprocess when a runaway task must really be stopped.
+//
+// Timeouts are soft and honest. A call's limit counts from the moment a
+// worker starts it, not while it waits in the queue. At the limit the
+// call's context is cancelled with an *executor.TimeoutError as its cause
+// and the caller gets that error within a few milliseconds, whatever the
+// task does. A task that ignores its context cannot be stopped: it is
+// abandoned, counted in Stats.Abandoned, logged once at Warn, and it keeps
+// its worker until it really returns, so no more than Workers goroutines
+// ever run task code at once. Options.MaxAbandoned can make Submit refuse
+// work while too many workers are held that way.
+//
+// Limits that never fire are cheap: no runtime timer and no
+// context.WithTimeout per call. Each worker publishes its call's deadline in
+// an atomic word and one watchdog goroutine, with one timer, sleeps until
+// the earliest deadline; a call's context materialises its cancellation
+// machinery only if the task asks for it.
+//
+// A worker's goroutine starts when a call is handed to an idle worker and
+// ends when the queue is empty, so an idle pool holds no goroutine but its
+// watchdog, and a busy one never parks and wakes a goroutine per call.
+//
+// Three ways in: Submit waits for room in the queue (backpressure),
+// TrySubmit fails at once with executor.ErrQueueFull, and Go is Submit
+// without a Future, for work whose outcome the caller does not need.
+//
+// Measured against errgroup, conc, ants and pond in the bench module
+// (bench/cmd/poolbench); docs/benchmarks.md has the numbers.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/executor"
+)
+
+// DefaultQueue is the least queue length used when Options.Queue is zero;
+// the default is two calls per worker when that is more. A queue shorter
+// than the worker count cannot keep the workers fed when calls end in
+// waves; a queue much longer only holds back a producer that outruns the
+// workers later.
+const DefaultQueue = 1024
+
+// ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit,
+// TrySubmit and Go while Options.MaxAbandoned calls or more are abandoned
+// and still running:
+// their workers are held until they return, and a new call would wait
+// behind them instead of running.
+var ErrTooManyAbandoned = errors.New("executor/pool: too many abandoned calls still running")
+
+// errShutdown is the Err of the *executor.CanceledError that completes a
+// call still queued when Shutdown begins: it matches both executor.ErrClosed
+// and context.Canceled.
+var errShutdown = fmt.Errorf("executor/pool: shut down before the call started: %w: %w",
+	executor.ErrClosed, context.Canceled)
+
+// Options configure an Executor. The zero value is ready to use.
+type Options struct {
+	// Workers is the number of workers, and so the most calls that run
+	// task code at once, abandoned ones included. Zero or less means
+	// runtime.GOMAXPROCS(0). Each worker has a goroutine only while it
+	// has calls to run.
+	Workers int
+
+	// Queue is how many accepted calls may wait for a worker. Zero means
+	// max(DefaultQueue, 2*Workers); a negative value means no queue:
+	// Submit waits until a worker is idle, and TrySubmit succeeds only if
+	// one is.
+	Queue int
+
+	// MaxAbandoned, when positive, makes Submit, TrySubmit and Go fail at
+	// once with an error matching ErrTooManyAbandoned while that many calls
+	// or more are abandoned (answered with a timeout or a cancellation but
+	// still running, each holding its worker). It is checked when the call
+	// is submitted. Zero or less means no cap.
+	MaxAbandoned int
+
+	// Logger receives the executor's own messages (an abandoned call, a
+	// panic in a call submitted with Go), named "pool". Nil means no
+	// logging. Task log lines go to each Call's Logger instead.
+	Logger hclog.Logger
+}
+
+// Executor runs calls on a bounded set of workers. The zero value is not
+// usable: call New. All methods are safe for concurrent use.
+type Executor struct {
+	closing chan struct{} // closed when Shutdown begins: wakes submitters waiting for room
+	closed  atomic.Bool   // set when Shutdown begins; the fast, unlocked check
+	workers []*worker
+	logger  hclog.Logger
+	maxAbd  int64
+	epoch   time.Time // deadlines are kept as nanoseconds since epoch
+	wd      watchdog
+
+	_         [64]byte      // keep the submitters' counter off the line above
+	submitted atomic.Uint64 // written by submitters only
+	_         [56]byte
+	// Rare events, shared by all workers.
+	timedOut, canceled atomic.Uint64
+	abandoned          atomic.Int64
+
+	// The queue and the workers' goroutines. A worker without a goroutine
+	// is idle; the queue is empty whenever one is.
+	mu          sync.Mutex
+	ring        []job // the queue: n calls from head, FIFO
+	head, n     int
+	idle        []*worker     // workers without a goroutine, last to stop on top
+	live        int           // worker goroutines running
+	stopping    bool          // Shutdown has begun (the locked check)
+	waiters     int           // submitters waiting for room
+	room        chan struct{} // closed (and dropped) when room appears for waiters
+	gone        bool          // workersGone is closed
+	workersGone chan struct{} // closed once stopping and no worker goroutine is left
+	drained     chan struct{} // closed by the watchdog as it ends, after the workers
+	forgetOnce  sync.Once
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New returns an Executor and starts its watchdog goroutine; workers'
+// goroutines start as calls arrive. Call Shutdown to stop them.
+func New(opts Options) *Executor {
+	n := opts.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	q := opts.Queue
+	switch {
+	case q == 0:
+		q = max(DefaultQueue, 2*n)
+	case q < 0:
+		q = 0
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	e := &Executor{
+		ring:        make([]job, q),
+		idle:        make([]*worker, 0, n),
+		closing:     make(chan struct{}),
+		workers:     make([]*worker, n),
+		logger:      logger.Named("pool"),
+		maxAbd:      int64(max(opts.MaxAbandoned, 0)),
+		epoch:       time.Now(),
+		drained:     make(chan struct{}),
+		workersGone: make(chan struct{}),
+	}
+	e.wd.init()
+	for i := range e.workers {
+		e.workers[i] = &worker{e: e, name: "pool/" + strconv.Itoa(i)}
+	}
+	for i := n - 1; i >= 0; i-- {
+		e.idle = append(e.idle, e.workers[i]) // pool/0 on top
+	}
+	go e.watch()
+	return e
+}
+
+// Enforcement returns executor.Soft.
+func (e *Executor) Enforcement() executor.Enforcement { return executor.Soft }
+
+// job is one accepted call on its way to a worker. It travels by value
+// through the queue, so queueing a call allocates nothing.
+type job struct {
+	call    executor.Call
+	ctx     context.Context  // the submitter's
+	promise executor.Promise // zero for Go
+	tk      *ticket          // nil when ctx cannot be cancelled
+}
+
+// Submit queues call and returns its Future. It waits for room in the
+// queue while ctx allows; if ctx ends first it fails with ctx's error and
+// the call is not accepted. It fails with executor.ErrClosed after Shutdown
+// has begun (also while waiting for room), with an error matching
+// ErrTooManyAbandoned when the Options.MaxAbandoned cap is reached, and
+// with an error for a Call without a Handler.
+//
+// Once accepted, everything is reported by the Future:
+//   - a ctx that had already ended gives a Future completed with an
+//     *executor.CanceledError; the task does not run;
+//   - cancelling ctx while the call is queued completes it at once with an
+//     *executor.CanceledError, and it never runs;
+//   - cancelling ctx while it runs cancels the task's context and answers
+//     at once with an *executor.CanceledError (or with what the task
+//     returned, if it returned first); a task that has not returned by
+//     then is abandoned and keeps its worker until it returns;
+//   - a call still queued when Shutdown begins completes with an
+//     *executor.CanceledError whose error matches both executor.ErrClosed
+//     and context.Canceled; it never runs;
+//   - a call that overruns Call.Limit completes with an
+//     *executor.TimeoutError at the limit (see the package comment);
+//   - a panic in the task completes it with an *executor.PanicError.
+//
+// Future.Worker names the worker that ran the call, as "pool/3".
+func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, true)
+}
+
+// TrySubmit is Submit without waiting: when the queue is full (or, with no
+// queue, when no worker is idle) it fails at once with
+// executor.ErrQueueFull and the call is not accepted.
+func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, false)
+}
+
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
+	if call.Handler == nil {
+		return nil, errors.New("executor/pool: Submit with a nil Handler")
+	}
+	if err := e.admit(); err != nil {
+		return nil, err
+	}
+	p := executor.NewPromise()
+	if err := e.enqueue(ctx, job{call: call, ctx: ctx, promise: p}, wait); err != nil {
+		return nil, err
+	}
+	return p.Future(), nil
+}
+
+// Go runs call like Submit but without a Future: it allocates nothing of
+// its own for a call that needs no cancellation or deadline machinery, for
+// fire-and-forget work whose outcome the caller observes by other means
+// (the task's own effects, Stats). It waits for room and fails exactly as
+// Submit does; once it returns nil the call is accepted. The call's result
+// and error are dropped after being counted in Stats; a panic is logged at
+// Error on the executor's logger, since nobody else will see it.
+func (e *Executor) Go(ctx context.Context, call executor.Call) error {
+	if call.Handler == nil {
+		return errors.New("executor/pool: Go with a nil Handler")
+	}
+	if err := e.admit(); err != nil {
+		return err
+	}
+	return e.enqueue(ctx, job{call: call, ctx: ctx}, true)
+}
+
+// admit refuses a call after Shutdown or over the abandoned cap.
+func (e *Executor) admit() error {
+	if e.closed.Load() {
+		return executor.ErrClosed
+	}
+	if e.maxAbd > 0 {
+		if n := e.abandoned.Load(); n >= e.maxAbd {
+			return fmt.Errorf("%w (%d abandoned, cap %d)", ErrTooManyAbandoned, n, e.maxAbd)
+		}
+	}
+	return nil
+}
+
+// enqueue puts j in the queue, waiting for room if wait is set.
+func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
+	done := ctx.Done()
+	if done != nil {
+		if ctx.Err() != nil {
+			// Accepted and cancelled at once, as the contract asks; the
+			// task does not run.
+			e.submitted.Add(1)
+			e.canceled.Add(1)
+			complete(j.promise, "", nil, executor.NewCanceledError(j.call.Name(), ctx))
+			return nil
+		}
+		j.tk = newTicket(e, ctx, j.promise, j.call.Name())
+	}
+	waited := false
+	for {
+		e.mu.Lock()
+		if waited {
+			e.waiters--
+		}
+		if e.stopping {
+			e.mu.Unlock()
+			j.tk.withdraw()
+			return executor.ErrClosed
+		}
+		if k := len(e.idle); k > 0 {
+			// The queue is empty: hand the call to an idle worker and
+			// start its goroutine.
+			w := e.idle[k-1]
+			e.idle = e.idle[:k-1]
+			e.live++
+			w.cur = j
+			e.mu.Unlock()
+			go w.loop()
+			e.accepted(ctx, &j)
+			return nil
+		}
+		if e.n < len(e.ring) {
+			e.ring[(e.head+e.n)%len(e.ring)] = j
+			e.n++
+			e.mu.Unlock()
+			e.accepted(ctx, &j)
+			return nil
+		}
+		if !wait {
+			e.mu.Unlock()
+			j.tk.withdraw()
+			return executor.ErrQueueFull
+		}
+		if e.room == nil {
+			e.room = make(chan struct{})
+		}
+		room := e.room
+		e.waiters++
+		e.mu.Unlock()
+		select {
+		case <-room:
+			waited = true
+		case <-done:
+			e.mu.Lock()
+			e.waiters--
+			e.mu.Unlock()
+			j.tk.withdraw()
+			return ctx.Err()
+		case <-e.closing:
+			waited = true // and the next round refuses the call
+		}
+	}
+}
+
+// accepted counts a call that is in the queue or on a worker, and answers
+// it if its context ended while it was being queued.
+func (e *Executor) accepted(ctx context.Context, j *job) {
+	e.submitted.Add(1)
+	if j.tk.queued() {
+		// The worker that takes it will skip it.
+		e.canceled.Add(1)
+		complete(j.promise, "", nil, executor.NewCanceledError(j.call.Name(), ctx))
+	}
+}
+
+// next gives w the next queued call, or makes w idle and reports false.
+func (e *Executor) next(w *worker) bool {
+	e.mu.Lock()
+	if e.n > 0 {
+		w.cur = e.ring[e.head]
+		e.ring[e.head] = job{}
+		e.head = (e.head + 1) % len(e.ring)
+		e.n--
+		// Wake waiting submitters once half the queue is free, not at
+		// every call, so that a producer that outruns the workers sleeps
+		// once per half queue.
+		if e.waiters > 0 && e.n <= len(e.ring)/2 {
+			e.wakeRoomLocked()
+		}
+		e.mu.Unlock()
+		return true
+	}
+	e.idle = append(e.idle, w)
+	e.live--
+	if e.waiters > 0 {
+		e.wakeRoomLocked() // an idle worker is room when there is no queue
+	}
+	last := e.stopping && e.live == 0 && !e.gone
+	if last {
+		e.gone = true
+	}
+	e.mu.Unlock()
+	if last {
+		close(e.workersGone)
+	}
+	return false
+}
+
+func (e *Executor) wakeRoomLocked() {
+	if e.room != nil {
+		close(e.room)
+		e.room = nil
+	}
+}
+
+// cancelQueued completes a call taken from the queue after Shutdown began.
+func (e *Executor) cancelQueued(j *job) {
+	if !j.tk.claim() {
+		return // its context's cancellation already completed it
+	}
+	e.canceled.Add(1)
+	complete(j.promise, "", nil, &executor.CanceledError{Task: j.call.Name(), Err: errShutdown, Cause: errShutdown})
+}
+
+// Shutdown stops intake (Submit, TrySubmit and Go fail with
+// executor.ErrClosed from then on, including those waiting for room),
+// completes every call still queued with an *executor.CanceledError that
+// matches executor.ErrClosed and context.Canceled, and waits for the calls
+// that are running, abandoned ones included, and for the executor's
+// goroutines. Limits keep being enforced meanwhile.
+//
+// If ctx ends first it returns an *executor.ShutdownError naming the calls
+// still running; their workers, and the watchdog that enforces their
+// limits, live on until the calls return, and a later Shutdown waits for
+// them again. Shutdown starts no goroutine, so giving up leaves nothing
+// waiting behind. It may be called any number of times.
+func (e *Executor) Shutdown(ctx context.Context) error {
+	var queued []job
+	e.mu.Lock()
+	if !e.stopping {
+		e.stopping = true
+		e.closed.Store(true)
+		close(e.closing)
+		// Answer queued calls now, even if every worker is held by an
+		// abandoned call.
+		for ; e.n > 0; e.n-- {
+			queued = append(queued, e.ring[e.head])
+			e.ring[e.head] = job{}
+			e.head = (e.head + 1) % len(e.ring)
+		}
+		if e.live == 0 {
+			e.gone = true
+			close(e.workersGone)
+		}
+	}
+	e.mu.Unlock()
+	for i := range queued {
+		e.cancelQueued(&queued[i])
+	}
+	select {
+	case <-e.drained:
+	case <-ctx.Done():
+		select {
+		case <-e.workersGone:
+			// Every call has returned; only the watchdog is still on
+			// its way out, which takes no time worth reporting.
+			<-e.drained
+		default:
+			running := e.running()
+			if len(running) == 0 {
+				// Every call has returned and the last worker goroutines
+				// are on their way out (or one is just starting a call
+				// accepted before Shutdown): give them a moment.
+				t := time.NewTimer(time.Millisecond)
+				select {
+				case <-e.workersGone:
+					t.Stop()
+					<-e.drained
+					e.forgetCaches()
+					return nil
+				case <-t.C:
+				}
+				running = e.running()
+			}
+			return &executor.ShutdownError{Running: running, Err: ctx.Err()}
+		}
+	}
+	e.forgetCaches()
+	return nil
+}
+
+// forgetCaches drops what the workers' caches hold, once no goroutine is
+// left to touch them.
+func (e *Executor) forgetCaches() {
+	e.forgetOnce.Do(func() {
+		for _, w := range e.workers {
+			w.forget()
+		}
+	})
+}
+
+// running names the calls running now, sorted.
+func (e *Executor) running() []string {
+	var names []string
+	for _, w := range e.workers {
+		if s, ok := w.describe(); ok {
+			names = append(names, s)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Stats returns a snapshot of the counters. Running counts the workers
+// busy with a call, abandoned ones included; Submitted counts accepted
+// calls. Counters are read one by one while calls go on, so a snapshot
+// taken under load may be off by the calls that completed while it was
+// taken.
+func (e *Executor) Stats() executor.Stats {
+	st := executor.Stats{
+		Submitted: e.submitted.Load(),
+		TimedOut:  e.timedOut.Load(),
+		Canceled:  e.canceled.Load(),
+		Abandoned: e.abandoned.Load(),
+	}
+	for _, w := range e.workers {
+		st.Succeeded += w.succeeded.Load()
+		st.Failed += w.failed.Load()
+		if phaseOf(w.state.Load()) != idle {
+			st.Running++
+		}
+	}
+	return st
+}
+
+// Workers returns the number of worker goroutines.
+func (e *Executor) Workers() int { return len(e.workers) }
+
+// mono returns t as nanoseconds since the executor's epoch.
+func (e *Executor) mono(t time.Time) int64 { return int64(t.Sub(e.epoch)) }
