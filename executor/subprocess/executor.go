@@ -122,10 +122,12 @@ type job struct {
 	output   hclog.Logger
 }
 
-// Submit queues call for the next free worker and returns its Future. It
-// fails with executor.ErrClosed after Shutdown, with executor.ErrQueueFull
-// when Options.MaxQueue calls already wait, and with an error for a Call
-// without a Handler; it does not block.
+// Submit hands call to an idle worker (writing it to the worker's pipe) or
+// queues it for the next free one, and returns its Future; it never waits
+// for a worker. It fails with executor.ErrClosed after Shutdown, with
+// executor.ErrQueueFull when Options.MaxQueue calls already wait, and with
+// an error for a Call without a Handler. The call's limit counts from the
+// moment a worker takes it.
 //
 // A context that has already ended gives a Future with an
 // *executor.CanceledError, and an input that does not encode (or whose

@@ -313,7 +313,6 @@ func (w *worker) read() {
 			reason, detail = stopCrash, "" // it died, perhaps while writing
 		}
 		if !handshaken && reason == stopProtocol { // a death before the handshake is the slot's to see
-
 			w.hello <- fmt.Errorf("worker %s broke the protocol before its handshake: %s", w.name, describe(err))
 		}
 		w.e.mu.Lock()
