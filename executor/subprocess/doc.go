@@ -110,6 +110,11 @@
 // setting alone; a group whose processes are all dead but owned by another
 // parent then counts as stopped.
 //
+// A task may leave processes running when it returns. They stay in its
+// worker's group, so they are stopped with the worker (at a later call's
+// timeout, at recycling, at Shutdown); those that end before are zombies
+// of this process until then. Options.MaxCalls bounds how long that is.
+//
 // # Dying with the parent
 //
 // A worker dies with the program that started it, and takes its group

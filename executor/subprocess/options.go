@@ -73,9 +73,10 @@ type Options struct {
 	Path string
 
 	// Args are the worker's arguments, after the program name. Nil means
-	// none, except in a test binary, where it means "-test.run=^$": a
-	// TestMain that forgets ServeIfWorker then runs no tests in the worker
-	// and fails the first call at once instead of running the tests again.
+	// none, except in a test binary (a program with a "test.run" flag),
+	// where it means "-test.run=^$": a TestMain that forgets ServeIfWorker
+	// then runs no tests in the worker and fails the first call at once
+	// instead of running the tests again.
 	Args []string
 
 	// Env is added to the worker's environment, which is otherwise this
