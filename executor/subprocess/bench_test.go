@@ -1,0 +1,168 @@
+package subprocess_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/executortest"
+	"github.com/flowline-go/flowline/executor/subprocess"
+)
+
+// reportPercentiles adds p50 and p99 of d, in microseconds, to b's
+// results.
+func reportPercentiles(b *testing.B, d []time.Duration, unit string) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	scale := float64(time.Microsecond)
+	if unit == "ms" {
+		scale = float64(time.Millisecond)
+	}
+	b.ReportMetric(float64(d[len(d)/2])/scale, "p50-"+unit)
+	b.ReportMetric(float64(d[len(d)*99/100])/scale, "p99-"+unit)
+}
+
+func shutdown(b *testing.B, ex *subprocess.Executor) {
+	b.Helper()
+	require.NoError(b, ex.Shutdown(context.Background()))
+}
+
+// BenchmarkRoundTrip compares one small call (the suite's Echo task, a
+// JSON struct each way) run in process, in a warm worker, and in a fresh
+// process per call.
+func BenchmarkRoundTrip(b *testing.B) {
+	ctx := context.Background()
+	args := executortest.Args{N: 21, Text: "hello"}
+	b.Run("in-process", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := executortest.Echo.Run(ctx, args); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, limit := range []time.Duration{0, time.Minute} {
+		name := "warm-worker"
+		if limit > 0 {
+			name += "-with-limit"
+		}
+		b.Run(name, func(b *testing.B) {
+			ex := subprocess.New(subprocess.Options{Workers: 1})
+			defer shutdown(b, ex)
+			call := executor.Call{Handler: executortest.Echo, Input: args, Limit: limit}
+			if _, err := executor.Run(ctx, ex, call); err != nil { // start the worker
+				b.Fatal(err)
+			}
+			lat := make([]time.Duration, 0, 1<<16)
+			for b.Loop() {
+				start := time.Now()
+				if _, err := executor.Run(ctx, ex, call); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			reportPercentiles(b, lat, "µs")
+		})
+	}
+	b.Run("fresh-process", func(b *testing.B) {
+		input, err := json.Marshal(args)
+		require.NoError(b, err)
+		env := append(os.Environ(), helperEnv+"=fresh-echo")
+		for b.Loop() {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = env
+			cmd.Stdin = bytes.NewReader(append(input, '\n'))
+			out, err := cmd.Output()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var r executortest.Reply
+			if err := json.Unmarshal(out, &r); err != nil || r.N != 42 {
+				b.Fatalf("got %q, %v", out, err)
+			}
+		}
+	})
+}
+
+// BenchmarkThroughput runs small calls from 8 goroutines on 2 workers and
+// reports calls per second.
+func BenchmarkThroughput(b *testing.B) {
+	ctx := context.Background()
+	ex := subprocess.New(subprocess.Options{Workers: 2})
+	defer shutdown(b, ex)
+	call := executor.Call{Handler: executortest.Echo, Input: executortest.Args{N: 1}}
+	for range 2 {
+		if _, err := executor.Run(ctx, ex, call); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetParallelism(4)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := executor.Run(ctx, ex, call); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// BenchmarkDeadlineToDeath measures, for a call that overruns its limit,
+// the time from the deadline to the moment the worker's process group is
+// confirmed dead and the caller has its TimeoutError (TimeoutError.Elapsed
+// minus the limit). "term-honoured": the task returns when its context
+// ends and the worker exits at SIGTERM. "term-ignored": the task ignores
+// SIGTERM, so SIGKILL comes after the grace period (100ms here); the
+// metric is then reported past the grace period too.
+func BenchmarkDeadlineToDeath(b *testing.B) {
+	const limit, grace = 20 * time.Millisecond, 100 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		args executortest.Args
+	}{
+		{"term-honoured", executortest.Args{Sleep: time.Hour, Cooperative: true}},
+		{"term-ignored", executortest.Args{Sleep: time.Hour, IgnoreTerm: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			ex := subprocess.New(subprocess.Options{Workers: 1, Grace: grace})
+			defer shutdown(b, ex)
+			warm := executor.Call{Handler: executortest.Echo, Input: executortest.Args{}}
+			call := executor.Call{Handler: executortest.Sleep, Input: tc.args, Limit: limit}
+			var after []time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				if _, err := executor.Run(ctx, ex, warm); err != nil { // a warm worker waits
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				_, err := executor.Run(ctx, ex, call)
+				var te *executor.TimeoutError
+				if !errorsAs(err, &te) || !te.Stopped {
+					b.Fatalf("got %v", err)
+				}
+				after = append(after, te.Elapsed-limit)
+			}
+			reportPercentiles(b, after, "ms")
+			if tc.args.IgnoreTerm {
+				for i := range after {
+					after[i] -= grace
+				}
+				slices.Sort(after)
+				b.ReportMetric(float64(after[len(after)*99/100])/float64(time.Millisecond), "p99-past-grace-ms")
+			}
+		})
+	}
+}

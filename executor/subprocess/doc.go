@@ -1,0 +1,137 @@
+// Package subprocess is the executor whose limits are hard: each call runs
+// in a warm worker process, and a call that overruns its limit, or whose
+// caller gives up, has its worker's whole process group killed and reaped
+// before the caller gets the answer. Pick it when a runaway task must
+// really stop (it ignores its context, spins in C code, starts processes
+// of its own), when a task may crash the process it runs in, or when it
+// leaks; pick executor/pool when tasks are well-behaved Go code and a
+// call must cost nanoseconds rather than tens of microseconds. Linux only.
+//
+// # Use
+//
+// The program's own binary is started again as each worker, so main (and
+// TestMain in tests) calls ServeIfWorker first, with a registry of every
+// task the program may submit; in the original process the hook returns
+// at once, in a worker it serves calls and never returns:
+//
+//	func main() {
+//		subprocess.ServeIfWorker(tasks.Registry())
+//		ex := subprocess.New(subprocess.Options{})
+//		defer ex.Shutdown(context.Background())
+//		v, err := executor.Run(ctx, ex, executor.Call{Handler: tasks.Resize, Input: img, Limit: time.Minute})
+//		...
+//	}
+//
+// Forgetting the hook is reported, not hung on: the worker runs the
+// program's main instead of serving, never shakes hands, and the first call
+// fails with an *executor.CrashError whose Reason starts with "start:"
+// (at once if that main exits, after Options.StartTimeout if it runs on).
+// A worker that does not know a task answers with an
+// *executor.UnknownTaskError naming the worker.
+//
+// # Outcomes
+//
+//	what happened                         the Future's error                                  the worker
+//	the task returned in time             its result, or its error (message and class kept)   kept
+//	the task panicked                     *executor.PanicError with the task's stack          kept
+//	the limit passed                      *executor.TimeoutError{Hard, Stopped: true}         killed, replaced
+//	the caller's context ended            *executor.CanceledError (matches context.Canceled)  killed, replaced
+//	the worker exited or was killed       *executor.CrashError{Reason: "exit status 3"}       replaced
+//	the worker went over MemoryLimit      *executor.CrashError{Reason: "memory limit: ..."}   killed, replaced
+//	the worker broke the protocol         *executor.CrashError{Reason: "protocol: ..."}       killed, replaced
+//	no worker could start                 *executor.CrashError{Reason: "start: ..."}          -
+//	the worker does not know the task     *executor.UnknownTaskError{Where: "worker pid N"}   kept
+//	the input does not encode, too large  *executor.InputError; nothing starts                -
+//	the result does not encode, too large *executor.OutputError                               kept
+//
+// A CrashError quotes the tail of the worker's stderr (Options.StderrTail),
+// where a Go runtime writes its fatal errors and a panic outside the
+// task's goroutine its trace. A timeout or cancellation is reported only
+// once the worker and every process of its group are dead and reaped:
+// kill(-pgid, 0) then fails with ESRCH. If SIGKILL cannot clear the group
+// (a process stuck in the kernel), Stopped is false and the executor logs
+// the survivors at Error level.
+//
+// # Workers and the protocol
+//
+// Options.Workers worker processes run one call at a time each; they start
+// lazily, are reused across calls, and can be recycled after
+// Options.MaxCalls calls or retired after Options.IdleTimeout. A worker
+// that is lost with a call, or recycled, is replaced at once, so the next
+// call finds it warm. Each worker leads a process group of its own
+// (Setpgid): the tasks' children are in it, and signals go to all of them.
+//
+// Calls and results travel as length-prefixed frames on two pipes of
+// their own, the worker's fd 3 and fd 4, so a task that prints cannot
+// corrupt them; inputs and results in the Handler's codec (JSON by
+// default), errors as internal/wire envelopes, which keep their message
+// and class and rebuild the executor package's typed errors. The worker's
+// stdout and stderr are logged line by line on the call's Logger, named
+// after the task, with its run, attempt and worker (lines read between
+// calls go to the last call's logger); the task's own log lines
+// (executor.Logger(ctx) in the worker) reach the call's Logger with their
+// level, message and pairs, task, run and attempt among them.
+//
+// # Stopping a worker
+//
+// At a call's limit, or when its caller's context ends, the executor
+// cancels the worker's exec.Cmd context; the Cmd's Cancel sends SIGTERM to
+// the whole process group. After the grace period (Call.Grace, else
+// Options.Grace) it sends SIGKILL to the group. The worker itself is
+// reaped by exec.Cmd.Wait; only then are the rest of the group, orphans
+// this process adopted, reaped with wait4(-pgid, WNOHANG), which never
+// takes another child's exit status. exec.Cmd.WaitDelay is not used: it is
+// fixed when the command starts, while a grace period is per call, and it
+// would kill the leader only.
+//
+// In the worker, the task's context carries the call's deadline and ends
+// at it with the *executor.TimeoutError as its cause, so cooperative code
+// stops by itself, at the moment the SIGTERM arrives. The worker handles
+// SIGTERM by ending the task's context (as a timeout past the deadline, a
+// cancellation before it) and exits as soon as the task returns: a task
+// that honours its context costs a millisecond or so past the deadline,
+// not the grace period; one that ignores it, or ignores SIGTERM, is killed
+// when the grace period ends. A task that calls signal.Ignore(SIGTERM)
+// changes the worker for the rest of the call only: the worker's handler is
+// restored before the next.
+//
+// # Orphans, zombies and the subreaper
+//
+// When a worker dies, its task's children are orphaned. Linux gives
+// orphans to the nearest child subreaper, else to PID 1; in containers
+// whose PID 1 does not reap, a killed orphan stays a zombie for ever, and
+// a group with a zombie is not gone. So New makes this process a child
+// subreaper (prctl(PR_SET_CHILD_SUBREAPER)), and the executor reaps the
+// members of its workers' groups. The setting is process-wide and stays
+// for the life of the process: orphans of every child process, including
+// those other code starts, come to this process too, and those outside the
+// executor's groups are reaped by nobody until it exits (PID 1 would have
+// reaped them on an ordinary system). Options.NoSubreaper leaves the
+// setting alone; a group whose processes are all dead but owned by another
+// parent then counts as stopped.
+//
+// A task may leave processes running when it returns. They stay in its
+// worker's group, so they are stopped with the worker (at a later call's
+// timeout, at recycling, at Shutdown); those that end before are zombies
+// of this process until then. Options.MaxCalls bounds how long that is.
+//
+// # Dying with the parent
+//
+// A worker dies with the program that started it, and takes its group
+// with it, in two ways. Its parent-death signal (Pdeathsig) is SIGHUP, on
+// which it kills its group. Linux sends that signal when the thread that
+// forked the worker exits, so workers are forked from one goroutine locked
+// to its thread for the executor's life (Go ends a thread when a goroutine
+// that locked it exits; any other thread could go with unrelated code).
+// It is not SIGTERM because, when a multi-threaded parent is killed, the
+// forking thread may exit before getppid changes, and the worker could not
+// tell it from its parent's SIGTERM. And the worker kills its group when its
+// protocol pipe closes, which happens only when the parent is gone (a
+// task that ignores SIGHUP does not escape). Processes that leave the group
+// (setsid) are beyond both.
+//
+// Under the race detector, a Go program sleeps a second before it exits;
+// workers of a race-enabled program are started with GORACE
+// atexit_sleep_ms=0 (unless GORACE sets it), since every timeout waits for
+// a worker's exit.
+package subprocess

@@ -1,0 +1,156 @@
+package proto_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
+	"github.com/flowline-go/flowline/internal/frame"
+	"github.com/flowline-go/flowline/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// read reads the one frame of b.
+func read(t *testing.T, b []byte) (byte, []byte) {
+	t.Helper()
+	r := frame.NewReader(bytes.NewReader(b), 1<<20)
+	kind, body, err := r.Next()
+	require.NoError(t, err)
+	_, _, err = r.Next()
+	require.ErrorIs(t, err, io.EOF, "one frame exactly")
+	return kind, body
+}
+
+func TestMessagesRoundTrip(t *testing.T) {
+	h := proto.Hello{Version: proto.Version, PID: 4242}
+	b, err := h.Append(nil, 1<<20)
+	require.NoError(t, err)
+	kind, body := read(t, b)
+	assert.Equal(t, proto.KindHello, kind)
+	gotH, err := proto.DecodeHello(body)
+	require.NoError(t, err)
+	assert.Equal(t, h, gotH)
+
+	c := proto.Call{Seq: 7, Task: "t", RunID: "r", Attempt: 2, Limit: time.Second,
+		Deadline: time.Now().UnixNano(), LogLevel: 3, Input: []byte(`{"N":1}`)}
+	b, err = c.Append([]byte("junk before"), 1<<20)
+	require.NoError(t, err)
+	kind, body = read(t, b[len("junk before"):])
+	assert.Equal(t, proto.KindCall, kind)
+	gotC, err := proto.DecodeCall(body)
+	require.NoError(t, err)
+	assert.Equal(t, c, gotC)
+	body[len(body)-1] = 'X'
+	assert.Equal(t, c.Input, gotC.Input, "a decoded call does not alias the frame")
+
+	for _, r := range []proto.Result{
+		{Seq: 1, Output: []byte(`{"N":2}`)},
+		{Seq: 2, Expired: true, Err: wire.EncodeError(&executor.TimeoutError{Task: "t", Limit: time.Second})},
+	} {
+		b, err = r.Append(nil, 1<<20)
+		require.NoError(t, err)
+		kind, body = read(t, b)
+		assert.Equal(t, proto.KindResult, kind)
+		got, err := proto.DecodeResult(body)
+		require.NoError(t, err)
+		assert.Equal(t, r, got)
+	}
+
+	l := proto.Log{Seq: 3, Line: []byte(`{"@message":"hi"}` + "\n")}
+	b, err = l.Append(nil, 1<<20)
+	require.NoError(t, err)
+	kind, body = read(t, b)
+	assert.Equal(t, proto.KindLog, kind)
+	gotL, err := proto.DecodeLog(body)
+	require.NoError(t, err)
+	assert.Equal(t, l, gotL)
+}
+
+func TestAppendOverTheLimitLeavesTheBuffer(t *testing.T) {
+	c := proto.Call{Input: make([]byte, 1000)}
+	b, err := c.Append([]byte("kept"), 100)
+	require.ErrorIs(t, err, frame.ErrTooLarge)
+	assert.Equal(t, []byte("kept"), b)
+}
+
+func TestDecodersRefuseMalformedBodies(t *testing.T) {
+	for _, body := range [][]byte{nil, {0xff}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
+		_, err := proto.DecodeCall(body)
+		assert.ErrorIs(t, err, frame.ErrMalformed)
+		_, err = proto.DecodeHello(body)
+		assert.ErrorIs(t, err, frame.ErrMalformed)
+	}
+	// A result whose error is not JSON, and one with both an output and an error.
+	_, err := proto.DecodeResult(frame.AppendBytes(frame.AppendBytes([]byte{1, 0}, nil), []byte("{not json")))
+	assert.ErrorIs(t, err, frame.ErrMalformed)
+	_, err = proto.DecodeResult(frame.AppendBytes(frame.AppendBytes([]byte{1, 0}, []byte("1")), []byte(`{"class":"failure"}`)))
+	assert.ErrorIs(t, err, frame.ErrMalformed)
+}
+
+// FuzzDecode decodes arbitrary bodies as every kind of message: no panic,
+// and whatever decodes encodes again to something that decodes the same.
+func FuzzDecode(f *testing.F) {
+	for _, m := range []interface {
+		Append([]byte, int) ([]byte, error)
+	}{
+		&proto.Hello{Version: 1, PID: 9},
+		&proto.Call{Seq: 1, Task: "t", Input: []byte("{}"), Limit: time.Second},
+		&proto.Result{Seq: 1, Output: []byte("2")},
+		&proto.Result{Seq: 1, Err: &wire.Error{Class: executor.ClassPanic, Message: "m", Stack: "s"}},
+		&proto.Log{Seq: 1, Line: []byte("{}")},
+	} {
+		b, err := m.Append(nil, 1<<20)
+		require.NoError(f, err)
+		f.Add(b[frame.HeaderSize+1:])
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if h, err := proto.DecodeHello(body); err == nil {
+			again := reencode(t, &h)
+			h2, err := proto.DecodeHello(again)
+			require.NoError(t, err)
+			assert.Equal(t, h, h2)
+		}
+		if c, err := proto.DecodeCall(body); err == nil {
+			again := reencode(t, &c)
+			c2, err := proto.DecodeCall(again)
+			require.NoError(t, err)
+			assert.Equal(t, c, c2)
+		} else {
+			require.True(t, errors.Is(err, frame.ErrMalformed), "%v", err)
+		}
+		if r, err := proto.DecodeResult(body); err == nil {
+			again := reencode(t, &r)
+			r2, err := proto.DecodeResult(again)
+			require.NoError(t, err)
+			assert.Equal(t, r, r2)
+			// Whatever the error says, it decodes into an error value.
+			if r.Err != nil {
+				assert.Error(t, r.Err.Decode("task"))
+			}
+		}
+		if l, err := proto.DecodeLog(body); err == nil {
+			again := reencode(t, &l)
+			l2, err := proto.DecodeLog(again)
+			require.NoError(t, err)
+			assert.Equal(t, l, l2)
+		}
+	})
+}
+
+func reencode(t *testing.T, m interface {
+	Append([]byte, int) ([]byte, error)
+}) []byte {
+	t.Helper()
+	b, err := m.Append(nil, 1<<30)
+	require.NoError(t, err)
+	return b[frame.HeaderSize+1:]
+}

@@ -1,0 +1,148 @@
+package subprocess
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Options configure an Executor. The zero value is ready to use: as many
+// workers as GOMAXPROCS, a 2s grace period, no recycling, no memory cap.
+type Options struct {
+	// Workers is the number of worker processes, and so the number of calls
+	// that run at once; further calls wait in a queue, first in first out.
+	// Workers start lazily, when a call finds none idle. Zero or less means
+	// runtime.GOMAXPROCS(0).
+	Workers int
+
+	// MaxQueue bounds the calls waiting for a worker: Submit fails with
+	// executor.ErrQueueFull when that many are waiting. Zero or less means
+	// no bound.
+	MaxQueue int
+
+	// Grace is the time between SIGTERM and SIGKILL when a worker's process
+	// group is stopped: at a call's limit and at its cancellation (unless
+	// the Call sets its own Grace), and when a worker is retired. Zero or
+	// less means 2s.
+	Grace time.Duration
+
+	// MaxCalls recycles a worker once it has served this many calls: it is
+	// stopped and a fresh one takes its place, which bounds what a leaky
+	// task can accumulate. Zero or less means never.
+	MaxCalls int
+
+	// IdleTimeout retires a worker that has had no call for this long; a
+	// new one starts when a call needs it. Zero or less means never.
+	IdleTimeout time.Duration
+
+	// StartTimeout bounds the time from starting a worker to its handshake.
+	// A program whose main does not call ServeIfWorker never shakes hands:
+	// the call that needed the worker fails with an *executor.CrashError
+	// whose Reason starts with "start:", at once if the program exits,
+	// after StartTimeout if it runs on. Zero or less means 10s.
+	StartTimeout time.Duration
+
+	// MaxFrame bounds a protocol frame, in bytes. An encoded input over it
+	// is an *executor.InputError and a result over it an
+	// *executor.OutputError; a worker that sends a larger frame anyway (or
+	// anything that is not a frame) fails its call with an
+	// *executor.CrashError whose Reason starts with "protocol:", and is
+	// replaced. Zero or less means 16 MiB; the floor is 1 KiB.
+	MaxFrame int
+
+	// MemoryLimit caps each worker's resident set size, in bytes, checked
+	// every MemoryPoll by reading /proc/<pid>/statm. A worker over the cap
+	// is killed at once (SIGKILL to its process group, no grace) and its
+	// call fails with an *executor.CrashError whose Reason starts with
+	// "memory limit:". Only the worker process is measured, not processes
+	// its task starts; a breach between two polls goes unseen until the
+	// next. Zero or less means no cap.
+	MemoryLimit int64
+
+	// MemoryPoll is how often MemoryLimit is checked. Zero or less means
+	// 50ms.
+	MemoryPoll time.Duration
+
+	// StderrTail is how many of the last bytes of a worker's stderr a
+	// CrashError quotes. Zero means 4 KiB; negative means none.
+	StderrTail int
+
+	// Path is the program started as a worker. Empty means the running
+	// program itself (os.Executable), whose main must call ServeIfWorker.
+	Path string
+
+	// Args are the worker's arguments, after the program name. Nil means
+	// none, except in a test binary (a program with a "test.run" flag),
+	// where it means "-test.run=^$": a TestMain that forgets ServeIfWorker
+	// then runs no tests in the worker and fails the first call at once
+	// instead of running the tests again.
+	Args []string
+
+	// Env is added to the worker's environment, which is otherwise this
+	// process's.
+	Env []string
+
+	// NoSubreaper stops New from making this process a child subreaper. By
+	// default it does, so that the orphans a killed worker leaves behind
+	// come back to this process, which kills and reaps them: without it,
+	// they go to PID 1, and where PID 1 does not reap (some containers) a
+	// killed grandchild stays a zombie for ever. The setting is
+	// process-wide: see the package documentation for its cost. With
+	// NoSubreaper, a group whose processes are all dead but not reaped by
+	// their new parent counts as stopped.
+	NoSubreaper bool
+
+	// Logger receives the executor's own messages, named "subprocess", and
+	// the output of workers between calls. Nil means no logging. The output
+	// and log lines of a running task go to its Call's Logger instead.
+	Logger hclog.Logger
+}
+
+const (
+	defaultGrace        = 2 * time.Second
+	defaultStartTimeout = 10 * time.Second
+	defaultMaxFrame     = 16 << 20
+	minMaxFrame         = 1 << 10
+	defaultMemoryPoll   = 50 * time.Millisecond
+	defaultStderrTail   = 4 << 10
+
+	// killWait bounds the wait for a process group to vanish after SIGKILL;
+	// only a process stuck in the kernel (uninterruptible sleep) takes that
+	// long, and then the stop is reported as unconfirmed.
+	killWait = 5 * time.Second
+
+	// streamDrain bounds the wait for a dead worker's stdout and stderr to
+	// reach EOF; a process that escaped the group (setsid) and still holds
+	// them is cut off after it.
+	streamDrain = 200 * time.Millisecond
+)
+
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxQueue < 0 {
+		o.MaxQueue = 0
+	}
+	if o.Grace <= 0 {
+		o.Grace = defaultGrace
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = defaultStartTimeout
+	}
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = defaultMaxFrame
+	}
+	o.MaxFrame = max(o.MaxFrame, minMaxFrame)
+	if o.MemoryPoll <= 0 {
+		o.MemoryPoll = defaultMemoryPoll
+	}
+	if o.StderrTail == 0 {
+		o.StderrTail = defaultStderrTail
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}

@@ -1,0 +1,353 @@
+package subprocess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
+	"github.com/flowline-go/flowline/internal/deadlinectx"
+	"github.com/flowline-go/flowline/internal/frame"
+	"github.com/flowline-go/flowline/internal/wire"
+)
+
+// envWorker marks a process started as a worker. Its value is
+// "v<protocol>,<parent pid>,<frame limit>"; the parent's pid is not used by
+// the worker, it marks the processes of one parent (tests look for them).
+const envWorker = "FLOWLINE_SUBPROCESS_WORKER"
+
+func workerSpec(ppid, maxFrame int) string {
+	return fmt.Sprintf("v%d,%d,%d", proto.Version, ppid, maxFrame)
+}
+
+func parseSpec(spec string) (ppid, maxFrame int, err error) {
+	parts := strings.Split(spec, ",")
+	if len(parts) != 3 || parts[0] != fmt.Sprintf("v%d", proto.Version) {
+		return 0, 0, fmt.Errorf("want v%d,<parent pid>,<frame limit>", proto.Version)
+	}
+	if ppid, err = strconv.Atoi(parts[1]); err != nil {
+		return 0, 0, err
+	}
+	if maxFrame, err = strconv.Atoi(parts[2]); err != nil {
+		return 0, 0, err
+	}
+	return ppid, maxFrame, nil
+}
+
+// ServeIfWorker turns this process into a worker when an Executor started
+// it as one, and returns at once otherwise. Call it first thing in main,
+// and in TestMain for tests that use the subprocess executor, with a
+// registry of every task the program may submit: the worker finds tasks in
+// it by name, and a call of a task it lacks fails with an
+// *executor.UnknownTaskError that names the worker.
+//
+// In a worker it never returns: it serves calls, one at a time, until its
+// parent stops it with SIGTERM, then exits. If the parent dies (its
+// protocol pipe closes, or the parent-death signal arrives), the worker
+// kills its whole process group, so no task outlives the program. It exits with status 2 if the process was marked
+// as a worker but lacks the protocol pipes (the marker was set by hand).
+//
+// The worker unsets its marker before serving, so processes that tasks
+// start are not workers, and a task may use its own Executor.
+func ServeIfWorker(reg *executor.Registry) {
+	spec, ok := os.LookupEnv(envWorker)
+	if !ok {
+		return
+	}
+	_ = os.Unsetenv(envWorker)
+	os.Exit(serve(reg, spec))
+}
+
+// server is the worker's side of the protocol.
+type server struct {
+	reg   *executor.Registry
+	pid   int
+	pgid  int
+	limit int
+	out   *os.File
+	sigs  chan os.Signal
+
+	wmu  sync.Mutex // serialises frames on out
+	wbuf []byte
+
+	mu          sync.Mutex
+	current     *running
+	terminating bool
+}
+
+// running is the call the worker is running.
+type running struct {
+	deadline time.Time
+	expire   func() // ends the task's context with its *TimeoutError
+	cancel   func() // ends it with context.Canceled
+}
+
+// stop ends the task's context: as a timeout once its deadline has
+// passed, as a cancellation before.
+func (r *running) stop() {
+	if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+		r.expire()
+		return
+	}
+	r.cancel()
+}
+
+func serve(reg *executor.Registry, spec string) int {
+	_, limit, err := parseSpec(spec)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "executor/subprocess: bad %s=%q: %v\n", envWorker, spec, err)
+		return 2
+	}
+	for _, fd := range []int{3, 4} {
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil {
+			fmt.Fprintf(os.Stderr, "executor/subprocess: started as a worker without its protocol pipe on fd %d: %v\n", fd, err)
+			return 2
+		}
+		// Not inherited by the processes tasks start; pollable by Go.
+		syscall.CloseOnExec(fd)
+		_ = syscall.SetNonblock(fd, true)
+	}
+	s := &server{
+		reg:   reg,
+		pid:   os.Getpid(),
+		pgid:  syscall.Getpgrp(),
+		limit: limit,
+		out:   os.NewFile(4, "flowline-results"),
+		sigs:  make(chan os.Signal, 2),
+	}
+	signal.Notify(s.sigs, syscall.SIGTERM, syscall.SIGHUP)
+	go s.signals()
+	calls := make(chan proto.Call, 1)
+	go s.runner(calls)
+
+	if err := s.send(&proto.Hello{Version: proto.Version, PID: s.pid}); err != nil {
+		s.lost()
+	}
+	r := frame.NewReader(os.NewFile(3, "flowline-calls"), limit)
+	for {
+		kind, body, err := r.Next()
+		if err != nil {
+			s.lost()
+		}
+		if kind != proto.KindCall {
+			fmt.Fprintf(os.Stderr, "executor/subprocess: worker got a frame of kind %q\n", kind)
+			return 2
+		}
+		c, err := proto.DecodeCall(body)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "executor/subprocess: worker: %v\n", err)
+			return 2
+		}
+		calls <- c
+	}
+}
+
+// signals handles the worker's two signals. SIGTERM comes from the
+// parent: it ends the running call's context, and the worker exits once
+// the call returns (the parent sends SIGKILL after the grace period).
+// SIGHUP is the parent-death signal (Pdeathsig): the worker kills its
+// group. The parent-death signal cannot be SIGTERM: Linux sends it when the
+// thread that forked the worker exits, and when a multi-threaded parent is
+// killed that thread may go first, while getppid still names the parent,
+// so the worker could not tell it from the parent's own SIGTERM.
+func (s *server) signals() {
+	for sig := range s.sigs {
+		if sig == syscall.SIGHUP {
+			s.orphaned()
+		}
+		s.terminate()
+	}
+}
+
+// lost handles the end of the protocol pipe. The parent closes its ends
+// only after this worker is dead, so a live worker sees the pipe end only
+// when the parent is gone, or going: the pipe closes before the kernel
+// reparents this process, so os.Getppid may still name the dying parent.
+// It kills the group and never returns.
+func (s *server) lost() {
+	s.orphaned()
+}
+
+// orphaned kills the worker's whole group, itself included: the parent is
+// gone and nobody else would stop what the task started.
+func (s *server) orphaned() {
+	if s.pgid == s.pid { // never the group of a parent that did not give us our own
+		_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
+	}
+	os.Exit(1)
+}
+
+// terminate exits now if no call runs, and otherwise ends the call's
+// context and lets the runner exit when the call returns.
+func (s *server) terminate() {
+	s.mu.Lock()
+	s.terminating = true
+	cur := s.current
+	s.mu.Unlock()
+	if cur == nil {
+		os.Exit(0)
+	}
+	cur.stop()
+}
+
+func (s *server) runner(calls <-chan proto.Call) {
+	for c := range calls {
+		res := s.call(c)
+		s.mu.Lock()
+		s.current = nil
+		term := s.terminating
+		s.mu.Unlock()
+		if term {
+			os.Exit(0)
+		}
+		s.sendResult(&res)
+		// A task that ignored SIGTERM or SIGHUP (signal.Ignore) turned off
+		// the worker's handler too; turn it back on for the next call.
+		if signal.Ignored(syscall.SIGTERM) || signal.Ignored(syscall.SIGHUP) {
+			signal.Notify(s.sigs, syscall.SIGTERM, syscall.SIGHUP)
+		}
+	}
+}
+
+// call runs one call and returns its result.
+func (s *server) call(c proto.Call) proto.Result {
+	res := proto.Result{Seq: c.Seq}
+	h, err := s.reg.Lookup(c.Task)
+	if err != nil {
+		res.Err = wire.EncodeError(&executor.UnknownTaskError{Task: c.Task, Where: "worker pid " + strconv.Itoa(s.pid)})
+		return res
+	}
+	call := &executor.Call{Handler: h, RunID: c.RunID, Attempt: c.Attempt, Limit: c.Limit,
+		Logger: s.taskLogger(c.Seq, hclog.Level(c.LogLevel))}
+	base := executor.WithCall(context.Background(), call)
+	r := &running{}
+	var ctx context.Context
+	if c.Deadline != 0 {
+		// The task's own clock: at the deadline its context ends with the
+		// *TimeoutError as its cause, as the parent's SIGTERM arrives, so
+		// cooperative code stops by itself.
+		r.deadline = time.Unix(0, c.Deadline)
+		start := r.deadline.Add(-c.Limit)
+		dctx := deadlinectx.New(base, r.deadline)
+		r.expire = func() {
+			dctx.Expire(&executor.TimeoutError{Task: c.Task, Limit: c.Limit, Elapsed: time.Since(start), Enforcement: executor.Hard})
+		}
+		r.cancel = dctx.Release
+		t := time.AfterFunc(time.Until(r.deadline), r.expire)
+		defer t.Stop()
+		defer dctx.Release()
+		ctx = dctx
+	} else {
+		cctx, cancel := context.WithCancelCause(base)
+		r.cancel = func() { cancel(context.Canceled) }
+		defer cancel(nil)
+		ctx = cctx
+	}
+	s.mu.Lock()
+	s.current = r
+	term := s.terminating
+	s.mu.Unlock()
+	if term {
+		r.stop()
+	}
+
+	out, err := h.Run(ctx, executor.Raw(c.Input))
+	res.Expired = !r.deadline.IsZero() && !time.Now().Before(r.deadline)
+	if err == nil {
+		res.Output, err = h.EncodeOutput(out)
+	}
+	if err == nil && len(res.Output) > s.limit-resultOverhead {
+		err = &executor.OutputError{Task: c.Task, Type: h.OutputType().String(),
+			Err: fmt.Errorf("encoded result of %d bytes over the frame limit of %d bytes", len(res.Output), s.limit)}
+	}
+	if err != nil {
+		res.Output, res.Err = nil, wire.EncodeError(err)
+		clip(res.Err, s.limit/8)
+	}
+	return res
+}
+
+// resultOverhead bounds the bytes of a Result frame besides the output.
+const resultOverhead = 32
+
+// clip shortens the long texts of an error so that it fits in a frame.
+func clip(w *wire.Error, n int) {
+	for _, p := range []*string{&w.Message, &w.Stack, &w.Value, &w.Stderr, &w.Cause} {
+		if len(*p) > n {
+			*p = (*p)[:n] + "... (clipped)"
+		}
+	}
+}
+
+// appender is a message that encodes itself as a frame.
+type appender interface {
+	Append(b []byte, limit int) ([]byte, error)
+}
+
+// send writes one frame to the parent.
+func (s *server) send(m appender) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	b, err := m.Append(s.wbuf[:0], s.limit)
+	if err != nil {
+		return err
+	}
+	_, err = s.out.Write(b)
+	if cap(b) <= 64<<10 {
+		s.wbuf = b // keep small buffers only
+	}
+	return err
+}
+
+// sendResult sends a call's result. A failed write means the parent
+// closed the pipe or died.
+func (s *server) sendResult(res *proto.Result) {
+	err := s.send(res)
+	if errors.Is(err, frame.ErrTooLarge) { // call checks the size; this is a safety net
+		err = s.send(&proto.Result{Seq: res.Seq, Expired: res.Expired, Err: wire.EncodeError(
+			fmt.Errorf("executor/subprocess: result over the frame limit of %d bytes", s.limit))})
+	}
+	if err != nil {
+		s.lost()
+	}
+}
+
+// sendLog sends one log line of call seq; a line over the frame limit is
+// replaced by a warning that says so.
+func (s *server) sendLog(seq uint64, line []byte) {
+	err := s.send(&proto.Log{Seq: seq, Line: line})
+	if errors.Is(err, frame.ErrTooLarge) {
+		_ = s.send(&proto.Log{Seq: seq, Line: fmt.Appendf(nil,
+			`{"@level":"warn","@message":"task log line dropped: over the frame limit","bytes":%d}`, len(line))})
+	}
+	// A failed write is the runner's to notice, when it sends the result.
+}
+
+// raceEnv returns env with the race detector's exit pause turned off
+// (GORACE atexit_sleep_ms=0) unless env already sets it. A race-enabled
+// program otherwise sleeps 1s before it exits, and a worker exits at every
+// timeout, cancellation and retirement, which the executor waits for.
+func raceEnv(env []string) []string {
+	for i := len(env) - 1; i >= 0; i-- {
+		v, ok := strings.CutPrefix(env[i], "GORACE=")
+		if !ok {
+			continue
+		}
+		if strings.Contains(v, "atexit_sleep_ms") {
+			return env
+		}
+		return append(env[:i:i], append([]string{"GORACE=" + strings.TrimSpace(v+" atexit_sleep_ms=0")}, env[i+1:]...)...)
+	}
+	return append(env, "GORACE=atexit_sleep_ms=0")
+}

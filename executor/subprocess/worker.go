@@ -1,0 +1,668 @@
+package subprocess
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
+	"github.com/flowline-go/flowline/internal/frame"
+	"github.com/flowline-go/flowline/internal/procgroup"
+)
+
+// stopReason says why a worker is being stopped, which decides how.
+type stopReason uint8
+
+const (
+	stopNone stopReason = iota
+	// Graceful: SIGTERM to the group now, SIGKILL after the grace period.
+	stopTimeout
+	stopCancel
+	stopIdle
+	stopRecycle
+	stopShutdown
+	// Forceful: SIGKILL to the group now.
+	stopProtocol
+	stopMemory
+	stopStart
+	// The worker died by itself: wait for it, then SIGKILL what is left.
+	stopCrash
+)
+
+var stopNames = [...]string{"", "timeout", "cancel", "idle", "recycle", "shutdown", "protocol", "memory", "start", "crash"}
+
+func (r stopReason) String() string { return stopNames[r] }
+
+func (r stopReason) graceful() bool { return r >= stopTimeout && r <= stopShutdown }
+
+// worker is the parent's side of one worker process. Its fields after the
+// first block are guarded by Executor.mu.
+type worker struct {
+	e      *Executor
+	cmd    *exec.Cmd
+	pid    int // also its process group's id
+	name   string
+	logger hclog.Logger
+	cancel context.CancelFunc // ends the Cmd's context: Cmd.Cancel sends SIGTERM to the group
+	req    *os.File           // the worker's fd 3, our end
+	resp   *os.File           // the worker's fd 4, our end
+	out    *os.File           // the worker's stdout, our end
+	errOut *os.File           // the worker's stderr, our end
+	tail   tail
+	timer  *time.Timer // the running call's deadline
+	hello  chan error  // the handshake's outcome, once
+	exited chan struct{}
+	events chan struct{} // wakes the slot when a stop is requested
+	wg     sync.WaitGroup
+	sendMu sync.Mutex
+	buf    []byte // the Call frame being sent, under sendMu
+	state  *os.ProcessState
+
+	job      *job
+	last     *job // the last call that ran, for output read after it ended
+	calls    int
+	lastUsed time.Time
+	stopping bool
+	reason   stopReason
+	detail   string // what broke, for stopProtocol and stopMemory
+	stopAt   time.Time
+	grace    time.Duration
+}
+
+// startError is why a worker could not start.
+type startError struct {
+	reason string
+	stderr string
+}
+
+// startWorker starts a worker process and waits for its handshake.
+func (e *Executor) startWorker() (*worker, *startError) {
+	if e.startErr != nil {
+		return nil, &startError{reason: e.startErr.Error()}
+	}
+	var files []*os.File // every pipe end, closed on failure
+	pipe := func() (r, w *os.File, err error) {
+		if r, w, err = os.Pipe(); err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	reqR, reqW, err1 := pipe()
+	respR, respW, err2 := pipe()
+	outR, outW, err3 := pipe()
+	errR, errW, err4 := pipe()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		closeAll()
+		return nil, &startError{reason: fmt.Sprintf("pipes: %v", err)}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, e.path, e.args...)
+	cmd.Env = append(os.Environ(), e.opts.Env...)
+	cmd.Env = append(cmd.Env, envWorker+"="+workerSpec(os.Getpid(), e.opts.MaxFrame))
+	if raceEnabled {
+		cmd.Env = raceEnv(cmd.Env)
+	}
+	cmd.ExtraFiles = []*os.File{reqR, respW} // fd 3 and fd 4
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
+	// Stopping a worker cancels ctx; Cancel then sends SIGTERM to the whole
+	// group, grandchildren included. WaitDelay is left at zero: it is fixed
+	// at Start, where a call's grace is per call, and it would SIGKILL the
+	// leader only; the slot sends SIGKILL to the group itself.
+	cmd.Cancel = func() error { return procgroup.Signal(cmd.Process.Pid, syscall.SIGTERM) }
+
+	err := e.spawner.run(cmd.Start)
+	for _, f := range []*os.File{reqR, respW, outW, errW} {
+		f.Close() // the child has its copies
+	}
+	if err != nil {
+		cancel()
+		closeAll()
+		return nil, &startError{reason: err.Error()}
+	}
+	w := &worker{
+		e:      e,
+		cmd:    cmd,
+		pid:    cmd.Process.Pid,
+		cancel: cancel,
+		req:    reqW,
+		resp:   respR,
+		out:    outR,
+		errOut: errR,
+		tail:   tail{max: e.opts.StderrTail},
+		hello:  make(chan error, 1),
+		exited: make(chan struct{}),
+		events: make(chan struct{}, 1),
+	}
+	w.name = "pid " + strconv.Itoa(w.pid)
+	w.logger = e.logger.With("worker", w.name)
+	w.timer = time.AfterFunc(time.Hour, w.onDeadline)
+	w.timer.Stop()
+	w.wg.Add(4)
+	go w.wait()
+	go w.read()
+	go w.stream(w.out, "stdout")
+	go w.stream(w.errOut, "stderr")
+
+	started := time.Now()
+	t := time.NewTimer(e.opts.StartTimeout)
+	defer t.Stop()
+	var reason string
+	select {
+	case err := <-w.hello:
+		if err == nil {
+			w.logger.Debug("worker started", "startup", time.Since(started))
+			return w, nil
+		}
+		reason = err.Error()
+	case <-w.exited:
+		reason = fmt.Sprintf("worker %s exited (%v) before its handshake", w.name, w.cmd.ProcessState)
+	case <-t.C:
+		reason = fmt.Sprintf("worker %s sent no handshake within %v", w.name, e.opts.StartTimeout)
+	}
+	e.mu.Lock()
+	e.stopLocked(w, stopStart, "")
+	e.mu.Unlock()
+	w.stop()
+	return nil, &startError{
+		reason: reason + "; does the program's main call subprocess.ServeIfWorker before anything else?",
+		stderr: w.tail.String(),
+	}
+}
+
+// send writes j's Call frame to the worker. A write that fails means the
+// worker is dying: the slot reports it.
+func (w *worker) send(j *job) {
+	c := proto.Call{
+		Seq:      j.seq,
+		Task:     j.call.Name(),
+		RunID:    j.call.RunID,
+		Attempt:  j.call.Identity().Attempt,
+		Limit:    j.call.Limit,
+		LogLevel: int(j.logLevel),
+		Input:    j.input,
+	}
+	if !j.deadline.IsZero() {
+		c.Deadline = j.deadline.UnixNano()
+	}
+	// The worker's answer can reach the reader goroutine, which sends the
+	// next call, before this Write returns: the buffer needs its lock.
+	w.sendMu.Lock()
+	b, err := c.Append(w.buf[:0], w.e.opts.MaxFrame)
+	if err == nil {
+		_, err = w.req.Write(b)
+	}
+	if cap(b) <= 64<<10 {
+		w.buf = b // keep small buffers only
+	}
+	w.sendMu.Unlock()
+	if err != nil {
+		w.e.mu.Lock()
+		w.e.stopLocked(w, stopCrash, "")
+		w.e.mu.Unlock()
+	}
+}
+
+// stopLocked starts stopping w, once: the first reason wins.
+func (e *Executor) stopLocked(w *worker, reason stopReason, detail string) {
+	if w.stopping {
+		return
+	}
+	w.stopping, w.reason, w.detail, w.stopAt = true, reason, detail, time.Now()
+	w.grace = e.opts.Grace
+	if w.job != nil && w.job.call.Grace > 0 && (reason == stopTimeout || reason == stopCancel) {
+		w.grace = w.job.call.Grace
+	}
+	if i := indexOf(e.idle, w); i >= 0 {
+		e.idle = append(e.idle[:i], e.idle[i+1:]...)
+	}
+	w.timer.Stop()
+	switch {
+	case reason.graceful():
+		w.cancel() // Cmd.Cancel: SIGTERM to the group
+	case reason != stopCrash:
+		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+	}
+	select {
+	case w.events <- struct{}{}:
+	default:
+	}
+}
+
+func indexOf(ws []*worker, w *worker) int {
+	for i, x := range ws {
+		if x == w {
+			return i
+		}
+	}
+	return -1
+}
+
+// onDeadline runs when the running call's limit passes.
+func (w *worker) onDeadline() {
+	e := w.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// A stale firing (the call returned and another began) finds a job
+	// whose deadline is still ahead, or none.
+	if j := w.job; j != nil && !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
+		e.stopLocked(w, stopTimeout, "")
+	}
+}
+
+// wait waits for the process and reports its exit.
+func (w *worker) wait() {
+	defer w.wg.Done()
+	_ = w.cmd.Wait() // the reason is in ProcessState
+	w.state = w.cmd.ProcessState
+	close(w.exited)
+	w.e.mu.Lock()
+	w.e.stopLocked(w, stopCrash, "")
+	w.e.mu.Unlock()
+}
+
+// read reads the worker's frames until its pipe ends or breaks.
+func (w *worker) read() {
+	defer w.wg.Done()
+	r := frame.NewReader(w.resp, w.e.opts.MaxFrame)
+	handshaken := false
+	for {
+		kind, body, err := r.Next()
+		if err == nil && !handshaken {
+			err = w.handshake(kind, body)
+			handshaken = true
+			w.hello <- err
+			if err != nil {
+				return // the slot stops the worker
+			}
+			continue
+		}
+		if err == nil {
+			switch kind {
+			case proto.KindResult:
+				err = w.onResult(body)
+			case proto.KindLog:
+				err = w.onLog(body)
+			default:
+				err = fmt.Errorf("unexpected frame of kind %q", kind)
+			}
+		}
+		if err == nil {
+			continue
+		}
+		reason, detail := stopProtocol, "protocol: "+describe(err)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) {
+			reason, detail = stopCrash, "" // it died, perhaps while writing
+		}
+		if !handshaken && reason == stopProtocol { // a death before the handshake is the slot's to see
+			w.hello <- fmt.Errorf("worker %s broke the protocol before its handshake: %s", w.name, describe(err))
+		}
+		w.e.mu.Lock()
+		w.e.stopLocked(w, reason, detail)
+		w.e.mu.Unlock()
+		return
+	}
+}
+
+func describe(err error) string {
+	var tl *frame.TooLargeError
+	if errors.As(err, &tl) {
+		return fmt.Sprintf("frame of %d bytes over the limit of %d bytes (Options.MaxFrame)", tl.Size, tl.Limit)
+	}
+	return err.Error()
+}
+
+func (w *worker) handshake(kind byte, body []byte) error {
+	if kind != proto.KindHello {
+		return fmt.Errorf("worker %s sent a frame of kind %q before its handshake", w.name, kind)
+	}
+	h, err := proto.DecodeHello(body)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", w.name, err)
+	}
+	if h.Version != proto.Version {
+		return fmt.Errorf("worker %s speaks protocol version %d, this program %d: is Options.Path the same program?",
+			w.name, h.Version, proto.Version)
+	}
+	return nil
+}
+
+// onResult completes the running call with the worker's result, unless
+// the call is already being stopped or has overrun its limit.
+func (w *worker) onResult(body []byte) error {
+	res, err := proto.DecodeResult(body)
+	if err != nil {
+		return err
+	}
+	e := w.e
+	e.mu.Lock()
+	if w.stopping {
+		e.mu.Unlock()
+		return nil // the stop decides the answer
+	}
+	j := w.job
+	if j == nil || j.seq != res.Seq {
+		e.mu.Unlock()
+		return fmt.Errorf("a result for call %d, which is not running", res.Seq)
+	}
+	if !j.deadline.IsZero() && (res.Expired || !time.Now().Before(j.deadline)) {
+		// Too late, whatever it says: a timeout, and the group must die.
+		e.stopLocked(w, stopTimeout, "")
+		e.mu.Unlock()
+		return nil
+	}
+	w.timer.Stop()
+	w.detachLocked(j)
+	w.calls++
+	var next *job
+	if e.opts.MaxCalls > 0 && w.calls >= e.opts.MaxCalls {
+		e.stopLocked(w, stopRecycle, "")
+	} else {
+		next = e.nextLocked(w)
+	}
+	e.mu.Unlock()
+	if next != nil {
+		w.send(next) // before decoding: the worker starts on it meanwhile
+	}
+	var value any
+	if res.Err != nil {
+		err = res.Err.Decode(j.call.Name())
+	} else {
+		value, err = j.call.Handler.DecodeOutput(res.Output)
+	}
+	e.finish(j, w, value, err)
+	return nil
+}
+
+// onLog replays a log record of the task on its call's logger.
+func (w *worker) onLog(body []byte) error {
+	l, err := proto.DecodeLog(body)
+	if err != nil {
+		return err
+	}
+	w.e.mu.Lock()
+	var target hclog.Logger
+	for _, j := range []*job{w.job, w.last} {
+		if j != nil && j.seq == l.Seq {
+			target = j.call.Logger // the last call's for a goroutine it left behind
+		}
+	}
+	w.e.mu.Unlock()
+	if target == nil {
+		// An older call's leftover goroutine: the line still carries the
+		// task, run and attempt.
+		target = w.logger
+	}
+	replay(target, l.Line)
+	return nil
+}
+
+// stream logs the worker's stdout or stderr line by line (see
+// outputLogger), and keeps the tail of stderr for crash errors.
+func (w *worker) stream(f *os.File, name string) {
+	defer w.wg.Done()
+	r := bufio.NewReaderSize(f, 32<<10)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			if name == "stderr" {
+				w.tail.write(line)
+			}
+			w.outputLogger().Info("output", "stream", name, "line", string(bytes.TrimRight(line, "\r\n")))
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// detachLocked ends j's run on w. j stays w's last call, which output read
+// between calls is attributed to: the task wrote it before it returned (the
+// pipes are read independently of the protocol) or a goroutine it left
+// behind wrote it after.
+func (w *worker) detachLocked(j *job) {
+	w.job = nil
+	j.state = jobDone
+	j.input, j.call.Input = nil, nil // not kept alive by w.last
+	w.last = j
+}
+
+// outputLogger returns the logger for a line of the worker's output: the
+// running call's, else the last call's, named after the task, else the
+// executor's.
+func (w *worker) outputLogger() hclog.Logger {
+	w.e.mu.Lock()
+	defer w.e.mu.Unlock()
+	j := w.job
+	if j == nil {
+		j = w.last
+	}
+	if j == nil || j.call.Logger == nil {
+		return w.logger
+	}
+	if j.output == nil {
+		j.output = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
+			"attempt", j.call.Identity().Attempt, "worker", w.name)
+	}
+	return j.output
+}
+
+// serve offers the started worker to waiting calls, keeps it until it must
+// stop, stops it and fails the call it was running, if any. It reports
+// whether the worker had a call when it stopped or had served any.
+func (e *Executor) serve(w *worker) bool {
+	e.mu.Lock()
+	e.live[w] = struct{}{}
+	next := e.nextLocked(w)
+	e.mu.Unlock()
+	if next != nil {
+		w.send(next)
+	}
+
+	var idle *time.Timer
+	var idleC <-chan time.Time
+	if e.opts.IdleTimeout > 0 {
+		idle = time.NewTimer(e.opts.IdleTimeout)
+		defer idle.Stop()
+		idleC = idle.C
+	}
+	var memC <-chan time.Time
+	if e.opts.MemoryLimit > 0 {
+		t := time.NewTicker(e.opts.MemoryPoll)
+		defer t.Stop()
+		memC = t.C
+	}
+	for stopped := false; !stopped; {
+		select {
+		case <-w.events:
+		case <-idleC:
+			e.mu.Lock()
+			if left := e.opts.IdleTimeout - time.Since(w.lastUsed); w.job != nil || left > 0 {
+				idle.Reset(max(left, e.opts.IdleTimeout/4))
+			} else {
+				e.stopLocked(w, stopIdle, "")
+			}
+			e.mu.Unlock()
+		case <-memC:
+			if rss, err := procgroup.RSS(w.pid); err == nil && rss > e.opts.MemoryLimit {
+				e.mu.Lock()
+				e.stopLocked(w, stopMemory, fmt.Sprintf("memory limit: resident set of %s over the limit of %s (Options.MemoryLimit)",
+					mib(rss), mib(e.opts.MemoryLimit)))
+				e.mu.Unlock()
+			}
+		}
+		e.mu.Lock()
+		stopped = w.stopping
+		e.mu.Unlock()
+	}
+
+	confirmed := w.stop()
+	e.mu.Lock()
+	delete(e.live, w)
+	j := w.job
+	if j != nil {
+		w.detachLocked(j)
+	}
+	reason, detail, calls := w.reason, w.detail, w.calls
+	e.mu.Unlock()
+
+	lg := w.logger.With("reason", reason.String(), "status", w.state.String(), "calls", calls)
+	if !confirmed {
+		members, _ := procgroup.Members(w.pid)
+		lg.Error("worker's process group is still there after SIGKILL", "members", fmt.Sprint(members))
+	} else if reason == stopCrash && j == nil {
+		lg.Warn("worker died between calls", "stderr", w.tail.String())
+	} else {
+		lg.Debug("worker stopped")
+	}
+	if j != nil {
+		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
+	}
+	return j != nil || calls > 0
+}
+
+// failure is the error of the call j whose worker stopped for reason.
+func (w *worker) failure(j *job, reason stopReason, detail string, confirmed bool) error {
+	switch reason {
+	case stopTimeout:
+		return &executor.TimeoutError{Task: j.call.Name(), Limit: j.call.Limit, Elapsed: time.Since(j.start),
+			Enforcement: executor.Hard, Stopped: confirmed}
+	case stopCancel:
+		return j.canceled
+	case stopProtocol, stopMemory:
+		return &executor.CrashError{Task: j.call.Name(), Reason: detail, Stderr: w.tail.String()}
+	case stopCrash:
+		return &executor.CrashError{Task: j.call.Name(), Reason: w.state.String(), Stderr: w.tail.String()}
+	}
+	// Idle, recycle and shutdown stop only workers without a call.
+	return &executor.CrashError{Task: j.call.Name(), Reason: "worker stopped: " + reason.String(), Stderr: w.tail.String()}
+}
+
+// stop carries out the stop that stopLocked began, and reports whether
+// nothing of the worker's process group is left. It returns once the
+// worker is reaped, the rest of its group is dead and reaped (or SIGKILL
+// did not clear it within killWait), and its goroutines have ended.
+func (w *worker) stop() (confirmed bool) {
+	e := w.e
+	e.mu.Lock()
+	reason, stopAt, grace := w.reason, w.stopAt, w.grace
+	e.mu.Unlock()
+
+	// The leader first: only once exec.Cmd.Wait has reaped it may the group
+	// be reaped here (procgroup.Reap would otherwise steal its status).
+	killAt := stopAt
+	if reason.graceful() || reason == stopCrash {
+		killAt = stopAt.Add(grace)
+	}
+	if !waitUntil(w.exited, killAt) {
+		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+		<-w.exited
+	}
+	// Then the rest of the group, orphans this process adopted: they get
+	// what is left of the grace period, or nothing after a crash.
+	if reason == stopCrash {
+		killAt = time.Now()
+	}
+	confirmed = procgroup.Drain(w.pid, killAt, e.foreignZombies)
+	if !confirmed {
+		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+		confirmed = procgroup.Drain(w.pid, time.Now().Add(killWait), e.foreignZombies)
+	}
+	w.cancel()
+	w.req.Close()
+
+	// Output ends at EOF once every holder is dead; a process that escaped
+	// the group (setsid) and still holds it is cut off.
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	if !waitUntil(done, time.Now().Add(streamDrain)) {
+		w.out.Close()
+		w.errOut.Close()
+		w.resp.Close()
+		<-done
+	}
+	w.out.Close()
+	w.errOut.Close()
+	w.resp.Close()
+	return confirmed
+}
+
+// waitUntil waits for c to close until t, and reports whether it did.
+func waitUntil(c <-chan struct{}, t time.Time) bool {
+	select {
+	case <-c:
+		return true
+	default:
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-c:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// tail keeps the last bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+	cut bool
+}
+
+func (t *tail) write(p []byte) {
+	if t.max <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 2*t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+		t.cut = true
+	}
+}
+
+// String returns the kept bytes, starting at a line when some were cut,
+// without the trailing newline.
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.b
+	if len(b) > t.max {
+		b = b[len(b)-t.max:]
+		t.cut = true
+	}
+	if t.cut {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
+			b = b[i+1:]
+		}
+	}
+	return string(bytes.TrimRight(b, "\n"))
+}
