@@ -34,6 +34,11 @@ var (
 	// ErrDuplicateArg: a run was given two values for one parameter.
 	ErrDuplicateArg = errors.New("flow: parameter set twice")
 
+	// ErrTimeout matches every *TimeoutError: a flow run stopped by its
+	// Options.Timeout. It is not executor.ErrTimeout, which means that a
+	// task overran its own limit.
+	ErrTimeout = errors.New("flow: run timed out")
+
 	// ErrTriggerFailed matches every *TriggerError.
 	ErrTriggerFailed = errors.New("flow: trigger failed")
 )
@@ -69,9 +74,11 @@ func (e *ParamError) Error() string {
 func (e *ParamError) Unwrap() error { return e.Err }
 
 // TimeoutError reports a flow run stopped by its Options.Timeout. It
-// matches executor.ErrTimeout and context.DeadlineExceeded. The tasks
-// that were running when it fired end Cancelled, with this error as the
-// cause of their *executor.CanceledError.
+// matches ErrTimeout and context.DeadlineExceeded, never
+// executor.ErrTimeout. It is also the cause (context.Cause) of the context
+// the run's calls get; to the tasks it stops it is a cancellation from
+// outside, not a limit of their own, so its class is
+// executor.ClassCanceled and they end Cancelled, never TimedOut.
 type TimeoutError struct {
 	Flow  string
 	Limit time.Duration
@@ -81,14 +88,13 @@ func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("flow %q: run timed out (limit %v)", e.Flow, e.Limit)
 }
 
-// Is reports whether target is executor.ErrTimeout or
-// context.DeadlineExceeded.
+// Is reports whether target is ErrTimeout or context.DeadlineExceeded.
 func (e *TimeoutError) Is(target error) bool {
-	return target == executor.ErrTimeout || target == context.DeadlineExceeded
+	return target == ErrTimeout || target == context.DeadlineExceeded
 }
 
-// ErrorClass returns executor.ClassTimeout.
-func (e *TimeoutError) ErrorClass() executor.Class { return executor.ClassTimeout }
+// ErrorClass returns executor.ClassCanceled.
+func (e *TimeoutError) ErrorClass() executor.Class { return executor.ClassCanceled }
 
 // TaskError is one task run's failure in a flow run's error.
 type TaskError struct {
