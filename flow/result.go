@@ -218,7 +218,11 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		if opts.OmitTimes {
 			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", label, t.State, attempts, firstLine(t.Err))
 		} else {
-			fmt.Fprintf(tw, "%s\t%v\t%s\t%v\t%s\n", label, t.State, attempts, round(t.Duration()), firstLine(t.Err))
+			took := "-" // never started
+			if !t.Start.IsZero() {
+				took = round(t.Duration()).String()
+			}
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", label, t.State, attempts, took, firstLine(t.Err))
 		}
 	}
 	_ = tw.Flush()
