@@ -20,6 +20,8 @@ type Flow struct {
 	params []param
 	refs   []int32
 	byName map[string]int32 // node names
+	nameAt []int32          // nameAt[i]: the length of the names of nodes before i
+	sorted bool             // whether creation order is topological
 
 	// Upstream and downstream edges, in compressed form: node i's
 	// upstream ids are up[upAt[i]:upAt[i+1]], deduplicated; upData says
@@ -75,6 +77,7 @@ func (b *Builder) Build() (*Flow, error) {
 		name:   b.name,
 		opts:   b.opts,
 		nodes:  make([]node, n),
+		nameAt: make([]int32, n+1),
 		params: make([]param, len(b.params)),
 		byName: make(map[string]int32, n),
 		upAt:   make([]int32, n+1),
@@ -95,6 +98,7 @@ func (b *Builder) Build() (*Flow, error) {
 			uses[d.name]++
 			f.byName[d.name] = d.id
 		}
+		f.nameAt[d.id+1] = f.nameAt[d.id] + int32(len(d.name))
 	}
 	for name, k := range uses {
 		if k > 1 {
@@ -246,6 +250,7 @@ func (f *Flow) topoSort() []int32 {
 			}
 		}
 	}
+	f.sorted = sorted
 	if sorted {
 		for i := range n {
 			f.order = append(f.order, i)

@@ -175,12 +175,12 @@ func (n *Node[T]) sources() []source {
 }
 
 func (n *Node[T]) get(r *run) T {
-	v, _ := r.units[n.d.id].rec.Value.(T)
+	v, _ := r.recs[n.d.id].Value.(T)
 	return v
 }
 
 func (n *Node[T]) boxed(r *run) any {
-	if v := r.units[n.d.id].rec.Value; v != nil {
+	if v := r.recs[n.d.id].Value; v != nil {
 		if _, ok := v.(T); ok {
 			return v
 		}
@@ -265,7 +265,7 @@ func MapWith[E, C, In, Out any](b *Builder, t *task.Task[In, Out], over Input[[]
 func gather[Out any](r *run, first, n int32) any {
 	out := make([]Out, n)
 	for i := range out {
-		if v, ok := r.units[first+int32(i)].rec.Value.(Out); ok {
+		if v, ok := r.recs[first+int32(i)].Value.(Out); ok {
 			out[i] = v
 		}
 	}
@@ -472,10 +472,14 @@ func Outcomes[T any](n *Node[[]T]) Input[[]Outcome[T]] {
 		srcs = []source{{node: n.d, outcomes: true}}
 	}
 	return derived[[]Outcome[T]]{srcs: srcs, fn: func(r *run) []Outcome[T] {
-		u := &r.units[n.d.id]
-		out := make([]Outcome[T], u.n)
+		var first, count int32
+		if r.recs[n.d.id].Children > 0 {
+			m := r.children(n.d.id)
+			first, count = m.first, m.n
+		}
+		out := make([]Outcome[T], count)
 		for i := range out {
-			c := &r.units[u.first+int32(i)].rec
+			c := &r.recs[first+int32(i)]
 			v, _ := c.Value.(T)
 			out[i] = Outcome[T]{Value: v, State: c.State, Err: c.Err}
 		}

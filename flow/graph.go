@@ -56,7 +56,7 @@ func (f *Flow) nodeLabel(id int32, res *Result) (lines []string, state task.Stat
 		}
 		return []string{name}, task.Pending, false
 	}
-	t := &res.Tasks[res.at[id]]
+	t := &res.Tasks[res.index(id)]
 	if t.Mapped {
 		name += fmt.Sprintf(" (map ×%d)", t.Children)
 	}

@@ -73,7 +73,7 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 	rec.Error, _ = errText(r.Err)
 	for i := range r.Tasks {
 		t := &r.Tasks[i]
-		jt := jsonTask{Task: t.Task, Node: t.Node, Mapped: t.Mapped, Children: t.Children, RunID: t.RunID,
+		jt := jsonTask{Task: t.Task, Node: t.Node(), Mapped: t.Mapped, Children: t.Children, RunID: t.RunID,
 			State: t.State, Start: timePtr(t.Start), End: timePtr(t.End), DurationNS: t.Duration()}
 		if t.Index >= 0 {
 			jt.Index = &t.Index

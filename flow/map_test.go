@@ -50,7 +50,7 @@ func TestMapKeepsInputOrder(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, "CCC", tr.Value)
 		assert.Equal(t, 2, tr.Index)
-		assert.Equal(t, "upper", tr.Node)
+		assert.Equal(t, "upper", tr.Node())
 		assert.Equal(t, 7*time.Second, tr.Duration())
 		parent, _ := res.Task("upper")
 		assert.True(t, parent.Mapped)

@@ -25,10 +25,18 @@ import (
 // End span the mapping.
 type TaskRun struct {
 	task.Result
-	Node     string // the node's name; a mapped child's parent's
-	Index    int    // a mapped child's position in its parent's input; -1 for a node
-	Mapped   bool   // whether the node is made by Map or MapWith
-	Children int    // a mapped node's number of children; 0 for others
+	Index    int  // a mapped child's position in its parent's input; -1 for a node
+	Mapped   bool // whether the node is made by Map or MapWith
+	Children int  // a mapped node's number of children; 0 for others
+}
+
+// Node returns the name of the run's node: Task for a node's own run, the
+// mapped node's name for a child.
+func (t *TaskRun) Node() string {
+	if t.Index < 0 {
+		return t.Task
+	}
+	return t.Task[:strings.LastIndexByte(t.Task, '[')]
 }
 
 // Result is a finished flow run. It is immutable and safe for concurrent
@@ -56,7 +64,15 @@ type Result struct {
 	Tasks []TaskRun
 
 	flow *Flow
-	at   []int32 // node id -> index in Tasks
+	at   []int32 // node id -> index in Tasks; nil when they are equal
+}
+
+// index returns node id's index in Tasks.
+func (r *Result) index(id int32) int {
+	if r.at == nil {
+		return int(id)
+	}
+	return int(r.at[id])
 }
 
 // Duration returns End - Start.
@@ -66,7 +82,7 @@ func (r *Result) Duration() time.Duration { return r.End.Sub(r.Start) }
 // for a mapped child; false if there is none.
 func (r *Result) Task(label string) (TaskRun, bool) {
 	if id, ok := r.flow.byName[label]; ok {
-		return r.Tasks[r.at[id]], true
+		return r.Tasks[r.index(id)], true
 	}
 	open := strings.LastIndexByte(label, '[')
 	if open < 0 || !strings.HasSuffix(label, "]") {
@@ -77,11 +93,11 @@ func (r *Result) Task(label string) (TaskRun, bool) {
 	if !ok || err != nil || k < 0 || label != childLabel(label[:open], k) {
 		return TaskRun{}, false
 	}
-	p := r.at[id]
+	p := r.index(id)
 	if k >= r.Tasks[p].Children {
 		return TaskRun{}, false
 	}
-	return r.Tasks[int(p)+1+k], true
+	return r.Tasks[p+1+k], true
 }
 
 // Value returns node n's result in res, and false if n's run did not end
@@ -92,7 +108,7 @@ func Value[T any](res *Result, n *Node[T]) (T, bool) {
 	if res == nil || n == nil || n.d.b != res.flow.b || int(n.d.id) >= len(res.flow.nodes) {
 		return zero, false
 	}
-	tr := &res.Tasks[res.at[n.d.id]]
+	tr := &res.Tasks[res.index(n.d.id)]
 	if tr.State != task.Success {
 		return zero, false
 	}
@@ -106,17 +122,22 @@ func Value[T any](res *Result, n *Node[T]) (T, bool) {
 // result assembles the run's Result once every unit is final.
 func (r *run) result() *Result {
 	f := r.f
-	res := &Result{Flow: f.name, RunID: r.id, Start: r.start, End: time.Now(), flow: f,
-		Tasks: make([]TaskRun, 0, len(r.units)), at: make([]int32, len(f.nodes))}
-	for _, id := range f.order {
-		res.at[id] = int32(len(res.Tasks))
-		u := &r.units[id]
-		res.Tasks = append(res.Tasks, u.rec)
-		for c := u.first; c < u.first+u.n; c++ {
-			res.Tasks = append(res.Tasks, r.units[c].rec)
+	res := &Result{Flow: f.name, RunID: r.id, Start: r.start, End: time.Now(), flow: f}
+	if f.sorted && len(r.recs) == len(f.nodes) {
+		res.Tasks = r.recs // already in order: no copy
+	} else {
+		res.Tasks = make([]TaskRun, 0, len(r.recs))
+		res.at = make([]int32, len(f.nodes))
+		for _, id := range f.order {
+			res.at[id] = int32(len(res.Tasks))
+			res.Tasks = append(res.Tasks, r.recs[id])
+			if r.recs[id].Children > 0 {
+				m := r.children(id)
+				res.Tasks = append(res.Tasks, r.recs[m.first:m.first+m.n]...)
+			}
 		}
 	}
-	r.units = nil
+	r.recs, r.units = nil, nil
 
 	var errs []error
 	switch {
@@ -140,7 +161,7 @@ func (r *run) result() *Result {
 	}
 	if len(errs) == 0 {
 		for _, id := range f.refs {
-			if t := &res.Tasks[res.at[id]]; !t.State.Successful() {
+			if t := &res.Tasks[res.index(id)]; !t.State.Successful() {
 				errs = append(errs, &TaskError{Task: t.Task, State: t.State, Err: t.Err})
 			}
 		}
@@ -153,7 +174,7 @@ func refState(res *Result, refs []int32) task.State {
 	var failed, cancelled, skipped bool
 	all := true
 	for _, id := range refs {
-		s := res.Tasks[res.at[id]].State
+		s := res.Tasks[res.index(id)].State
 		failed = failed || s.Failure()
 		cancelled = cancelled || s == task.Cancelled
 		skipped = skipped || s == task.Skipped
@@ -268,4 +289,8 @@ func firstLine(err error) string {
 		s = string([]rune(s)[:width-1]) + "…"
 	}
 	return s
+}
+
+func childLabel(name string, i int) string {
+	return name + "[" + strconv.Itoa(i) + "]"
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,23 +146,23 @@ const (
 	final
 )
 
-// unit is one task run of a flow run: a node (index = node id) or a mapped
-// child (appended after the nodes). Units live in one slice and refer to
-// each other by index, because mapping appends to it.
+// unit is the scheduler's state of one task run of a flow run: a node's
+// (index = node id) or a mapped child's (appended after the nodes). Its
+// record is in run.recs at the same index. Units refer to each other by
+// index, because mapping appends to the slices.
 type unit struct {
-	rec      TaskRun
-	runner   *task.Runner
-	timer    *time.Timer // a pending retry
-	mapState any         // a mapped node's prepared input, until its children start
-	node     int32       // the node, for a child
-	first    int32       // a mapped node's first child
-	n        int32       // a mapped node's children
-	done     int32       // children final
-	started  int32       // children started
-	phase    phase
+	runner *task.Runner
+	timer  *time.Timer // a pending retry
+	aux    int32       // a child's node; a mapped node's index in run.maps
+	phase  phase
 }
 
-func (u *unit) child() bool { return u.rec.Index >= 0 }
+// mapped is a mapped node's children.
+type mapped struct {
+	first, n      int32 // the children's units
+	done, started int32
+	state         any // the prepared input, until every child has started
+}
 
 type run struct {
 	f       *Flow
@@ -169,11 +170,14 @@ type run struct {
 	ctx     context.Context
 	opts    RunOptions
 	id      string
+	ids     string // every node's task-run id, back to back (see runID)
 	params  []any
 	start   time.Time
 	timeout *TimeoutError // non-nil when the flow has a limit
 
+	recs      []TaskRun
 	units     []unit
+	maps      []mapped
 	remaining []int32 // per node: upstream nodes not final yet
 	ready     []int32 // FIFO of units to start, from head
 	head      int
@@ -220,20 +224,35 @@ func (q *queue) take(buf []event) []event {
 	return items
 }
 
+// runID returns node i's task-run id, r.id + "/" + its name, from r.ids:
+// one allocation for all of them.
+func (r *run) runID(i int32) string {
+	l := len(r.id) + 1
+	start := int(i)*l + int(r.f.nameAt[i])
+	return r.ids[start : start+l+len(r.f.nodes[i].name)]
+}
+
 func (r *run) loop() {
 	f := r.f
 	n := len(f.nodes)
 	r.q.signal = make(chan struct{}, 1)
+	r.recs = make([]TaskRun, n)
 	r.units = make([]unit, n)
 	r.remaining = make([]int32, n)
 	r.open = n
-	for i := range r.units {
-		u := &r.units[i]
-		u.rec.Index = -1
-		u.rec.Node = f.nodes[i].name
-		u.rec.Mapped = f.nodes[i].kind == mappedNode
+	var ids strings.Builder
+	ids.Grow(n*(len(r.id)+1) + int(f.nameAt[n]))
+	for i := range r.recs {
+		nd := &f.nodes[i]
+		ids.WriteString(r.id)
+		ids.WriteByte('/')
+		ids.WriteString(nd.name)
+		rec := &r.recs[i]
+		rec.Index = -1
+		rec.Mapped = nd.kind == mappedNode
 		r.remaining[i] = f.upAt[i+1] - f.upAt[i]
 	}
+	r.ids = ids.String()
 	for _, i := range f.order {
 		if r.remaining[i] == 0 {
 			r.push(i)
@@ -287,6 +306,8 @@ func (r *run) push(u int32) {
 	r.ready = append(r.ready, u)
 }
 
+func (r *run) child(i int32) bool { return r.recs[i].Index >= 0 }
+
 // step starts what a unit popped from the ready queue needs.
 func (r *run) step(i int32) {
 	u := &r.units[i]
@@ -295,7 +316,7 @@ func (r *run) step(i int32) {
 		switch {
 		case r.stopping:
 			r.cancel(i)
-		case u.child():
+		case r.child(i):
 			r.startChild(i)
 		default:
 			r.startNode(i)
@@ -309,8 +330,8 @@ func (r *run) step(i int32) {
 	}
 }
 
-func (r *run) taskOptions(label string) task.RunOptions {
-	return task.RunOptions{RunID: r.id + "/" + label, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+func (r *run) taskOptions(label, runID string) task.RunOptions {
+	return task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
 }
 
 // startNode decides whether node i runs, from its upstream states, and
@@ -323,7 +344,7 @@ func (r *run) startNode(i int32) {
 			r.end(i, state, err)
 			return
 		}
-		rn := task.NewRunner(nd.spec, nil, r.taskOptions(nd.name))
+		rn := task.NewRunner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)))
 		rn.End(state, err)
 		r.units[i].runner = rn
 		r.finish(i)
@@ -334,7 +355,7 @@ func (r *run) startNode(i int32) {
 		return
 	}
 	in, err := r.input(nd)
-	rn := task.NewRunner(nd.spec, in, r.taskOptions(nd.name))
+	rn := task.NewRunner(nd.spec, in, r.taskOptions(nd.name, r.runID(i)))
 	r.units[i].runner = rn
 	call := rn.Start()
 	if err != nil {
@@ -359,7 +380,7 @@ func (r *run) decide(i int32) (task.State, error) {
 	states := r.states[:0]
 	skipped, cancelled := int32(-1), int32(-1)
 	for _, u := range ups {
-		s := r.units[u].rec.State
+		s := r.recs[u].State
 		states = append(states, s)
 		switch {
 		case s == task.Skipped && skipped < 0:
@@ -412,12 +433,13 @@ func (r *run) startMapped(i int32) {
 		return
 	}
 	first := int32(len(r.units))
+	r.units[i].aux = int32(len(r.maps))
+	r.maps = append(r.maps, mapped{first: first, n: int32(n), state: state})
+	r.recs[i].Children = n
 	for k := range n {
-		r.units = append(r.units, unit{node: i, phase: ready, rec: TaskRun{Node: nd.name, Index: k}})
+		r.units = append(r.units, unit{aux: i, phase: ready})
+		r.recs = append(r.recs, TaskRun{Index: k})
 	}
-	u := &r.units[i]
-	u.first, u.n, u.mapState = first, int32(n), state
-	u.rec.Children = n
 	if n == 0 {
 		r.gather(i)
 		return
@@ -437,34 +459,48 @@ func (r *run) prepare(nd *node) (n int, state any, err error) {
 	return n, state, nil
 }
 
+// children returns mapped node i's children.
+func (r *run) children(i int32) *mapped { return &r.maps[r.units[i].aux] }
+
+// childIDs returns a child's label, "name[k]", and its task-run id,
+// r.id + "/" + label, in one allocation.
+func (r *run) childIDs(c int32) (label, runID string) {
+	rec := &r.recs[c]
+	var a [96]byte
+	b := append(a[:0], r.id...)
+	b = append(b, '/')
+	b = append(b, r.f.nodes[r.units[c].aux].name...)
+	b = append(b, '[')
+	b = strconv.AppendInt(b, int64(rec.Index), 10)
+	b = append(b, ']')
+	runID = string(b)
+	return runID[len(r.id)+1:], runID
+}
+
 func (r *run) startChild(c int32) {
-	cu := &r.units[c]
-	nd := &r.f.nodes[cu.node]
-	p := &r.units[cu.node]
+	node := r.units[c].aux
+	nd := &r.f.nodes[node]
+	m := r.children(node)
 	in, err := func() (in any, err error) {
 		defer func() {
 			if v := recover(); v != nil {
 				in, err = nil, r.badInput(nd, v)
 			}
 		}()
-		return nd.child(p.mapState, cu.rec.Index), nil
+		return nd.child(m.state, r.recs[c].Index), nil
 	}()
-	if p.started++; p.started == p.n {
-		p.mapState = nil
+	if m.started++; m.started == m.n {
+		m.state = nil
 	}
-	rn := task.NewRunner(nd.spec, in, r.taskOptions(childLabel(nd.name, cu.rec.Index)))
-	cu.runner = rn
+	rn := task.NewRunner(nd.spec, in, r.taskOptions(r.childIDs(c)))
+	r.units[c].runner = rn
 	call := rn.Start()
 	if err != nil {
-		cu.phase = running
+		r.units[c].phase = running
 		r.outcome(c, call.Attempt, nil, err, "")
 		return
 	}
 	r.submit(c, call)
-}
-
-func childLabel(name string, i int) string {
-	return name + "[" + strconv.Itoa(i) + "]"
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -560,21 +596,22 @@ func (r *run) stop() {
 // cancel ends a unit that is not running Cancelled.
 func (r *run) cancel(i int32) {
 	u := &r.units[i]
-	nd := &r.f.nodes[i]
-	if u.child() {
-		nd = &r.f.nodes[u.node]
-	}
-	if !u.child() && nd.kind == mappedNode {
-		r.name(i)
-		r.end(i, task.Cancelled, executor.NewCanceledError(nd.name, r.ctx))
-		return
-	}
-	label := nd.name
-	if u.child() {
-		label = childLabel(nd.name, u.rec.Index)
+	var label, runID string
+	var nd *node
+	if r.child(i) {
+		nd = &r.f.nodes[u.aux]
+		label, runID = r.childIDs(i)
+	} else {
+		nd = &r.f.nodes[i]
+		label, runID = nd.name, r.runID(i)
+		if nd.kind == mappedNode {
+			r.name(i)
+			r.end(i, task.Cancelled, executor.NewCanceledError(label, r.ctx))
+			return
+		}
 	}
 	if u.runner == nil {
-		u.runner = task.NewRunner(nd.spec, nil, r.taskOptions(label))
+		u.runner = task.NewRunner(nd.spec, nil, r.taskOptions(label, runID))
 	}
 	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
 	r.finish(i)
@@ -583,7 +620,7 @@ func (r *run) cancel(i int32) {
 // finish records a unit whose runner is final and settles it.
 func (r *run) finish(i int32) {
 	u := &r.units[i]
-	u.rec.Result = u.runner.Result()
+	r.recs[i].Result = u.runner.Result()
 	u.runner = nil
 	r.settle(i)
 }
@@ -592,10 +629,9 @@ func (r *run) finish(i int32) {
 func (r *run) settle(i int32) {
 	u := &r.units[i]
 	u.phase = final
-	if u.child() {
-		p := &r.units[u.node]
-		if p.done++; p.done == p.n {
-			r.gather(u.node)
+	if r.child(i) {
+		if m := r.children(u.aux); func() bool { m.done++; return m.done == m.n }() {
+			r.gather(u.aux)
 		}
 		return
 	}
@@ -610,46 +646,45 @@ func (r *run) settle(i int32) {
 
 // name labels a mapped node's record, which no task.Runner keeps.
 func (r *run) name(i int32) {
-	u := &r.units[i]
-	u.rec.Task = u.rec.Node
-	u.rec.RunID = r.id + "/" + u.rec.Node
+	rec := &r.recs[i]
+	rec.Task = r.f.nodes[i].name
+	rec.RunID = r.runID(i)
 }
 
 // begin moves a mapped node to Running.
 func (r *run) begin(i int32) {
 	r.name(i)
-	u := &r.units[i]
-	u.phase = mapping
-	u.rec.Start = time.Now()
+	r.units[i].phase = mapping
+	r.recs[i].Start = time.Now()
 	r.change(i, task.Running, nil)
 }
 
 // end ends a mapped node in state with err.
 func (r *run) end(i int32, state task.State, err error) {
-	u := &r.units[i]
-	u.rec.End = time.Now()
-	u.rec.Err = err
+	rec := &r.recs[i]
+	rec.End = time.Now()
+	rec.Err = err
 	r.change(i, state, err)
 	r.settle(i)
 }
 
 func (r *run) change(i int32, to task.State, err error) {
-	u := &r.units[i]
-	from := u.rec.State
-	u.rec.State = to
+	rec := &r.recs[i]
+	from := rec.State
+	rec.State = to
 	if r.opts.OnState != nil {
-		r.opts.OnState(task.Change{Task: u.rec.Task, RunID: u.rec.RunID, From: from, To: to, Err: err, Time: time.Now()})
+		r.opts.OnState(task.Change{Task: rec.Task, RunID: rec.RunID, From: from, To: to, Err: err, Time: time.Now()})
 	}
 }
 
 // gather ends a mapped node whose children are all final.
 func (r *run) gather(i int32) {
-	u := &r.units[i]
+	m := r.children(i)
 	nd := &r.f.nodes[i]
 	var failed, cancelled, skipped int
 	var firstErr error
-	for c := u.first; c < u.first+u.n; c++ {
-		rec := &r.units[c].rec
+	for c := m.first; c < m.first+m.n; c++ {
+		rec := &r.recs[c]
 		switch {
 		case rec.State.Failure():
 			failed++
@@ -664,18 +699,18 @@ func (r *run) gather(i int32) {
 			firstErr = rec.Err
 		}
 	}
-	u.rec.Value = nd.gather(r, u.first, u.n)
+	r.recs[i].Value = nd.gather(r, m.first, m.n)
 	state, err := task.Success, error(nil)
 	switch {
 	case failed > 0:
 		state = task.Failed
-		err = fmt.Errorf("flow: %d of %d children of %q failed; the first: %w", failed, u.n, nd.name, firstErr)
+		err = fmt.Errorf("flow: %d of %d children of %q failed; the first: %w", failed, m.n, nd.name, firstErr)
 	case cancelled > 0:
 		state = task.Cancelled
-		err = fmt.Errorf("flow: %d of %d children of %q were cancelled: %w", cancelled, u.n, nd.name, firstErr)
-	case skipped > 0 && skipped == int(u.n):
+		err = fmt.Errorf("flow: %d of %d children of %q were cancelled: %w", cancelled, m.n, nd.name, firstErr)
+	case skipped > 0 && skipped == int(m.n):
 		state = task.Skipped
-		err = task.Skip(fmt.Sprintf("all %d children of %q were skipped", u.n, nd.name))
+		err = task.Skip(fmt.Sprintf("all %d children of %q were skipped", m.n, nd.name))
 	}
 	r.end(i, state, err)
 }
