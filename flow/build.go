@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/flowline-go/flowline/task"
 )
@@ -12,16 +13,17 @@ import (
 // Flow is a built, checked flow: immutable, safe for concurrent use, and
 // runnable any number of times, concurrently (see Run).
 type Flow struct {
-	b      *Builder // whose handles belong to this flow
-	name   string
-	opts   Options
-	nodes  []node // by id: creation order
-	order  []int32
-	params []param
-	refs   []int32
-	byName map[string]int32 // node names
-	nameAt []int32          // nameAt[i]: the length of the names of nodes before i
-	sorted bool             // whether creation order is topological
+	owner      *owner // the Builder whose handles belong to this flow
+	name       string
+	opts       Options
+	nodes      []node // by id: creation order
+	order      []int32
+	params     []param
+	refs       []int32
+	byNameOnce sync.Once
+	byName     map[string]int32 // node names, made on first use
+	nameAt     []int32          // nameAt[i]: the length of the names of nodes before i
+	sorted     bool             // whether creation order is topological
 
 	// Upstream and downstream edges, in compressed form: node i's
 	// upstream ids are up[upAt[i]:upAt[i+1]], deduplicated; upData says
@@ -54,6 +56,18 @@ type param struct {
 // Name returns the flow's name.
 func (f *Flow) Name() string { return f.name }
 
+// lookup returns the id of the node named name.
+func (f *Flow) lookup(name string) (int32, bool) {
+	f.byNameOnce.Do(func() {
+		f.byName = make(map[string]int32, len(f.nodes))
+		for i := range f.nodes {
+			f.byName[f.nodes[i].name] = int32(i)
+		}
+	})
+	id, ok := f.byName[name]
+	return id, ok
+}
+
 // Len returns the number of nodes (a mapped node counts once).
 func (f *Flow) Len() int { return len(f.nodes) }
 
@@ -73,13 +87,12 @@ func (b *Builder) Build() (*Flow, error) {
 
 	n := len(b.nodes)
 	f := &Flow{
-		b:      b,
+		owner:  b.owner,
 		name:   b.name,
 		opts:   b.opts,
 		nodes:  make([]node, n),
 		nameAt: make([]int32, n+1),
 		params: make([]param, len(b.params)),
-		byName: make(map[string]int32, n),
 		upAt:   make([]int32, n+1),
 		downAt: make([]int32, n+1),
 	}
@@ -96,7 +109,6 @@ func (b *Builder) Build() (*Flow, error) {
 		}
 		if d.name != "" {
 			uses[d.name]++
-			f.byName[d.name] = d.id
 		}
 		f.nameAt[d.id+1] = f.nameAt[d.id] + int32(len(d.name))
 	}
@@ -108,7 +120,7 @@ func (b *Builder) Build() (*Flow, error) {
 
 	// Edges. stamp[u] == i+1 marks u as already an upstream of node i.
 	stamp := make([]int32, n)
-	inFlow := func(d *nodeDef) bool { return d != nil && d.b == b && int(d.id) < n && b.nodes[d.id] == d }
+	inFlow := func(d *nodeDef) bool { return d != nil && d.owner == b.owner && int(d.id) < n && b.nodes[d.id] == d }
 	for _, d := range b.nodes {
 		i := d.id
 		nd := &f.nodes[i]
@@ -139,9 +151,9 @@ func (b *Builder) Build() (*Flow, error) {
 			case s.nilNode:
 				fail(ErrMissingUpstream, []string{d.name}, "node %s reads a nil node or input", d.label())
 			case s.param != nil:
-				if s.param.b != b {
+				if s.param.owner != b.owner {
 					fail(ErrMissingUpstream, []string{d.name, s.param.name},
-						"node %s reads parameter %q of another flow (%q)", d.label(), s.param.name, s.param.b.name)
+						"node %s reads parameter %q of another flow (%q)", d.label(), s.param.name, s.param.owner.name)
 					continue
 				}
 				if !slices.Contains(nd.params, s.param.id) {
@@ -149,7 +161,7 @@ func (b *Builder) Build() (*Flow, error) {
 				}
 			case !inFlow(s.node):
 				fail(ErrMissingUpstream, []string{d.name, s.node.name},
-					"node %s reads node %q of another flow (%q)", d.label(), s.node.name, s.node.b.name)
+					"node %s reads node %q of another flow (%q)", d.label(), s.node.name, s.node.owner.name)
 			default:
 				if s.outcomes && s.node.kind != mappedNode {
 					fail(ErrNotMapped, []string{d.name, s.node.name},
@@ -168,7 +180,7 @@ func (b *Builder) Build() (*Flow, error) {
 				fail(ErrMissingUpstream, []string{d.name}, "node %s waits for a nil node", d.label())
 			case !inFlow(ad):
 				fail(ErrMissingUpstream, []string{d.name, ad.name},
-					"node %s waits for node %q of another flow (%q)", d.label(), ad.name, ad.b.name)
+					"node %s waits for node %q of another flow (%q)", d.label(), ad.name, ad.owner.name)
 			default:
 				addUp(ad.id, false)
 			}
@@ -216,7 +228,7 @@ func (b *Builder) Build() (*Flow, error) {
 		case ad == nil:
 			fail(ErrMissingUpstream, nil, "a reference node is nil")
 		case !inFlow(ad):
-			fail(ErrMissingUpstream, []string{ad.name}, "reference node %q belongs to another flow (%q)", ad.name, ad.b.name)
+			fail(ErrMissingUpstream, []string{ad.name}, "reference node %q belongs to another flow (%q)", ad.name, ad.owner.name)
 		case !seen[ad.id]:
 			seen[ad.id] = true
 			f.refs = append(f.refs, ad.id)

@@ -51,6 +51,7 @@ type Options struct {
 // takes a snapshot: a Builder can go on growing after Build, and Build
 // again, without changing flows already built.
 type Builder struct {
+	owner  *owner
 	name   string
 	opts   Options
 	nodes  []*nodeDef
@@ -64,12 +65,16 @@ func New(name string, opts Options) *Builder {
 	if name == "" {
 		panic("flow: New with an empty name")
 	}
-	return &Builder{name: name, opts: opts}
+	return &Builder{owner: &owner{name: name}, name: name, opts: opts}
 }
+
+// owner identifies a Builder to its nodes, parameters and flows, without
+// keeping the Builder alive.
+type owner struct{ name string }
 
 // nodeDef is a node as the builder holds it.
 type nodeDef struct {
-	b     *Builder
+	owner *owner
 	id    int32
 	name  string
 	spec  task.Spec // nil when Add was given a nil task
@@ -276,7 +281,7 @@ func (b *Builder) add(spec task.Spec, isNil bool, kind nodeKind) *nodeDef {
 	if b == nil {
 		panic("flow: Add or Map with a nil Builder")
 	}
-	d := &nodeDef{b: b, id: int32(len(b.nodes)), kind: kind}
+	d := &nodeDef{owner: b.owner, id: int32(len(b.nodes)), kind: kind}
 	if !isNil {
 		d.spec = spec
 		d.name = spec.Name()
@@ -298,7 +303,7 @@ func (b *Builder) Name() string { return b.name }
 
 // paramDef is a parameter as the builder holds it.
 type paramDef struct {
-	b        *Builder
+	owner    *owner
 	id       int32
 	name     string
 	required bool
@@ -332,7 +337,7 @@ func (b *Builder) param(name string, required bool, def any) *paramDef {
 	if name == "" {
 		panic("flow: Param with an empty name")
 	}
-	d := &paramDef{b: b, id: int32(len(b.params)), name: name, required: required, def: def}
+	d := &paramDef{owner: b.owner, id: int32(len(b.params)), name: name, required: required, def: def}
 	b.params = append(b.params, d)
 	return d
 }

@@ -81,14 +81,14 @@ func (r *Result) Duration() time.Duration { return r.End.Sub(r.Start) }
 // Task returns the task run labelled label: a node's name, or "name[i]"
 // for a mapped child; false if there is none.
 func (r *Result) Task(label string) (TaskRun, bool) {
-	if id, ok := r.flow.byName[label]; ok {
+	if id, ok := r.flow.lookup(label); ok {
 		return r.Tasks[r.index(id)], true
 	}
 	open := strings.LastIndexByte(label, '[')
 	if open < 0 || !strings.HasSuffix(label, "]") {
 		return TaskRun{}, false
 	}
-	id, ok := r.flow.byName[label[:open]]
+	id, ok := r.flow.lookup(label[:open])
 	k, err := strconv.Atoi(label[open+1 : len(label)-1])
 	if !ok || err != nil || k < 0 || label != childLabel(label[:open], k) {
 		return TaskRun{}, false
@@ -105,7 +105,7 @@ func (r *Result) Task(label string) (TaskRun, bool) {
 // children's results in order.
 func Value[T any](res *Result, n *Node[T]) (T, bool) {
 	var zero T
-	if res == nil || n == nil || n.d.b != res.flow.b || int(n.d.id) >= len(res.flow.nodes) {
+	if res == nil || n == nil || n.d.owner != res.flow.owner || int(n.d.id) >= len(res.flow.nodes) {
 		return zero, false
 	}
 	tr := &res.Tasks[res.index(n.d.id)]

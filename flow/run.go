@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -113,7 +115,7 @@ func (f *Flow) bind(args []Arg) ([]any, error) {
 		switch {
 		case a.p == nil:
 			errs = append(errs, &ParamError{Flow: f.name, Err: ErrUnknownParam})
-		case a.p.b != f.b || int(a.p.id) >= len(f.params):
+		case a.p.owner != f.owner || int(a.p.id) >= len(f.params):
 			errs = append(errs, &ParamError{Flow: f.name, Param: a.p.name, Err: ErrUnknownParam})
 		case set[a.p.id]:
 			errs = append(errs, &ParamError{Flow: f.name, Param: a.p.name, Err: ErrDuplicateArg})
@@ -202,12 +204,14 @@ type event struct {
 type queue struct {
 	mu     sync.Mutex
 	items  []event
+	n      atomic.Int32 // len(items), read without the lock
 	signal chan struct{}
 }
 
 func (q *queue) post(e event) {
 	q.mu.Lock()
 	q.items = append(q.items, e)
+	q.n.Store(int32(len(q.items)))
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -215,11 +219,29 @@ func (q *queue) post(e event) {
 	}
 }
 
+// spin yields the processor a few times, for executor workers to
+// complete calls that are about to return, and reports whether an event
+// came in: a wake-up through the channel costs more than a few yields.
+func (q *queue) spin() bool {
+	for range 4 {
+		if q.n.Load() > 0 {
+			select {
+			case <-q.signal:
+			default:
+			}
+			return true
+		}
+		runtime.Gosched()
+	}
+	return false
+}
+
 // take swaps the queued events into buf and returns them.
 func (q *queue) take(buf []event) []event {
 	q.mu.Lock()
 	items := q.items
 	q.items = buf[:0]
+	q.n.Store(0)
 	q.mu.Unlock()
 	return items
 }
@@ -281,7 +303,9 @@ func (r *run) loop() {
 		if r.open == 0 {
 			break
 		}
-		if r.stopping {
+		if r.q.spin() {
+			// a completion came in while we yielded
+		} else if r.stopping {
 			<-r.q.signal
 		} else {
 			select {
