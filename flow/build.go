@@ -112,10 +112,18 @@ func (b *Builder) Build() (*Flow, error) {
 		}
 		f.nameAt[d.id+1] = f.nameAt[d.id] + int32(len(d.name))
 	}
-	for name, k := range uses {
-		if k > 1 {
+	reported := make(map[string]bool)
+	dup := func(name string) {
+		if k := uses[name]; k > 1 && !reported[name] {
+			reported[name] = true
 			fail(ErrDuplicateName, []string{name}, "%q names %d nodes and parameters; rename with Named", name, k)
 		}
+	}
+	for _, p := range b.params {
+		dup(p.name)
+	}
+	for _, d := range b.nodes {
+		dup(d.name)
 	}
 
 	// Edges. stamp[u] == i+1 marks u as already an upstream of node i.

@@ -57,7 +57,7 @@ func TestReport(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, `flow etl: Failed in 8s (run run1)
 TASK            STATE          ATTEMPTS  DURATION  ERROR
-extract         Success        2         2s
+extract         Success        2         2s        retried after: connection reset
 transform       Failed         ×3        6s        flow: 1 of 3 children of "transform" failed; the first: bad row …
   transform[0]  Success        1         2s
   transform[1]  Success        1         2s
@@ -69,7 +69,7 @@ load            TriggerFailed  0         -         flow: task "load" not run: tr
 
 		var b strings.Builder
 		require.NoError(t, res.WriteReport(&b, flow.ReportOptions{OmitTimes: true}))
-		assert.True(t, strings.HasPrefix(b.String(), "flow etl: Failed\nTASK            STATE          ATTEMPTS  ERROR\nextract         Success        2\n"), b.String())
+		assert.True(t, strings.HasPrefix(b.String(), "flow etl: Failed\nTASK            STATE          ATTEMPTS  ERROR\nextract         Success        2         retried after: connection reset\n"), b.String())
 	})
 }
 

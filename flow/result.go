@@ -209,7 +209,9 @@ func (r *Result) Report() string {
 
 // WriteReport writes a report a terminal user reads at a glance: a header
 // with the flow's state, one line per task run (label, state, attempts,
-// duration, the first line of its error), and a count of tasks per state.
+// duration, the first line of its error, or for a run that succeeded after
+// failed attempts the last of their errors), and a count of tasks per
+// state.
 // A mapped node's attempts column shows its children's count, as "×N".
 func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 	var b strings.Builder
@@ -232,18 +234,27 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		if t.Mapped {
 			attempts = "×" + strconv.Itoa(t.Children)
 		}
+		msg := firstLine(t.Err)
+		if t.Err == nil {
+			for k := len(t.Attempts) - 1; k >= 0; k-- {
+				if t.Attempts[k].Err != nil {
+					msg = firstLine(fmt.Errorf("retried after: %w", t.Attempts[k].Err))
+					break
+				}
+			}
+		}
 		label := t.Task
 		if t.Index >= 0 {
 			label = "  " + label
 		}
 		if opts.OmitTimes {
-			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", label, t.State, attempts, firstLine(t.Err))
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", label, t.State, attempts, msg)
 		} else {
 			took := "-" // never started
 			if !t.Start.IsZero() {
 				took = round(t.Duration()).String()
 			}
-			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", label, t.State, attempts, took, firstLine(t.Err))
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", label, t.State, attempts, took, msg)
 		}
 	}
 	_ = tw.Flush()
