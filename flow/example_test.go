@@ -106,7 +106,7 @@ func ExampleBuilder_Build() {
 	b := flow.New("broken", flow.Options{})
 	a := flow.Add(b, inc, flow.Const(1))
 	c := flow.Add(b, inc, a).Named("c")
-	a.After(c) // a cycle: a -> c -> a
+	a.After(c)          // a cycle: a -> c -> a
 	flow.Add(b, inc, c) // a second node named "inc"
 
 	_, err := b.Build()
