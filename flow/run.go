@@ -186,16 +186,27 @@ type run struct {
 	open      int // nodes not final
 	stopping  bool
 	states    []task.State // scratch for triggers
+	waiters   []*waiter    // free
 
 	q queue
 }
 
-// event is a completion or a retry timer, posted from other goroutines.
+// event is a completion (w) or a retry timer (unit, attempt), posted
+// from other goroutines.
 type event struct {
+	w       *waiter
 	unit    int32
 	attempt int32
-	retry   bool
-	fut     *executor.Future
+}
+
+// waiter is a submitted attempt whose Future has not completed when Submit
+// returned. Its done func, made once, posts it to the loop; waiters are
+// recycled once the loop has handled their completion, so an attempt on a
+// concurrent executor costs no allocation of the flow's own.
+type waiter struct {
+	unit, attempt int32
+	fut           *executor.Future
+	done          func()
 }
 
 // queue is the run's inbox: unbounded, so posting never blocks the
@@ -548,8 +559,25 @@ func (r *run) submit(i int32, call executor.Call) {
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return
 	}
-	attempt := int32(call.Attempt)
-	fut.OnDone(func() { r.q.post(event{unit: i, attempt: attempt, fut: fut}) })
+	w := r.waiter()
+	w.unit, w.attempt, w.fut = i, int32(call.Attempt), fut
+	fut.OnDone(w.done)
+}
+
+// waiter returns a free waiter, making them 32 at a time.
+func (r *run) waiter() *waiter {
+	if len(r.waiters) == 0 {
+		chunk := make([]waiter, 32)
+		for k := range chunk {
+			r.waiters = append(r.waiters, &chunk[k])
+		}
+	}
+	w := r.waiters[len(r.waiters)-1]
+	r.waiters = r.waiters[:len(r.waiters)-1]
+	if w.done == nil {
+		w.done = func() { r.q.post(event{w: w}) }
+	}
+	return w
 }
 
 // outcome records an attempt's outcome, and schedules a retry or settles
@@ -576,13 +604,16 @@ func (r *run) outcome(i int32, attempt int, v any, err error, worker string) {
 		return
 	}
 	n := int32(attempt)
-	u.timer = time.AfterFunc(delay, func() { r.q.post(event{unit: i, attempt: n, retry: true}) })
+	u.timer = time.AfterFunc(delay, func() { r.q.post(event{unit: i, attempt: n}) })
 }
 
 func (r *run) handle(e event) {
-	if !e.retry {
-		v, err, _ := e.fut.Result()
-		r.outcome(e.unit, int(e.attempt), v, err, e.fut.Worker())
+	if w := e.w; w != nil {
+		i, attempt, fut := w.unit, w.attempt, w.fut
+		w.fut = nil
+		r.waiters = append(r.waiters, w)
+		v, err, _ := fut.Result()
+		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return
 	}
 	u := &r.units[e.unit]

@@ -30,6 +30,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/task"
 )
@@ -48,9 +49,9 @@ var contenders = []contender{
 		ex := local.New(local.Options{})
 		return runFlow(buildFlow(s), ex), func() { _ = ex.Shutdown(context.Background()) }
 	}},
-	{fmt.Sprintf("flowline, minipool(%d)*", workers), func(s shape) (func(), func()) {
-		ex := newMinipool(workers, 1024)
-		return runFlow(buildFlow(s), ex), ex.close
+	{fmt.Sprintf("flowline, executor/pool(%d)", workers), func(s shape) (func(), func()) {
+		ex := pool.New(pool.Options{Workers: workers})
+		return runFlow(buildFlow(s), ex), func() { _ = ex.Shutdown(context.Background()) }
 	}},
 	{"floor: task.Runner + executor/local, no flow", func(s shape) (func(), func()) {
 		// What every task of a flow on executor/local costs before the
@@ -104,7 +105,7 @@ func main() {
 	}
 	fmt.Printf("flowbench: %s, GOMAXPROCS=%d, %s, load average %s, %s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), cpuModel(), loadavg(), time.Now().UTC().Format("2006-01-02"))
-	fmt.Printf("empty tasks, run-only, median of %d interleaved rounds; ns/task is wall time, CPU ns/task is user+system time of all threads (GC included);\n* = a minimal fixed-worker executor of this benchmark, standing in for executor/pool\n\n", rounds)
+	fmt.Printf("empty tasks, run-only, median of %d interleaved rounds; ns/task is wall time, CPU ns/task is user+system time of all threads (GC included)\n\n", rounds)
 	fmt.Println("| shape | tasks | contender | ns/task | CPU ns/task | allocs/task | B/task |")
 	fmt.Println("|---|---:|---|---:|---:|---:|---:|")
 	for _, sc := range []struct {
