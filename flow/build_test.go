@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/task"
 )
@@ -192,13 +193,23 @@ func TestBuildPanicsOnProgrammingErrors(t *testing.T) {
 }
 
 func TestErrorsHaveTheirSentinels(t *testing.T) {
-	for _, e := range []error{
-		&flow.BuildError{Err: flow.ErrCycle},
-		&flow.ParamError{Err: flow.ErrMissingParam},
-		&flow.TimeoutError{},
-		&flow.TriggerError{},
-	} {
-		assert.True(t, errors.Is(e, flow.ErrCycle) || errors.Is(e, flow.ErrMissingParam) ||
-			errors.Is(e, flow.ErrTimeout) || errors.Is(e, flow.ErrTriggerFailed), "%T", e)
+	tests := []struct {
+		err  error
+		want error
+	}{
+		{&flow.BuildError{Err: flow.ErrCycle}, flow.ErrCycle},
+		{&flow.ParamError{Err: flow.ErrMissingParam}, flow.ErrMissingParam},
+		{&flow.TimeoutError{}, flow.ErrTimeout},
+		{&flow.TimeoutError{}, context.DeadlineExceeded},
+		{&flow.TriggerError{}, flow.ErrTriggerFailed},
+		{&flow.TaskError{Err: errors.New("x")}, nil},
 	}
+	for _, tt := range tests {
+		if tt.want != nil {
+			assert.ErrorIs(t, tt.err, tt.want, "%T", tt.err)
+		}
+		assert.NotErrorIs(t, tt.err, executor.ErrTimeout, "%T: only a task's own limit is executor.ErrTimeout", tt.err)
+	}
+	assert.Equal(t, executor.ClassCanceled, executor.ClassOf(&flow.TimeoutError{}),
+		"to the tasks it stops, a flow's limit is a cancellation")
 }

@@ -99,8 +99,8 @@ const (
 	mappedNode
 )
 
-// source is one node or parameter that an input reads. A nil node and a
-// nil param both mean "a nil handle", which Build reports.
+// source is one node or parameter that an input reads, or (nilNode) a nil
+// handle or input where one was needed, which Build reports.
 type source struct {
 	node     *nodeDef
 	param    *paramDef
@@ -245,8 +245,11 @@ func Map[In, Out any](b *Builder, t *task.Task[In, Out], over Input[[]In]) *Node
 // on the scheduler's goroutine and must be quick. A panic in fn fails the
 // child without retries.
 func MapWith[E, C, In, Out any](b *Builder, t *task.Task[In, Out], over Input[[]E], shared Input[C], fn func(elem E, shared C) In) *Node[[]Out] {
+	if fn == nil {
+		panic("flow: MapWith with a nil function")
+	}
 	d := b.add(t, t == nil, mappedNode)
-	if over == nil || shared == nil || fn == nil {
+	if over == nil || shared == nil {
 		d.data = []source{{nilNode: true}}
 		return &Node[[]Out]{d: d}
 	}

@@ -41,8 +41,8 @@ type RunOptions struct {
 	// displays, metrics, persistence. It is called on the goroutine that
 	// called Run, which is the run's scheduler loop: it must be quick and
 	// must not block (hand slow work to a goroutine or a buffered channel
-	// of your own), or it holds up every task of the run. It must not call
-	// Run on the same flow from within. Nil means no hook.
+	// of your own), or it holds up every task of the run. Nil means no
+	// hook.
 	OnState func(task.Change)
 }
 
@@ -96,7 +96,7 @@ func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOpti
 	r.loop()
 	res := r.result()
 	logger.Debug("flow run finished", "flow", f.name, "run", r.id, "state", res.State,
-		"duration", res.Duration(), "error", res.Err)
+		"duration", res.Duration())
 	return res, res.Err
 }
 

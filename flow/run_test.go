@@ -459,6 +459,7 @@ func TestStopOnAnyExecutor(t *testing.T) {
 	// run here on soft executors.
 	flowtest.CheckStop(t, newLocal(t), flowtest.Options{Limit: 50 * time.Millisecond})
 	flowtest.CheckStop(t, newTestPool(t, 4, 4), flowtest.Options{Limit: 50 * time.Millisecond})
+	flowtest.CheckStop(t, newPool(t, 4), flowtest.Options{Limit: 50 * time.Millisecond})
 }
 
 // TestNoLevelBarrier proves that a task starts as soon as its own upstream
@@ -468,38 +469,40 @@ func TestStopOnAnyExecutor(t *testing.T) {
 // before starting a2 and never finish.
 func TestNoLevelBarrier(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a3done := make(chan struct{})
-		slow := task.New("slow", func(ctx context.Context, _ struct{}) (string, error) {
-			select {
-			case <-a3done:
-				return "after a3", nil
-			case <-time.After(slowly):
-				return "", errors.New("a3 never ran while slow was running")
-			}
-		}, task.Options{})
-		step := func(name string) *task.Task[int, int] {
-			return task.New(name, func(ctx context.Context, n int) (int, error) {
-				if name == "a3" {
-					close(a3done)
+		for _, ex := range []executor.TimeoutHandler{newTestPool(t, 2, 2), newPool(t, 2)} {
+			a3done := make(chan struct{})
+			slow := task.New("slow", func(ctx context.Context, _ struct{}) (string, error) {
+				select {
+				case <-a3done:
+					return "after a3", nil
+				case <-time.After(slowly):
+					return "", errors.New("a3 never ran while slow was running")
 				}
-				return n + 1, nil
 			}, task.Options{})
-		}
-		b := flow.New("barrier", flow.Options{})
-		s := flow.Add(b, slow, nil)
-		a1 := flow.Add(b, step("a1"), flow.Const(0))
-		a2 := flow.Add(b, step("a2"), a1)
-		a3 := flow.Add(b, step("a3"), a2)
-		flow.Add(b, step("join"), flow.Combine2(s, a3, func(_ string, n int) int { return n }))
-		f, err := b.Build()
-		require.NoError(t, err)
+			step := func(name string) *task.Task[int, int] {
+				return task.New(name, func(ctx context.Context, n int) (int, error) {
+					if name == "a3" {
+						close(a3done)
+					}
+					return n + 1, nil
+				}, task.Options{})
+			}
+			b := flow.New("barrier", flow.Options{})
+			s := flow.Add(b, slow, nil)
+			a1 := flow.Add(b, step("a1"), flow.Const(0))
+			a2 := flow.Add(b, step("a2"), a1)
+			a3 := flow.Add(b, step("a3"), a2)
+			flow.Add(b, step("join"), flow.Combine2(s, a3, func(_ string, n int) int { return n }))
+			f, err := b.Build()
+			require.NoError(t, err)
 
-		start := time.Now()
-		res, err := f.Run(context.Background(), newTestPool(t, 2, 2), flow.RunOptions{})
-		require.NoError(t, err)
-		assert.Zero(t, time.Since(start))
-		v, _ := flow.Value(res, s)
-		assert.Equal(t, "after a3", v)
+			start := time.Now()
+			res, err := f.Run(context.Background(), ex, flow.RunOptions{})
+			require.NoError(t, err)
+			assert.Zero(t, time.Since(start))
+			v, _ := flow.Value(res, s)
+			assert.Equal(t, "after a3", v)
+		}
 	})
 }
 
@@ -525,14 +528,11 @@ func TestConcurrentRunsOfOneFlow(t *testing.T) {
 	f, err := b.Build()
 	require.NoError(t, err)
 
-	pool := newTestPool(t, 4, 8)
+	testPool, pool := newTestPool(t, 4, 8), newPool(t, 3)
 	var wg sync.WaitGroup
-	for k := range 16 {
+	for k := range 24 {
 		wg.Go(func() {
-			ex := executor.TimeoutHandler(pool)
-			if k%2 == 0 {
-				ex = newLocal(t)
-			}
+			ex := []executor.TimeoutHandler{newLocal(t), testPool, pool}[k%3]
 			res, err := f.Run(context.Background(), ex, flow.RunOptions{Args: []flow.Arg{n.Set(k)}})
 			if !assert.NoError(t, err) {
 				return
@@ -608,4 +608,22 @@ func TestLargeFlowRunsEveryTaskOnce(t *testing.T) {
 		assert.Equal(t, int64(layers*width), calls.Load())
 		assert.Len(t, res.Tasks, layers*width)
 	}
+}
+
+func TestClosedExecutor(t *testing.T) {
+	var rec recorder
+	b := flow.New("closed", flow.Options{})
+	first := flow.Add(b, rec.task("first", task.Options{MaxRetries: 3}), nil)
+	flow.Add(b, rec.task("second", task.Options{}), nil).After(first)
+	f, err := b.Build()
+	require.NoError(t, err)
+	ex := newLocal(t)
+	require.NoError(t, ex.Shutdown(context.Background()))
+
+	res, err := f.Run(context.Background(), ex, flow.RunOptions{})
+	require.ErrorIs(t, err, executor.ErrClosed)
+	assert.Equal(t, map[string]task.State{"first": task.Failed, "second": task.TriggerFailed}, states(res))
+	tr, _ := res.Task("first")
+	assert.Len(t, tr.Attempts, 1, "a closed executor is not retried")
+	assert.Zero(t, rec.count("first")+rec.count("second"))
 }

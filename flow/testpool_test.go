@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 )
 
 // testPool is a small concurrent executor for these tests, standing in for
@@ -124,6 +125,12 @@ func (p *testPool) Stats() executor.Stats {
 
 // slowly is how long the tests' "slow" tasks take, in synctest time.
 const slowly = time.Hour
+
+func newPool(t *testing.T, workers int) *pool.Executor {
+	ex := pool.New(pool.Options{Workers: workers})
+	t.Cleanup(func() { assert.NoError(t, ex.Shutdown(context.Background())) })
+	return ex
+}
 
 func newLocal(t *testing.T) *local.Executor {
 	ex := local.New(local.Options{})
