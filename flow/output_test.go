@@ -115,6 +115,20 @@ func TestGraphs(t *testing.T) {
 	})
 }
 
+func TestTaskResults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, day := etl(t)
+		res, _ := f.Run(context.Background(), newLocal(t), flow.RunOptions{Args: []flow.Arg{day.Set("monday")}})
+		trs := res.TaskResults()
+		require.Len(t, trs, len(res.Tasks))
+		for i, tr := range trs {
+			assert.Equal(t, res.Tasks[i].Task, tr.Task)
+			assert.Equal(t, res.Tasks[i].State, tr.State)
+			assert.Len(t, tr.Attempts, len(res.Tasks[i].Attempts))
+		}
+	})
+}
+
 func TestGraphQuotesNames(t *testing.T) {
 	b := flow.New(`we"ird`, flow.Options{})
 	flow.Add(b, intTask(`a "quoted" \ name`, 1, task.Options{}), nil)

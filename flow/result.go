@@ -78,6 +78,17 @@ func (r *Result) index(id int32) int {
 // Duration returns End - Start.
 func (r *Result) Duration() time.Duration { return r.End.Sub(r.Start) }
 
+// TaskResults returns each task run's task.Result, in Tasks order (mapped
+// nodes, which make no attempts of their own, included), for what takes
+// them: timeline.FromResults(res.TaskResults()) draws the run.
+func (r *Result) TaskResults() []task.Result {
+	out := make([]task.Result, len(r.Tasks))
+	for i := range r.Tasks {
+		out[i] = r.Tasks[i].Result
+	}
+	return out
+}
+
 // Task returns the task run labelled label: a node's name, or "name[i]"
 // for a mapped child; false if there is none.
 func (r *Result) Task(label string) (TaskRun, bool) {
