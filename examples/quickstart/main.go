@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowline-go/flowline/executor"
@@ -49,19 +50,17 @@ func main() {
 }
 
 func run(dayArg string, rateArg float64) error {
-	fetches := 0
+	var fetches atomic.Int32 // atomics: on a pool executor tasks run concurrently
 	extract := task.New("extract", func(ctx context.Context, day string) ([]Order, error) {
-		fetches++
-		if fetches == 1 {
+		if fetches.Add(1) == 1 {
 			return nil, errors.New("connection reset by peer") // retried after a short backoff
 		}
 		return []Order{{1, 20, "EUR"}, {2, 50, "USD"}, {3, 12.5, "EUR"}, {4, 100, "USD"}}, nil
 	}, task.Options{MaxRetries: 2, RetryDelay: 50 * time.Millisecond})
 
-	hung := false
+	var hung atomic.Bool
 	transform := task.New("transform", func(ctx context.Context, in convert) (Order, error) {
-		if in.Order.ID == 2 && !hung { // a slow rates service, the first time
-			hung = true
+		if in.Order.ID == 2 && hung.CompareAndSwap(false, true) { // a slow rates service, the first time
 			<-ctx.Done() // the 100ms limit cancels the context
 			return Order{}, context.Cause(ctx)
 		}
