@@ -22,6 +22,8 @@ type Flow struct {
 	refs       []int32
 	byNameOnce sync.Once
 	byName     map[string]int32 // node names, made on first use
+
+	scratch sync.Pool // *scratch, for the next run
 	nameAt     []int32          // nameAt[i]: the length of the names of nodes before i
 	sorted     bool             // whether creation order is topological
 

@@ -148,7 +148,7 @@ func (r *run) result() *Result {
 			}
 		}
 	}
-	r.recs, r.units = nil, nil
+	r.recs = nil
 
 	var errs []error
 	switch {

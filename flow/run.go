@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,7 @@ func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOpti
 	logger.Debug("flow run started", "flow", f.name, "run", r.id, "tasks", len(f.nodes))
 	r.loop()
 	res := r.result()
+	r.release()
 	logger.Debug("flow run finished", "flow", f.name, "run", r.id, "state", res.State,
 		"duration", res.Duration())
 	return res, res.Err
@@ -187,8 +189,25 @@ type run struct {
 	stopping  bool
 	states    []task.State // scratch for triggers
 	waiters   []*waiter    // free
+	batch     []event      // events being handled
+	sc        *scratch     // where the slices above came from
 
 	q queue
+}
+
+// release gives the run's working memory to the flow's next run, once the
+// Result is made: the memory, not what it points to.
+func (r *run) release() {
+	clear(r.units)
+	clear(r.batch)
+	clear(r.q.items)
+	for _, w := range r.waiters {
+		w.r = nil
+	}
+	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
+		items: r.q.items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0]}
+	r.f.scratch.Put(r.sc)
+	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.sc = nil, nil, nil, nil, nil, nil, nil
 }
 
 // event is a completion (w) or a retry timer (unit, attempt), posted
@@ -204,9 +223,23 @@ type event struct {
 // recycled once the loop has handled their completion, so an attempt on a
 // concurrent executor costs no allocation of the flow's own.
 type waiter struct {
+	r             *run
 	unit, attempt int32
 	fut           *executor.Future
 	done          func()
+}
+
+// scratch is a run's working memory that outlives it: the next run of the
+// same flow reuses it (through Flow.scratch), so repeated runs do not
+// allocate it again. The records are not part of it: a Result keeps them.
+type scratch struct {
+	units     []unit
+	remaining []int32
+	ready     []int32
+	items     []event
+	batch     []event
+	waiters   []*waiter
+	states    []task.State
 }
 
 // queue is the run's inbox: unbounded, so posting never blocks the
@@ -270,8 +303,14 @@ func (r *run) loop() {
 	n := len(f.nodes)
 	r.q.signal = make(chan struct{}, 1)
 	r.recs = make([]TaskRun, n)
-	r.units = make([]unit, n)
-	r.remaining = make([]int32, n)
+	sc, _ := f.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = &scratch{}
+	}
+	r.units = slices.Grow(sc.units[:0], n)[:n]
+	r.remaining = slices.Grow(sc.remaining[:0], n)[:n]
+	r.ready, r.q.items, r.waiters, r.states = sc.ready[:0], sc.items[:0], sc.waiters, sc.states
+	r.sc, r.batch = sc, sc.batch[:0]
 	r.open = n
 	var ids strings.Builder
 	ids.Grow(n*(len(r.id)+1) + int(f.nameAt[n]))
@@ -292,7 +331,6 @@ func (r *run) loop() {
 		}
 	}
 	done := r.ctx.Done()
-	var batch []event
 	for r.open > 0 {
 		for r.head < len(r.ready) {
 			if done != nil && !r.stopping {
@@ -326,11 +364,11 @@ func (r *run) loop() {
 				continue
 			}
 		}
-		batch = r.q.take(batch)
-		for _, e := range batch {
+		r.batch = r.q.take(r.batch)
+		for _, e := range r.batch {
 			r.handle(e)
 		}
-		clear(batch) // drop the futures
+		clear(r.batch) // drop the futures
 	}
 }
 
@@ -574,8 +612,9 @@ func (r *run) waiter() *waiter {
 	}
 	w := r.waiters[len(r.waiters)-1]
 	r.waiters = r.waiters[:len(r.waiters)-1]
+	w.r = r
 	if w.done == nil {
-		w.done = func() { r.q.post(event{w: w}) }
+		w.done = func() { w.r.q.post(event{w: w}) }
 	}
 	return w
 }
