@@ -24,8 +24,8 @@ type Flow struct {
 	byName     map[string]int32 // node names, made on first use
 
 	scratch sync.Pool // *scratch, for the next run
-	nameAt     []int32          // nameAt[i]: the length of the names of nodes before i
-	sorted     bool             // whether creation order is topological
+	nameAt  []int32   // nameAt[i]: the length of the names of nodes before i
+	sorted  bool      // whether creation order is topological
 
 	// Upstream and downstream edges, in compressed form: node i's
 	// upstream ids are up[upAt[i]:upAt[i+1]], deduplicated; upData says
