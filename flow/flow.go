@@ -328,7 +328,7 @@ func Param[T any](b *Builder, name string) *Parameter[T] {
 }
 
 // ParamOr adds a parameter that takes the value def in runs that do not
-// set it. It panics on an empty name or a nil Builder.
+// set it. Those runs share def: tasks must not modify it (a slice, a map). It panics on an empty name or a nil Builder.
 func ParamOr[T any](b *Builder, name string, def T) *Parameter[T] {
 	return &Parameter[T]{d: b.param(name, false, def)}
 }
@@ -372,7 +372,8 @@ type Arg struct {
 	v any
 }
 
-// Const returns an Input that is always v.
+// Const returns an Input that is always v. Every run shares v: tasks must
+// not modify it (a slice, a map).
 func Const[T any](v T) Input[T] { return constant[T]{v: v, box: v} }
 
 type constant[T any] struct {
