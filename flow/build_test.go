@@ -10,11 +10,18 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/subprocess"
 	"github.com/flowline-go/flowline/flow"
+	"github.com/flowline-go/flowline/flow/flowtest"
 	"github.com/flowline-go/flowline/task"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The subprocess executor's workers are this test binary, serving the
+	// tasks flowtest.CheckStop runs.
+	subprocess.ServeIfWorker(flowtest.Registry())
+	goleak.VerifyTestMain(m)
+}
 
 // intTask returns a task that adds add to its input.
 func intTask(name string, add int, opts task.Options) *task.Task[int, int] {

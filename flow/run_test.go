@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/subprocess"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/flow/flowtest"
 	"github.com/flowline-go/flowline/task"
@@ -452,6 +453,15 @@ func TestCancelStopsTheRun(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, map[string]task.State{"block": task.Cancelled, "after": task.Cancelled}, states(res))
 	})
+}
+
+// TestStopOnAHardExecutor stops a flow whose running calls ignore their
+// context, on worker processes: they are killed, and dead when Run
+// returns.
+func TestStopOnAHardExecutor(t *testing.T) {
+	ex := subprocess.New(subprocess.Options{Workers: 2, Grace: 100 * time.Millisecond})
+	t.Cleanup(func() { assert.NoError(t, ex.Shutdown(context.Background())) })
+	flowtest.CheckStop(t, ex, flowtest.Options{Limit: 500 * time.Millisecond})
 }
 
 func TestStopOnAnyExecutor(t *testing.T) {

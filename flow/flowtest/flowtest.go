@@ -149,6 +149,7 @@ func CheckStop(t *testing.T, ex executor.Executor, opts Options) {
 		started += len(tr.Attempts)
 		pid := readPID(t, filepath.Join(dir, name))
 		if hard && pid != 0 {
+			t.Logf("%s ran in process %d", name, pid)
 			assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "%s: process %d must be dead when Run returns", name, pid)
 		}
 	}
