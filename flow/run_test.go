@@ -464,6 +464,28 @@ func TestStopOnAHardExecutor(t *testing.T) {
 	flowtest.CheckStop(t, ex, flowtest.Options{Limit: 500 * time.Millisecond})
 }
 
+// TestRunsInWorkerProcesses runs a flow whose values cross a process
+// boundary both ways.
+func TestRunsInWorkerProcesses(t *testing.T) {
+	ex := subprocess.New(subprocess.Options{Workers: 2})
+	t.Cleanup(func() { assert.NoError(t, ex.Shutdown(context.Background())) })
+	b := flow.New("procs", flow.Options{})
+	doubled := flow.Map(b, procDouble, flow.Const([]int{1, 2, 3}))
+	total := flow.Add(b, procSum, doubled)
+	f, err := b.Build()
+	require.NoError(t, err)
+
+	res, err := f.Run(context.Background(), ex, flow.RunOptions{})
+	require.NoError(t, err)
+	d, _ := flow.Value(res, doubled)
+	assert.Equal(t, []int{2, 4, 6}, d)
+	v, _ := flow.Value(res, total)
+	assert.Equal(t, 12, v)
+	tr, _ := res.Task("proc.double[2]")
+	require.Len(t, tr.Attempts, 1)
+	assert.NotEmpty(t, tr.Attempts[0].Worker, "the worker that ran it is recorded")
+}
+
 func TestStopOnAnyExecutor(t *testing.T) {
 	// The helper the hard executors' tests call (see flowtest.CheckStop),
 	// run here on soft executors.
