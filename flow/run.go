@@ -1,0 +1,810 @@
+package flow
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/task"
+)
+
+// RunOptions configure one run of a flow. The zero value is ready to use
+// for a flow without required parameters.
+type RunOptions struct {
+	// Args are the run's parameter values (see Parameter.Set). A required
+	// parameter without one, an Arg for a parameter of another flow, and
+	// two Args for one parameter make Run fail before any task starts.
+	Args []Arg
+
+	// RunID identifies the run in results, logs and hooks. Empty means a
+	// random id. Each task run's id is RunID + "/" + its label, which keys
+	// deduplication on executors that deduplicate (cluster).
+	RunID string
+
+	// Logger receives the flow's own messages (named "flow") and the
+	// tasks' log lines (task.Logger). Nil means no logging.
+	Logger hclog.Logger
+
+	// OnState is called at every state change of every task run of the
+	// flow, mapped nodes and their children included: for progress
+	// displays, metrics, persistence. It is called on the goroutine that
+	// called Run, which is the run's scheduler loop: it must be quick and
+	// must not block (hand slow work to a goroutine or a buffered channel
+	// of your own), or it holds up every task of the run. Nil means no
+	// hook.
+	OnState func(task.Change)
+}
+
+// Run runs the flow on ex and returns its result once every task run is
+// final. Tasks are submitted to ex as soon as their upstream tasks are
+// final, from one scheduler loop that runs on the calling goroutine; on
+// executor/local, which runs each call inline, that means one task at a
+// time. Any executor works: local, pool, subprocess, cluster.
+//
+// Run fails before any task starts, with a nil *Result and a *ParamError,
+// when opts.Args do not fit the flow's parameters. Otherwise it returns
+// the run's Result and Result.Err: nil when the flow's state is Success or
+// Skipped, else the failures joined (see Result.Err).
+//
+// The run stops early when ctx ends or the flow's Options.Timeout passes:
+// running calls are cancelled through the context given to Submit (a hard
+// executor kills them), unstarted tasks and tasks waiting to retry end
+// Cancelled at once, and Run returns as soon as the executor has reported
+// every running call, with every task final. On executor/local a call
+// without a limit runs on Run's own goroutine, so a task that ignores its
+// context holds Run up until it returns.
+//
+// A Flow can be run any number of times, concurrently; runs share
+// nothing but the Flow. Run panics if ex is nil.
+func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOptions) (*Result, error) {
+	if ex == nil {
+		panic("flow: Run with a nil executor")
+	}
+	params, err := f.bind(opts.Args)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID}
+	if r.id == "" {
+		r.id = newRunID()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.Named("flow")
+	r.start = time.Now()
+	r.ctx = ctx
+	if f.opts.Timeout > 0 {
+		r.timeout = &TimeoutError{Flow: f.name, Limit: f.opts.Timeout}
+		var cancel context.CancelFunc
+		r.ctx, cancel = context.WithDeadlineCause(ctx, r.start.Add(f.opts.Timeout), r.timeout)
+		defer cancel()
+	}
+	logger.Debug("flow run started", "flow", f.name, "run", r.id, "tasks", len(f.nodes))
+	r.loop()
+	res := r.result()
+	r.release()
+	logger.Debug("flow run finished", "flow", f.name, "run", r.id, "state", res.State,
+		"duration", res.Duration())
+	return res, res.Err
+}
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// bind checks a run's arguments and returns every parameter's value.
+func (f *Flow) bind(args []Arg) ([]any, error) {
+	vals := make([]any, len(f.params))
+	set := make([]bool, len(f.params))
+	var errs []error
+	for _, a := range args {
+		switch {
+		case a.p == nil:
+			errs = append(errs, &ParamError{Flow: f.name, Err: ErrUnknownParam})
+		case a.p.owner != f.owner || int(a.p.id) >= len(f.params):
+			errs = append(errs, &ParamError{Flow: f.name, Param: a.p.name, Err: ErrUnknownParam})
+		case set[a.p.id]:
+			errs = append(errs, &ParamError{Flow: f.name, Param: a.p.name, Err: ErrDuplicateArg})
+		default:
+			vals[a.p.id], set[a.p.id] = a.v, true
+		}
+	}
+	for i, p := range f.params {
+		if set[i] {
+			continue
+		}
+		if p.required {
+			errs = append(errs, &ParamError{Flow: f.name, Param: p.name, Err: ErrMissingParam})
+			continue
+		}
+		vals[i] = p.def
+	}
+	return vals, errors.Join(errs...)
+}
+
+// phase is where a unit is in the scheduler's eyes.
+type phase uint8
+
+const (
+	waiting  phase = iota // upstream tasks not all final
+	ready                 // in the ready queue
+	running               // an attempt is submitted
+	retrying              // waiting for a retry (timer or ready queue)
+	mapping               // a mapped node whose children run
+	final
+)
+
+// unit is the scheduler's state of one task run of a flow run: a node's
+// (index = node id) or a mapped child's (appended after the nodes). Its
+// record is in run.recs at the same index. Units refer to each other by
+// index, because mapping appends to the slices.
+type unit struct {
+	runner *task.Runner
+	timer  *time.Timer // a pending retry
+	aux    int32       // a child's node; a mapped node's index in run.maps
+	phase  phase
+}
+
+// mapped is a mapped node's children.
+type mapped struct {
+	first, n      int32 // the children's units
+	done, started int32
+	state         any // the prepared input, until every child has started
+}
+
+type run struct {
+	f       *Flow
+	ex      executor.TimeoutHandler
+	ctx     context.Context
+	opts    RunOptions
+	id      string
+	ids     string // every node's task-run id, back to back (see runID)
+	params  []any
+	start   time.Time
+	timeout *TimeoutError // non-nil when the flow has a limit
+
+	recs      []TaskRun
+	units     []unit
+	maps      []mapped
+	remaining []int32 // per node: upstream nodes not final yet
+	ready     []int32 // FIFO of units to start, from head
+	head      int
+	open      int // nodes not final
+	stopping  bool
+	states    []task.State // scratch for triggers
+	waiters   []*waiter    // free
+	batch     []event      // events being handled
+	sc        *scratch     // where the slices above came from
+
+	q queue
+}
+
+// release gives the run's working memory to the flow's next run, once the
+// Result is made: the memory, not what it points to.
+func (r *run) release() {
+	clear(r.units)
+	clear(r.batch)
+	clear(r.q.items)
+	for _, w := range r.waiters {
+		w.r = nil
+	}
+	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
+		items: r.q.items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0]}
+	r.f.scratch.Put(r.sc)
+	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.sc = nil, nil, nil, nil, nil, nil, nil
+}
+
+// event is a completion (w) or a retry timer (unit, attempt), posted
+// from other goroutines.
+type event struct {
+	w       *waiter
+	unit    int32
+	attempt int32
+}
+
+// waiter is a submitted attempt whose Future has not completed when Submit
+// returned. Its done func, made once, posts it to the loop; waiters are
+// recycled once the loop has handled their completion, so an attempt on a
+// concurrent executor costs no allocation of the flow's own.
+type waiter struct {
+	r             *run
+	unit, attempt int32
+	fut           *executor.Future
+	done          func()
+}
+
+// scratch is a run's working memory that outlives it: the next run of the
+// same flow reuses it (through Flow.scratch), so repeated runs do not
+// allocate it again. The records are not part of it: a Result keeps them.
+type scratch struct {
+	units     []unit
+	remaining []int32
+	ready     []int32
+	items     []event
+	batch     []event
+	waiters   []*waiter
+	states    []task.State
+}
+
+// queue is the run's inbox: unbounded, so posting never blocks the
+// executor goroutine that completes a call, with a size-one channel to
+// wake the loop.
+type queue struct {
+	mu     sync.Mutex
+	items  []event
+	n      atomic.Int32 // len(items), read without the lock
+	signal chan struct{}
+}
+
+func (q *queue) post(e event) {
+	q.mu.Lock()
+	q.items = append(q.items, e)
+	q.n.Store(int32(len(q.items)))
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// spin yields the processor a few times, for executor workers to
+// complete calls that are about to return, and reports whether an event
+// came in: a wake-up through the channel costs more than a few yields.
+func (q *queue) spin() bool {
+	for range 4 {
+		if q.n.Load() > 0 {
+			select {
+			case <-q.signal:
+			default:
+			}
+			return true
+		}
+		runtime.Gosched()
+	}
+	return false
+}
+
+// take swaps the queued events into buf and returns them.
+func (q *queue) take(buf []event) []event {
+	q.mu.Lock()
+	items := q.items
+	q.items = buf[:0]
+	q.n.Store(0)
+	q.mu.Unlock()
+	return items
+}
+
+// runID returns node i's task-run id, r.id + "/" + its name, from r.ids:
+// one allocation for all of them.
+func (r *run) runID(i int32) string {
+	l := len(r.id) + 1
+	start := int(i)*l + int(r.f.nameAt[i])
+	return r.ids[start : start+l+len(r.f.nodes[i].name)]
+}
+
+func (r *run) loop() {
+	f := r.f
+	n := len(f.nodes)
+	r.q.signal = make(chan struct{}, 1)
+	r.recs = make([]TaskRun, n)
+	sc, _ := f.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = &scratch{}
+	}
+	r.units = slices.Grow(sc.units[:0], n)[:n]
+	r.remaining = slices.Grow(sc.remaining[:0], n)[:n]
+	r.ready, r.q.items, r.waiters, r.states = sc.ready[:0], sc.items[:0], sc.waiters, sc.states
+	r.sc, r.batch = sc, sc.batch[:0]
+	r.open = n
+	var ids strings.Builder
+	ids.Grow(n*(len(r.id)+1) + int(f.nameAt[n]))
+	for i := range r.recs {
+		nd := &f.nodes[i]
+		ids.WriteString(r.id)
+		ids.WriteByte('/')
+		ids.WriteString(nd.name)
+		rec := &r.recs[i]
+		rec.Index = -1
+		rec.Mapped = nd.kind == mappedNode
+		r.remaining[i] = f.upAt[i+1] - f.upAt[i]
+	}
+	r.ids = ids.String()
+	for _, i := range f.order {
+		if r.remaining[i] == 0 {
+			r.push(i)
+		}
+	}
+	done := r.ctx.Done()
+	for r.open > 0 {
+		for r.head < len(r.ready) {
+			if done != nil && !r.stopping {
+				select {
+				case <-done:
+					r.stop()
+				default:
+				}
+			}
+			u := r.ready[r.head]
+			r.head++
+			r.step(u)
+			if r.head > 4096 && 2*r.head > len(r.ready) {
+				r.ready = r.ready[:copy(r.ready, r.ready[r.head:])]
+				r.head = 0
+			}
+		}
+		r.ready, r.head = r.ready[:0], 0
+		if r.open == 0 {
+			break
+		}
+		if r.q.spin() {
+			// a completion came in while we yielded
+		} else if r.stopping {
+			<-r.q.signal
+		} else {
+			select {
+			case <-r.q.signal:
+			case <-done:
+				r.stop()
+				continue
+			}
+		}
+		r.batch = r.q.take(r.batch)
+		for _, e := range r.batch {
+			r.handle(e)
+		}
+		clear(r.batch) // drop the futures
+	}
+}
+
+func (r *run) push(u int32) {
+	if r.units[u].phase == waiting {
+		r.units[u].phase = ready
+	}
+	r.ready = append(r.ready, u)
+}
+
+func (r *run) child(i int32) bool { return r.recs[i].Index >= 0 }
+
+// step starts what a unit popped from the ready queue needs.
+func (r *run) step(i int32) {
+	u := &r.units[i]
+	switch u.phase {
+	case ready:
+		switch {
+		case r.stopping:
+			r.cancel(i)
+		case r.child(i):
+			r.startChild(i)
+		default:
+			r.startNode(i)
+		}
+	case retrying: // a retry without delay
+		if r.stopping {
+			r.cancel(i)
+			return
+		}
+		r.submit(i, u.runner.Retry())
+	}
+}
+
+func (r *run) taskOptions(label, runID string) task.RunOptions {
+	return task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+}
+
+// startNode decides whether node i runs, from its upstream states, and
+// starts it.
+func (r *run) startNode(i int32) {
+	nd := &r.f.nodes[i]
+	if state, err := r.decide(i); state != task.Pending {
+		if nd.kind == mappedNode {
+			r.name(i)
+			r.end(i, state, err)
+			return
+		}
+		rn := task.NewRunner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)))
+		rn.End(state, err)
+		r.units[i].runner = rn
+		r.finish(i)
+		return
+	}
+	if nd.kind == mappedNode {
+		r.startMapped(i)
+		return
+	}
+	in, err := r.input(nd)
+	rn := task.NewRunner(nd.spec, in, r.taskOptions(nd.name, r.runID(i)))
+	r.units[i].runner = rn
+	call := rn.Start()
+	if err != nil {
+		r.units[i].phase = running
+		r.outcome(i, call.Attempt, nil, err, "")
+		return
+	}
+	r.submit(i, call)
+}
+
+// decide returns Pending if node i runs, else the state it ends in
+// without running and why: Skipped for a skipped upstream (unless the
+// task runs on upstream skips), TriggerFailed when its trigger refuses,
+// Cancelled when it refuses and an upstream was cancelled.
+func (r *run) decide(i int32) (task.State, error) {
+	f := r.f
+	nd := &f.nodes[i]
+	ups := f.up[f.upAt[i]:f.upAt[i+1]]
+	if len(ups) == 0 {
+		return task.Pending, nil
+	}
+	states := r.states[:0]
+	skipped, cancelled := int32(-1), int32(-1)
+	for _, u := range ups {
+		s := r.recs[u].State
+		states = append(states, s)
+		switch {
+		case s == task.Skipped && skipped < 0:
+			skipped = u
+		case s == task.Cancelled && cancelled < 0:
+			cancelled = u
+		}
+	}
+	r.states = states
+	if skipped >= 0 && !nd.runOnSkip {
+		return task.Skipped, task.Skip(fmt.Sprintf("upstream %q was skipped", f.nodes[skipped].name))
+	}
+	if nd.trigger.Allows(states) {
+		return task.Pending, nil
+	}
+	if cancelled >= 0 {
+		return task.Cancelled, fmt.Errorf("flow: task %q not run: upstream %q was cancelled: %w",
+			nd.name, f.nodes[cancelled].name, context.Canceled)
+	}
+	te := &TriggerError{Task: nd.name, Trigger: nd.trigger, Upstream: make([]Upstream, len(ups))}
+	for k, u := range ups {
+		te.Upstream[k] = Upstream{Task: f.nodes[u].name, State: states[k]}
+	}
+	return task.TriggerFailed, te
+}
+
+// input builds a plain node's input; a panic in a Combine or Convert
+// function is a bad input, which is never retried.
+func (r *run) input(nd *node) (in any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			in, err = nil, r.badInput(nd, v)
+		}
+	}()
+	return nd.input(r), nil
+}
+
+func (r *run) badInput(nd *node, v any) error {
+	return &executor.InputError{Task: nd.name, Type: nd.spec.Handler().InputType().String(),
+		Err: fmt.Errorf("flow: building the input panicked: %v", v)}
+}
+
+// startMapped evaluates a mapped node's input and queues its children.
+func (r *run) startMapped(i int32) {
+	nd := &r.f.nodes[i]
+	r.begin(i)
+	n, state, err := r.prepare(nd)
+	if err != nil {
+		r.end(i, task.Failed, err)
+		return
+	}
+	first := int32(len(r.units))
+	r.units[i].aux = int32(len(r.maps))
+	r.maps = append(r.maps, mapped{first: first, n: int32(n), state: state})
+	r.recs[i].Children = n
+	for k := range n {
+		r.units = append(r.units, unit{aux: i, phase: ready})
+		r.recs = append(r.recs, TaskRun{Index: k})
+	}
+	if n == 0 {
+		r.gather(i)
+		return
+	}
+	for k := range int32(n) {
+		r.ready = append(r.ready, first+k)
+	}
+}
+
+func (r *run) prepare(nd *node) (n int, state any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, state, err = 0, nil, r.badInput(nd, v)
+		}
+	}()
+	n, state = nd.prepare(r)
+	return n, state, nil
+}
+
+// children returns mapped node i's children.
+func (r *run) children(i int32) *mapped { return &r.maps[r.units[i].aux] }
+
+// childIDs returns a child's label, "name[k]", and its task-run id,
+// r.id + "/" + label, in one allocation.
+func (r *run) childIDs(c int32) (label, runID string) {
+	rec := &r.recs[c]
+	var a [96]byte
+	b := append(a[:0], r.id...)
+	b = append(b, '/')
+	b = append(b, r.f.nodes[r.units[c].aux].name...)
+	b = append(b, '[')
+	b = strconv.AppendInt(b, int64(rec.Index), 10)
+	b = append(b, ']')
+	runID = string(b)
+	return runID[len(r.id)+1:], runID
+}
+
+func (r *run) startChild(c int32) {
+	node := r.units[c].aux
+	nd := &r.f.nodes[node]
+	m := r.children(node)
+	in, err := func() (in any, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				in, err = nil, r.badInput(nd, v)
+			}
+		}()
+		return nd.child(m.state, r.recs[c].Index), nil
+	}()
+	if m.started++; m.started == m.n {
+		m.state = nil
+	}
+	rn := task.NewRunner(nd.spec, in, r.taskOptions(r.childIDs(c)))
+	r.units[c].runner = rn
+	call := rn.Start()
+	if err != nil {
+		r.units[c].phase = running
+		r.outcome(c, call.Attempt, nil, err, "")
+		return
+	}
+	r.submit(c, call)
+}
+
+// submit hands an attempt to the executor. A call the executor completed
+// inline (executor/local) is handled at once; otherwise the future's
+// OnDone posts its completion to the loop. OnDone runs on the goroutine
+// that completes the future, often an executor worker, so it only posts:
+// submitting from there could block that worker on a full queue.
+func (r *run) submit(i int32, call executor.Call) {
+	r.units[i].phase = running
+	fut, err := r.ex.Submit(r.ctx, call)
+	if err != nil {
+		if r.ctx.Err() != nil {
+			err = executor.NewCanceledError(call.Name(), r.ctx)
+		} else {
+			err = fmt.Errorf("flow: submit %s: %w", call.String(), err)
+		}
+		r.outcome(i, call.Attempt, nil, err, "")
+		return
+	}
+	if v, err, ok := fut.Result(); ok {
+		r.outcome(i, call.Attempt, v, err, fut.Worker())
+		return
+	}
+	w := r.waiter()
+	w.unit, w.attempt, w.fut = i, int32(call.Attempt), fut
+	fut.OnDone(w.done)
+}
+
+// waiter returns a free waiter, making them 32 at a time.
+func (r *run) waiter() *waiter {
+	if len(r.waiters) == 0 {
+		chunk := make([]waiter, 32)
+		for k := range chunk {
+			r.waiters = append(r.waiters, &chunk[k])
+		}
+	}
+	w := r.waiters[len(r.waiters)-1]
+	r.waiters = r.waiters[:len(r.waiters)-1]
+	w.r = r
+	if w.done == nil {
+		w.done = func() { w.r.q.post(event{w: w}) }
+	}
+	return w
+}
+
+// outcome records an attempt's outcome, and schedules a retry or settles
+// the unit.
+func (r *run) outcome(i int32, attempt int, v any, err error, worker string) {
+	u := &r.units[i]
+	if u.phase != running {
+		return
+	}
+	delay, again := u.runner.AttemptDone(attempt, v, err, worker)
+	if !again {
+		if u.runner.State().Final() {
+			r.finish(i)
+		}
+		return
+	}
+	u.phase = retrying
+	if r.stopping {
+		r.cancel(i)
+		return
+	}
+	if delay <= 0 {
+		r.ready = append(r.ready, i)
+		return
+	}
+	n := int32(attempt)
+	u.timer = time.AfterFunc(delay, func() { r.q.post(event{unit: i, attempt: n}) })
+}
+
+func (r *run) handle(e event) {
+	if w := e.w; w != nil {
+		i, attempt, fut := w.unit, w.attempt, w.fut
+		w.fut = nil
+		r.waiters = append(r.waiters, w)
+		v, err, _ := fut.Result()
+		r.outcome(i, int(attempt), v, err, fut.Worker())
+		return
+	}
+	u := &r.units[e.unit]
+	u.timer = nil
+	if u.phase != retrying {
+		return
+	}
+	if r.stopping {
+		r.cancel(e.unit)
+		return
+	}
+	r.submit(e.unit, u.runner.Retry())
+}
+
+// stop ends the run early: whatever has not started, or waits to retry,
+// ends Cancelled now; running calls were cancelled with the context and
+// their completions are still awaited.
+func (r *run) stop() {
+	r.stopping = true
+	for i := range int32(len(r.units)) {
+		u := &r.units[i]
+		switch u.phase {
+		case waiting, ready:
+			r.cancel(i)
+		case retrying:
+			if u.timer == nil || u.timer.Stop() {
+				u.timer = nil
+				r.cancel(i)
+			}
+			// else the timer has fired: its event ends the unit.
+		}
+	}
+}
+
+// cancel ends a unit that is not running Cancelled.
+func (r *run) cancel(i int32) {
+	u := &r.units[i]
+	var label, runID string
+	var nd *node
+	if r.child(i) {
+		nd = &r.f.nodes[u.aux]
+		label, runID = r.childIDs(i)
+	} else {
+		nd = &r.f.nodes[i]
+		label, runID = nd.name, r.runID(i)
+		if nd.kind == mappedNode {
+			r.name(i)
+			r.end(i, task.Cancelled, executor.NewCanceledError(label, r.ctx))
+			return
+		}
+	}
+	if u.runner == nil {
+		u.runner = task.NewRunner(nd.spec, nil, r.taskOptions(label, runID))
+	}
+	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
+	r.finish(i)
+}
+
+// finish records a unit whose runner is final and settles it.
+func (r *run) finish(i int32) {
+	u := &r.units[i]
+	r.recs[i].Result = u.runner.Result()
+	u.runner = nil
+	r.settle(i)
+}
+
+// settle marks unit i final and lets its dependents go on.
+func (r *run) settle(i int32) {
+	u := &r.units[i]
+	u.phase = final
+	if r.child(i) {
+		if m := r.children(u.aux); func() bool { m.done++; return m.done == m.n }() {
+			r.gather(u.aux)
+		}
+		return
+	}
+	r.open--
+	f := r.f
+	for _, d := range f.down[f.downAt[i]:f.downAt[i+1]] {
+		if r.remaining[d]--; r.remaining[d] == 0 && r.units[d].phase == waiting {
+			r.push(d)
+		}
+	}
+}
+
+// name labels a mapped node's record, which no task.Runner keeps.
+func (r *run) name(i int32) {
+	rec := &r.recs[i]
+	rec.Task = r.f.nodes[i].name
+	rec.RunID = r.runID(i)
+}
+
+// begin moves a mapped node to Running.
+func (r *run) begin(i int32) {
+	r.name(i)
+	r.units[i].phase = mapping
+	r.recs[i].Start = time.Now()
+	r.change(i, task.Running, nil)
+}
+
+// end ends a mapped node in state with err.
+func (r *run) end(i int32, state task.State, err error) {
+	rec := &r.recs[i]
+	rec.End = time.Now()
+	rec.Err = err
+	r.change(i, state, err)
+	r.settle(i)
+}
+
+func (r *run) change(i int32, to task.State, err error) {
+	rec := &r.recs[i]
+	from := rec.State
+	rec.State = to
+	if r.opts.OnState != nil {
+		r.opts.OnState(task.Change{Task: rec.Task, RunID: rec.RunID, From: from, To: to, Err: err, Time: time.Now()})
+	}
+}
+
+// gather ends a mapped node whose children are all final.
+func (r *run) gather(i int32) {
+	m := r.children(i)
+	nd := &r.f.nodes[i]
+	var failed, cancelled, skipped int
+	var firstErr error
+	for c := m.first; c < m.first+m.n; c++ {
+		rec := &r.recs[c]
+		switch {
+		case rec.State.Failure():
+			failed++
+		case rec.State == task.Cancelled:
+			cancelled++
+		case rec.State == task.Skipped:
+			skipped++
+		default:
+			continue
+		}
+		if firstErr == nil && rec.State != task.Skipped {
+			firstErr = rec.Err
+		}
+	}
+	r.recs[i].Value = nd.gather(r, m.first, m.n)
+	state, err := task.Success, error(nil)
+	switch {
+	case failed > 0:
+		state = task.Failed
+		err = fmt.Errorf("flow: %d of %d children of %q failed; the first: %w", failed, m.n, nd.name, firstErr)
+	case cancelled > 0:
+		state = task.Cancelled
+		err = fmt.Errorf("flow: %d of %d children of %q were cancelled: %w", cancelled, m.n, nd.name, firstErr)
+	case skipped > 0 && skipped == int(m.n):
+		state = task.Skipped
+		err = task.Skip(fmt.Sprintf("all %d children of %q were skipped", m.n, nd.name))
+	}
+	r.end(i, state, err)
+}
