@@ -6,8 +6,15 @@
 // the exchange rate are parameters. It prints the run's report and exits
 // non-zero if the run did not go as described.
 //
+// While it runs it shows a live progress line when stdout is a terminal,
+// and plain lines otherwise; both come from the flow's state hook. With
+// -trace and -svg it also writes the run's timeline, one lane per place
+// attempts ran: a Trace Event Format file for chrome://tracing or
+// ui.perfetto.dev, and an SVG picture.
+//
 //	go run ./examples/quickstart
 //	go run ./examples/quickstart -day 2025-02-01 -rate 0.9
+//	go run ./examples/quickstart -pool -trace run.json -svg run.svg
 package main
 
 import (
@@ -22,8 +29,10 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/task"
+	"github.com/flowline-go/flowline/timeline"
 )
 
 // Order is one order of the day, in its own currency until transform.
@@ -39,17 +48,33 @@ type convert struct {
 	Rate  float64 // EUR per USD
 }
 
+// config is what the flags say.
+type config struct {
+	day        string
+	rate       float64
+	pool       bool   // run on executor/pool instead of executor/local
+	tracePath  string // write a Trace Event Format file here
+	svgPath    string // write an SVG timeline here
+	progressTo *os.File
+}
+
 func main() {
-	day := flag.String("day", "2025-01-31", "the day whose orders to load")
-	rate := flag.Float64("rate", 0.92, "EUR per USD")
+	var c config
+	flag.StringVar(&c.day, "day", "2025-01-31", "the day whose orders to load")
+	flag.Float64Var(&c.rate, "rate", 0.92, "EUR per USD")
+	flag.BoolVar(&c.pool, "pool", false, "run on a pool of 4 workers instead of the local executor")
+	flag.StringVar(&c.tracePath, "trace", "", "write the run's timeline as a Chrome/Perfetto trace to this file")
+	flag.StringVar(&c.svgPath, "svg", "", "write the run's timeline as an SVG picture to this file")
 	flag.Parse()
-	if err := run(*day, *rate); err != nil {
+	c.progressTo = os.Stdout
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dayArg string, rateArg float64) error {
+func run(c config) error {
+	dayArg, rateArg := c.day, c.rate
 	var fetches atomic.Int32 // atomics: on a pool executor tasks run concurrently
 	extract := task.New("extract", func(ctx context.Context, day string) ([]Order, error) {
 		if fetches.Add(1) == 1 {
@@ -92,13 +117,22 @@ func run(dayArg string, rateArg float64) error {
 		return err
 	}
 
-	ex := local.New(local.Options{})
+	var ex executor.Executor = local.New(local.Options{})
+	if c.pool {
+		ex = pool.New(pool.Options{Workers: 4})
+	}
 	defer ex.Shutdown(context.Background())
+	progress := newProgress(c.progressTo)
 	res, err := f.Run(context.Background(), ex, flow.RunOptions{
-		Args: []flow.Arg{day.Set(dayArg), rate.Set(rateArg)},
+		Args:    []flow.Arg{day.Set(dayArg), rate.Set(rateArg)},
+		OnState: progress.change,
 	})
+	progress.end()
 	if res != nil {
 		fmt.Print(res.Report())
+		if err := writeTimeline(res, c.tracePath, c.svgPath); err != nil {
+			return err
+		}
 	}
 	if err != nil {
 		return err
@@ -117,6 +151,86 @@ func run(dayArg string, rateArg float64) error {
 	slow, _ := res.Task("transform[1]")
 	if len(slow.Attempts) != 2 || !errors.Is(slow.Attempts[0].Err, executor.ErrTimeout) {
 		return fmt.Errorf("transform[1] should have timed out once, then succeeded: %+v", slow.Attempts)
+	}
+	return nil
+}
+
+// progress shows the run as it goes, from the flow's state hook: one line
+// rewritten in place on a terminal, a line per notable change otherwise.
+type progress struct {
+	out      *os.File
+	terminal bool
+	running  map[string]int // label -> attempt
+	finished int
+	retries  int
+}
+
+func newProgress(out *os.File) *progress {
+	fi, err := out.Stat()
+	return &progress{out: out, terminal: err == nil && fi.Mode()&os.ModeCharDevice != 0, running: map[string]int{}}
+}
+
+// change is the hook; it runs on the flow's scheduler loop, so it only
+// formats a line.
+func (p *progress) change(c task.Change) {
+	switch {
+	case c.To == task.Running:
+		p.running[c.Task] = c.Attempt
+	case c.To == task.Retrying:
+		delete(p.running, c.Task)
+		p.retries++
+		if !p.terminal {
+			fmt.Fprintf(p.out, "  %-14s retrying after attempt %d: %v\n", c.Task, c.Attempt, c.Err)
+		}
+	case c.To.Final():
+		delete(p.running, c.Task)
+		p.finished++
+		if !p.terminal {
+			fmt.Fprintf(p.out, "  %-14s %v\n", c.Task, c.To)
+		}
+	}
+	if p.terminal {
+		line := fmt.Sprintf("%d done, %d retried, %d running", p.finished, p.retries, len(p.running))
+		for label, attempt := range p.running {
+			line += fmt.Sprintf(": %s (attempt %d)", label, attempt)
+			break
+		}
+		fmt.Fprintf(p.out, "\r\033[K%s", line)
+	}
+}
+
+// end ends the progress line on a terminal.
+func (p *progress) end() {
+	if p.terminal {
+		fmt.Fprint(p.out, "\r\033[K")
+	}
+}
+
+// writeTimeline writes the run's timeline where the flags ask.
+func writeTimeline(res *flow.Result, tracePath, svgPath string) error {
+	tl := timeline.FromResults(res.TaskResults())
+	for _, out := range []struct {
+		path  string
+		write func(*os.File) error
+	}{
+		{tracePath, func(f *os.File) error { return tl.WriteTrace(f) }},
+		{svgPath, func(f *os.File) error { return tl.WriteSVG(f) }},
+	} {
+		if out.path == "" {
+			continue
+		}
+		f, err := os.Create(out.path)
+		if err != nil {
+			return err
+		}
+		if err := out.write(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		fmt.Println("wrote", out.path)
 	}
 	return nil
 }
