@@ -31,9 +31,11 @@
 package flow
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/flowline-go/flowline/internal/wire"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -466,6 +468,34 @@ type Outcome[T any] struct {
 	Value T          // the child's result; the zero T unless State is Success
 	State task.State // the child's final state
 	Err   error      // why the child did not succeed; nil for Success
+}
+
+// outcomeJSON is an Outcome's encoded form: the error travels as an
+// internal/wire envelope, so that a task on an out-of-process executor
+// receives it with its message and class (and its type, for the executor
+// package's errors).
+type outcomeJSON[T any] struct {
+	Value T           `json:"value"`
+	State task.State  `json:"state"`
+	Err   *wire.Error `json:"err,omitempty"`
+}
+
+// MarshalJSON encodes the outcome, its error as message and class.
+func (o Outcome[T]) MarshalJSON() ([]byte, error) {
+	return json.Marshal(outcomeJSON[T]{Value: o.Value, State: o.State, Err: wire.EncodeError(o.Err)})
+}
+
+// UnmarshalJSON decodes an outcome that MarshalJSON encoded. The error
+// comes back with its message and class (an *executor.RemoteError), or as
+// the executor package's own type (*executor.PanicError,
+// *executor.CrashError, *executor.TimeoutError, ...).
+func (o *Outcome[T]) UnmarshalJSON(data []byte) error {
+	var j outcomeJSON[T]
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	o.Value, o.State, o.Err = j.Value, j.State, j.Err.Decode("")
+	return nil
 }
 
 // Outcomes returns an Input that is the outcome of each child of the

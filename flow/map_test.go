@@ -2,6 +2,7 @@ package flow_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -266,4 +267,26 @@ func TestMapInputPanic(t *testing.T) {
 	nv, _ := res.Task("never")
 	assert.Zero(t, nv.Children)
 	assert.True(t, errors.Is(nv.Err, executor.ErrBadInput))
+}
+
+func TestOutcomeRoundTripsThroughJSON(t *testing.T) {
+	in := []flow.Outcome[string]{
+		{Value: "ok", State: task.Success},
+		{State: task.Failed, Err: &executor.PanicError{Task: "job", Value: "boom", Stack: []byte("stack")}},
+		{State: task.Skipped, Err: task.Skip("nothing")},
+		{State: task.Failed, Err: errors.New("disk full")},
+	}
+	data, err := json.Marshal(in)
+	require.NoError(t, err)
+	var out []flow.Outcome[string]
+	require.NoError(t, json.Unmarshal(data, &out))
+	require.Len(t, out, 4)
+	assert.Equal(t, in[0], out[0])
+	var pe *executor.PanicError
+	require.ErrorAs(t, out[1].Err, &pe)
+	assert.Equal(t, "boom", pe.Value)
+	assert.Equal(t, task.Skipped, out[2].State)
+	assert.Equal(t, executor.ClassSkip, executor.ClassOf(out[2].Err))
+	assert.Equal(t, "disk full", out[3].Err.Error())
+	assert.Equal(t, executor.ClassFailure, executor.ClassOf(out[3].Err))
 }
