@@ -11,9 +11,10 @@ import (
 // executors create futures with NewPromise or Completed.
 type Future struct {
 	state  atomic.Uint32 // futurePending, futureCompleting, futureDone
-	mu     sync.Mutex    // guards done and onDone while pending
+	mu     sync.Mutex    // guards done, first and more while pending
 	done   chan struct{} // made on first demand, closed at completion
-	onDone []func()
+	first  func()        // the first OnDone callback: most futures have one, kept without a slice
+	more   []func()      // any further callbacks
 	value  any
 	err    error
 	worker string
@@ -88,7 +89,11 @@ func (f *Future) OnDone(fn func()) {
 	if f.state.Load() != futureDone {
 		f.mu.Lock()
 		if f.state.Load() != futureDone {
-			f.onDone = append(f.onDone, fn)
+			if f.first == nil {
+				f.first = fn
+			} else {
+				f.more = append(f.more, fn)
+			}
 			f.mu.Unlock()
 			return
 		}
@@ -133,10 +138,13 @@ func (p Promise) Complete(value any, err error) bool {
 	if f.done != nil {
 		close(f.done)
 	}
-	callbacks := f.onDone
-	f.onDone = nil
+	first, more := f.first, f.more
+	f.first, f.more = nil, nil
 	f.mu.Unlock()
-	for _, fn := range callbacks {
+	if first != nil {
+		first()
+	}
+	for _, fn := range more {
 		fn()
 	}
 	return true

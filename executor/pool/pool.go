@@ -179,6 +179,7 @@ func (e *Executor) Enforcement() executor.Enforcement { return executor.Soft }
 type job struct {
 	call    executor.Call
 	ctx     context.Context  // the submitter's
+	cctx    context.Context  // ctx with the call's identity, made with the promise; nil for Go
 	promise executor.Promise // zero for Go
 	tk      *ticket          // nil when ctx cannot be cancelled
 }
@@ -225,8 +226,9 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	if err := e.admit(); err != nil {
 		return nil, err
 	}
-	p := executor.NewPromise()
-	if err := e.enqueue(ctx, job{call: call, ctx: ctx, promise: p}, wait); err != nil {
+	// One allocation for the Future and the call's context.
+	p, cctx := executor.Prepare(ctx, &call)
+	if err := e.enqueue(ctx, job{call: call, ctx: ctx, cctx: cctx, promise: p}, wait); err != nil {
 		return nil, err
 	}
 	return p.Future(), nil

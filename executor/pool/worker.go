@@ -174,8 +174,13 @@ func (w *worker) forget() {
 	w.cc, w.ccParent, w.ccHandler, w.ccLogger = nil, nil, nil, nil
 }
 
-// callContext returns the context that carries j's identity and logger.
+// callContext returns the context that carries j's identity and logger:
+// the one Submit made with the Future, or for Go, the worker's cached one
+// when the call's identity is the previous call's.
 func (w *worker) callContext(j *job) context.Context {
+	if j.cctx != nil {
+		return j.cctx
+	}
 	c := &j.call
 	if w.cc != nil && sameIface(w.ccParent, j.ctx) && w.ccHandler == c.Handler &&
 		w.ccRun == c.RunID && w.ccAttempt == c.Attempt && sameIface(w.ccLogger, c.Logger) {
