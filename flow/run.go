@@ -430,13 +430,12 @@ func (r *run) startNode(i int32) {
 	in, err := r.input(nd)
 	rn := task.NewRunner(nd.spec, in, r.taskOptions(nd.name, r.runID(i)))
 	r.units[i].runner = rn
-	call := rn.Start()
 	if err != nil {
-		r.units[i].phase = running
-		r.outcome(i, call.Attempt, nil, err, "")
+		rn.End(task.Failed, err) // the input could not be made: no attempt ran
+		r.finish(i)
 		return
 	}
-	r.submit(i, call)
+	r.submit(i, rn.Start())
 }
 
 // decide returns Pending if node i runs, else the state it ends in
@@ -567,13 +566,12 @@ func (r *run) startChild(c int32) {
 	}
 	rn := task.NewRunner(nd.spec, in, r.taskOptions(r.childIDs(c)))
 	r.units[c].runner = rn
-	call := rn.Start()
 	if err != nil {
-		r.units[c].phase = running
-		r.outcome(c, call.Attempt, nil, err, "")
+		rn.End(task.Failed, err) // the input could not be made: no attempt ran
+		r.finish(c)
 		return
 	}
-	r.submit(c, call)
+	r.submit(c, rn.Start())
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -714,7 +712,7 @@ func (r *run) cancel(i int32) {
 // finish records a unit whose runner is final and settles it.
 func (r *run) finish(i int32) {
 	u := &r.units[i]
-	r.recs[i].Result = u.runner.Result()
+	r.recs[i].Result = u.runner.Take()
 	u.runner = nil
 	r.settle(i)
 }

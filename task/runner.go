@@ -231,14 +231,19 @@ func (r *Runner) retryable(class executor.Class, err error) bool {
 }
 
 // End ends a run that has not reached a final state, without (further)
-// attempts: Skipped or TriggerFailed for a run that never starts, Cancelled
-// for a run whose context ended (while Pending, or while Retrying; a
-// Running attempt learns of the cancellation from its executor). err says
-// why. End does nothing on a final run, and panics for a state that is not
-// one of those three.
+// attempts: Skipped or TriggerFailed for a run that never starts, Failed
+// for a run whose input could not be made (err says why; no attempt is
+// recorded), Cancelled for a run whose context ended (while Pending, or
+// while Retrying; a Running attempt learns of the cancellation from its
+// executor). End does nothing on a final run, and panics for any other
+// state, or for Failed on a run that has started.
 func (r *Runner) End(state State, err error) {
 	switch state {
 	case Skipped, TriggerFailed, Cancelled:
+	case Failed:
+		if r.state != Pending && !r.state.Final() {
+			panic("task: Runner.End with state Failed on a run that is " + r.state.String())
+		}
 	default:
 		panic("task: Runner.End with state " + state.String())
 	}
@@ -251,6 +256,14 @@ func (r *Runner) End(state State, err error) {
 		a.End, a.Err = now, err
 	}
 	r.finish(state, err, now)
+}
+
+// Take returns the final run's record without copying it, for a driver
+// that is done with the Runner: the Runner must not be used afterwards.
+func (r *Runner) Take() Result {
+	res := r.res
+	r.res = Result{}
+	return res
 }
 
 func (r *Runner) finish(state State, err error, now time.Time) {

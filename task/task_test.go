@@ -272,6 +272,7 @@ func TestRunnerMisusePanics(t *testing.T) {
 	r.Start()
 	assert.PanicsWithValue(t, "task: Runner.Start on a run that is Running", func() { r.Start() })
 	assert.PanicsWithValue(t, "task: Runner.End with state Success", func() { r.End(task.Success, nil) })
+	assert.PanicsWithValue(t, "task: Runner.End with state Failed on a run that is Running", func() { r.End(task.Failed, nil) })
 	assert.Panics(t, func() { task.New("", func(ctx context.Context, n int) (int, error) { return n, nil }, task.Options{}) })
 	assert.Panics(t, func() { task.New[int, int]("x", nil, task.Options{}) })
 	assert.Panics(t, func() { task.NewRunner(nil, 1, task.RunOptions{}) })
@@ -293,6 +294,18 @@ func TestEndWithoutRunning(t *testing.T) {
 	assert.Equal(t, task.Pending, changes[0].From)
 	assert.Equal(t, task.TriggerFailed, changes[0].To)
 	assert.Equal(t, "flaky[3]", changes[0].Task)
+}
+
+func TestEndFailedForAnInputThatCouldNotBeMade(t *testing.T) {
+	tk := flaky(0, task.Options{MaxRetries: 3})
+	r := task.NewRunner(tk, nil, task.RunOptions{})
+	errInput := errors.New("input: upstream value missing")
+	r.End(task.Failed, errInput)
+	res := r.Take()
+	assert.Equal(t, task.Failed, res.State)
+	assert.Same(t, errInput, res.Err)
+	assert.Empty(t, res.Attempts, "no attempt ran")
+	assert.False(t, res.End.IsZero())
 }
 
 func TestTaskLoggerCarriesIdentity(t *testing.T) {
