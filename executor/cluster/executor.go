@@ -315,14 +315,18 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	}
 	p.call.Input = nil // not needed any more; do not keep it alive
 	hc := envelope.Call{
-		ID: id, Task: ident.Task, Key: p.key, Run: ident.RunID, Attempt: ident.Attempt,
+		Key: p.key, Task: ident.Task, Run: ident.RunID, Attempt: ident.Attempt,
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
 		Hard: e.opts.Enforcement == executor.Hard,
 	}
 	if call.Limit > 0 || call.Logger != nil {
 		hc.Reply = e.events
 	}
-	p.msg = &nats.Msg{Subject: e.opts.Setup.callSubject(), Data: data, Header: hc.Header()}
+	p.msg = &nats.Msg{
+		Subject: e.opts.Setup.callSubject(),
+		Data:    envelope.AppendCall(make([]byte, 0, 64+len(data)), hc, data),
+		Header:  nats.Header{envelope.HeaderMsgID: []string{id}},
+	}
 
 	e.mu.Lock()
 	if e.closed {
@@ -488,7 +492,7 @@ func writeFailure(ctx context.Context, kv jetstream.KeyValue, key string, err er
 
 // onPubAck runs when the server acknowledges a published call.
 func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	key := m.Header.Get(envelope.HeaderKey)
+	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for p := e.pending[key]; p != nil; p = p.next {
@@ -522,7 +526,7 @@ func retryable(err error) bool {
 
 // onPubErr runs when a published call was not acknowledged.
 func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
-	key := m.Header.Get(envelope.HeaderKey)
+	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	now := time.Now()
 	e.mu.Lock()
 	var p *pending
@@ -748,7 +752,7 @@ func exhausted(ctx context.Context, obj objects, a advisory, logger hclog.Logger
 		}
 		return
 	}
-	hc, _ := envelope.ParseCall(msg.Header)
+	hc, _, _ := envelope.DecodeCall(msg.Data)
 	if hc.Key != "" {
 		err := &executor.CrashError{Task: hc.Task, Reason: fmt.Sprintf(
 			"delivered %d times and never finished: each worker died, stalled or lost its connection before recording a result",

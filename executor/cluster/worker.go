@@ -307,7 +307,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if meta, err := msg.Metadata(); err == nil {
 		delivery = meta.NumDelivered
 	}
-	hc, err := envelope.ParseCall(msg.Headers())
+	hc, input, err := envelope.DecodeCall(msg.Data())
 	if err != nil {
 		if hc.Key == "" {
 			w.logger.Error("dropping a call message without a result key", "error", err)
@@ -349,7 +349,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	call := executor.Call{
-		Handler: h, Input: executor.Raw(msg.Data()), RunID: hc.Run, Attempt: hc.Attempt,
+		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
 		Limit: hc.Limit, Grace: hc.Grace,
 	}
 	var fwd *logForwarder

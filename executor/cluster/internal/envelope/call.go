@@ -1,33 +1,24 @@
 package envelope
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
+	"math"
 	"time"
 )
 
-// Header names of a call's message. MsgID is JetStream's deduplication
-// header.
-const (
-	HeaderMsgID       = "Nats-Msg-Id"
-	HeaderTask        = "Flowline-Task"
-	HeaderKey         = "Flowline-Key"
-	HeaderRun         = "Flowline-Run"
-	HeaderAttempt     = "Flowline-Attempt"
-	HeaderLimit       = "Flowline-Limit" // nanoseconds
-	HeaderGrace       = "Flowline-Grace" // nanoseconds
-	HeaderReply       = "Flowline-Reply" // where events go
-	HeaderLog         = "Flowline-Log"   // "1": forward the task's log lines
-	HeaderEnforcement = "Flowline-Enforcement"
-)
+// HeaderMsgID is JetStream's deduplication header: a call's message
+// carries its id (executor.Call.ID, "run/task/attempt") there, which is
+// also what an operator sees when looking at the stream.
+const HeaderMsgID = "Nats-Msg-Id"
 
-// Call is what the headers of a call's message carry; the message's data
-// is the encoded input.
+// Call is what a call's message carries before the encoded input. It
+// travels in the message's data rather than in headers: one header map
+// per message is an allocation and a parse on every hop.
 type Call struct {
-	ID      string // the call's id (executor.Call.ID), the message id
+	Key     string // where the result goes; first, so a damaged message still names it
 	Task    string
-	Key     string // where the result goes
 	Run     string
 	Attempt int
 	Limit   time.Duration // zero: none
@@ -37,84 +28,89 @@ type Call struct {
 	Hard    bool          // the submitter requires hard enforcement
 }
 
-// Header returns the message headers for c.
-func (c *Call) Header() map[string][]string {
-	h := make(map[string][]string, 10)
-	h[HeaderMsgID] = []string{c.ID}
-	h[HeaderTask] = []string{c.Task}
-	h[HeaderKey] = []string{c.Key}
-	h[HeaderRun] = []string{c.Run}
-	h[HeaderAttempt] = []string{strconv.Itoa(c.Attempt)}
-	if c.Limit > 0 {
-		h[HeaderLimit] = []string{strconv.FormatInt(int64(c.Limit), 10)}
-	}
-	if c.Grace > 0 {
-		h[HeaderGrace] = []string{strconv.FormatInt(int64(c.Grace), 10)}
-	}
-	if c.Reply != "" {
-		h[HeaderReply] = []string{c.Reply}
-	}
+const (
+	kindCall = 'c'
+	flagLog  = 1 << 0
+	flagHard = 1 << 1
+)
+
+// AppendCall appends the encoding of c, then input, to dst.
+func AppendCall(dst []byte, c Call, input []byte) []byte {
+	var flags byte
 	if c.Log {
-		h[HeaderLog] = []string{"1"}
+		flags |= flagLog
 	}
 	if c.Hard {
-		h[HeaderEnforcement] = []string{"hard"}
+		flags |= flagHard
 	}
-	return h
+	dst = append(dst, version, kindCall, flags)
+	dst = appendString(dst, c.Key)
+	dst = appendString(dst, c.Task)
+	dst = appendString(dst, c.Run)
+	dst = appendString(dst, c.Reply)
+	dst = binary.AppendUvarint(dst, uint64(max(c.Attempt, 0)))
+	dst = binary.AppendUvarint(dst, uint64(max(c.Limit, 0)))
+	dst = binary.AppendUvarint(dst, uint64(max(c.Grace, 0)))
+	return append(dst, input...)
 }
 
-func get(h map[string][]string, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
 }
 
-// ParseCall reads a call from message headers written by Call.Header. It
-// fails on a missing task or key and on malformed numbers; what it
-// returns with an error still has every field it could read, so that a
-// worker can report the failure under the call's key.
-func ParseCall(h map[string][]string) (Call, error) {
-	c := Call{
-		ID:    get(h, HeaderMsgID),
-		Task:  get(h, HeaderTask),
-		Key:   get(h, HeaderKey),
-		Run:   get(h, HeaderRun),
-		Reply: get(h, HeaderReply),
-		Log:   get(h, HeaderLog) == "1",
-		Hard:  get(h, HeaderEnforcement) == "hard",
+// DecodeCall decodes a message written by AppendCall and returns the call
+// and its encoded input (which aliases data). It fails on anything
+// malformed, a missing task or key, an attempt below 1 or a duration out
+// of range; with an error, the call still holds every field read before
+// the damage, so that a worker can report the failure under its key.
+func DecodeCall(data []byte) (Call, []byte, error) {
+	var c Call
+	kind, rest, err := header(data)
+	if err != nil {
+		return c, nil, fmt.Errorf("envelope: malformed call message: %w", err)
+	}
+	if kind != kindCall {
+		return c, nil, fmt.Errorf("envelope: malformed call message: kind %q", byte(kind))
+	}
+	if len(rest) == 0 {
+		return c, nil, errors.New("envelope: malformed call message: no flags")
+	}
+	flags := rest[0]
+	rest = rest[1:]
+	c.Log, c.Hard = flags&flagLog != 0, flags&flagHard != 0
+	for _, f := range []*string{&c.Key, &c.Task, &c.Run, &c.Reply} {
+		var b []byte
+		if b, rest, err = bytesField(rest); err != nil {
+			return c, nil, fmt.Errorf("envelope: malformed call message: %w", err)
+		}
+		*f = string(b)
+	}
+	var attempt, limit, grace uint64
+	for _, f := range []*uint64{&attempt, &limit, &grace} {
+		if *f, rest, err = uvarint(rest); err != nil {
+			return c, nil, fmt.Errorf("envelope: malformed call message: %w", err)
+		}
 	}
 	var errs []error
-	if c.Task == "" {
-		errs = append(errs, errors.New("no task name"))
-	}
 	if c.Key == "" {
 		errs = append(errs, errors.New("no result key"))
 	}
-	var err error
-	if c.Attempt, err = strconv.Atoi(get(h, HeaderAttempt)); err != nil || c.Attempt < 1 {
-		errs = append(errs, fmt.Errorf("bad attempt %q", get(h, HeaderAttempt)))
+	if c.Task == "" {
+		errs = append(errs, errors.New("no task name"))
 	}
-	if c.Limit, err = duration(h, HeaderLimit); err != nil {
-		errs = append(errs, err)
+	if attempt < 1 || attempt > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("bad attempt %d", attempt))
+	} else {
+		c.Attempt = int(attempt)
 	}
-	if c.Grace, err = duration(h, HeaderGrace); err != nil {
-		errs = append(errs, err)
+	if limit > math.MaxInt64 || grace > math.MaxInt64 {
+		errs = append(errs, errors.New("duration out of range"))
+	} else {
+		c.Limit, c.Grace = time.Duration(limit), time.Duration(grace)
 	}
 	if len(errs) > 0 {
-		return c, fmt.Errorf("envelope: malformed call message: %w", errors.Join(errs...))
+		return c, nil, fmt.Errorf("envelope: malformed call message: %w", errors.Join(errs...))
 	}
-	return c, nil
-}
-
-func duration(h map[string][]string, key string) (time.Duration, error) {
-	v := get(h, key)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad %s %q", key, v)
-	}
-	return time.Duration(n), nil
+	return c, rest, nil
 }

@@ -164,63 +164,60 @@ func FuzzDecodeEvent(f *testing.F) {
 
 func TestCallRoundTrip(t *testing.T) {
 	for _, c := range []envelope.Call{
-		{ID: "r/t/1", Task: "t", Key: "r/t/1", Run: "r", Attempt: 1},
-		{ID: "r/t/3", Task: "t", Key: "k", Run: "", Attempt: 3, Limit: time.Second, Grace: 5 * time.Millisecond,
+		{Task: "t", Key: "r/t/1", Run: "r", Attempt: 1},
+		{Task: "t", Key: "k", Run: "", Attempt: 3, Limit: time.Second, Grace: 5 * time.Millisecond,
 			Reply: "flowline.events.x", Log: true, Hard: true},
 	} {
-		got, err := envelope.ParseCall(c.Header())
+		got, input, err := envelope.DecodeCall(envelope.AppendCall(nil, c, []byte(`{"N":1}`)))
 		require.NoError(t, err)
 		assert.Equal(t, c, got)
+		assert.Equal(t, `{"N":1}`, string(input))
 	}
 }
 
-func TestParseCallRefusesMalformed(t *testing.T) {
-	good := (&envelope.Call{ID: "r/t/1", Task: "t", Key: "k", Attempt: 1}).Header()
-	for name, edit := range map[string]func(h map[string][]string){
-		"no task":          func(h map[string][]string) { delete(h, envelope.HeaderTask) },
-		"no key":           func(h map[string][]string) { delete(h, envelope.HeaderKey) },
-		"attempt zero":     func(h map[string][]string) { h[envelope.HeaderAttempt] = []string{"0"} },
-		"attempt text":     func(h map[string][]string) { h[envelope.HeaderAttempt] = []string{"x"} },
-		"negative limit":   func(h map[string][]string) { h[envelope.HeaderLimit] = []string{"-1"} },
-		"limit text":       func(h map[string][]string) { h[envelope.HeaderLimit] = []string{"1s"} },
-		"grace overflow":   func(h map[string][]string) { h[envelope.HeaderGrace] = []string{"99999999999999999999"} },
-		"empty attempt []": func(h map[string][]string) { h[envelope.HeaderAttempt] = nil },
+func TestDecodeCallRefusesMalformed(t *testing.T) {
+	good := envelope.Call{Task: "t", Key: "k", Attempt: 1}
+	for name, c := range map[string]envelope.Call{
+		"no task":      {Key: "k", Attempt: 1},
+		"no key":       {Task: "t", Attempt: 1},
+		"attempt zero": {Task: "t", Key: "k"},
 	} {
-		h := map[string][]string{}
-		for k, v := range good {
-			h[k] = v
-		}
-		edit(h)
-		c, err := envelope.ParseCall(h)
+		got, _, err := envelope.DecodeCall(envelope.AppendCall(nil, c, nil))
 		assert.Error(t, err, name)
-		if _, ok := h[envelope.HeaderKey]; ok {
-			assert.Equal(t, "k", c.Key, "%s: the key is kept for reporting", name)
-		}
+		assert.Equal(t, c.Key, got.Key, "%s: the key is kept for reporting", name)
 	}
+	data := envelope.AppendCall(nil, good, nil)
+	for name, d := range map[string][]byte{
+		"empty":     nil,
+		"a result":  envelope.AppendResult(nil, envelope.Result{Kind: envelope.Output}),
+		"truncated": data[:len(data)-2],
+		"no flags":  data[:2],
+	} {
+		_, _, err := envelope.DecodeCall(d)
+		assert.Error(t, err, name)
+	}
+	_, _, err := envelope.DecodeCall(data)
+	assert.NoError(t, err)
 }
 
-func FuzzParseCall(f *testing.F) {
-	f.Add("r/t/1", "t", "k", "r", "1", "1000", "", "flowline.events.x", "1", "hard")
-	f.Add("", "", "", "", "", "", "", "", "", "")
-	f.Add("a", "b", "c", "d", "-5", "x", "-1", "", "0", "soft")
-	f.Fuzz(func(t *testing.T, id, task, key, run, attempt, limit, grace, reply, log, enf string) {
-		h := map[string][]string{
-			envelope.HeaderMsgID: {id}, envelope.HeaderTask: {task}, envelope.HeaderKey: {key},
-			envelope.HeaderRun: {run}, envelope.HeaderAttempt: {attempt}, envelope.HeaderLimit: {limit},
-			envelope.HeaderGrace: {grace}, envelope.HeaderReply: {reply}, envelope.HeaderLog: {log},
-			envelope.HeaderEnforcement: {enf},
-		}
-		c, err := envelope.ParseCall(h)
-		assert.Equal(t, key, c.Key, "the key is always read")
+func FuzzDecodeCall(f *testing.F) {
+	f.Add(envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Run: "r", Attempt: 2, Limit: time.Second,
+		Reply: "x.events.y", Log: true}, []byte("{}")))
+	f.Add(envelope.AppendCall(nil, envelope.Call{}, nil))
+	f.Add([]byte{1, 'c', 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, input, err := envelope.DecodeCall(data)
 		if err != nil {
 			return
 		}
 		require.NotEmpty(t, c.Task)
+		require.NotEmpty(t, c.Key)
 		require.Positive(t, c.Attempt)
 		require.GreaterOrEqual(t, c.Limit, time.Duration(0))
 		require.GreaterOrEqual(t, c.Grace, time.Duration(0))
-		again, err := envelope.ParseCall(c.Header())
+		again, input2, err := envelope.DecodeCall(envelope.AppendCall(nil, c, input))
 		require.NoError(t, err)
 		require.Equal(t, c, again)
+		require.Equal(t, string(input), string(input2))
 	})
 }
