@@ -101,8 +101,9 @@ type Executor struct {
 	submitted, succeeded, failed, timedOut, canceled atomic.Uint64
 	running                                          atomic.Int64
 
+	closed atomic.Bool // set under mu; read without it on Submit's fast path
+
 	mu       sync.Mutex
-	closed   bool
 	inflight int                 // accepted calls whose futures are not complete yet
 	idle     chan struct{}       // closed when closed and inflight reaches 0
 	pending  map[string]*pending // by result key; several calls may share a key
@@ -289,12 +290,9 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if call.Handler == nil {
 		return nil, errors.New("executor/cluster: Submit with a nil Handler")
 	}
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	if e.closed.Load() {
 		return nil, executor.ErrClosed
 	}
-	e.mu.Unlock()
 	e.submitted.Add(1)
 	if ctx.Err() != nil {
 		e.canceled.Add(1)
@@ -329,7 +327,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	}
 
 	e.mu.Lock()
-	if e.closed {
+	if e.closed.Load() { // Shutdown began meanwhile
 		e.mu.Unlock()
 		e.submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
@@ -539,7 +537,7 @@ func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 		e.mu.Unlock()
 		return
 	}
-	if retryable(err) && now.Sub(p.firstPub) < e.opts.Setup.DedupWindow/2 && !e.closed {
+	if retryable(err) && now.Sub(p.firstPub) < e.opts.Setup.DedupWindow/2 {
 		p.backoff = min(max(2*p.backoff, 50*time.Millisecond), 2*time.Second)
 		p.retryAt = now.Add(p.backoff)
 		e.retries = append(e.retries, p)
@@ -870,7 +868,7 @@ func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 // workers still run for cancelled or timed-out callers are the workers'.
 func (e *Executor) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	e.closed = true
+	e.closed.Store(true)
 	var idle chan struct{}
 	if e.inflight > 0 {
 		if e.idle == nil {

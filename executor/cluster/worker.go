@@ -111,10 +111,9 @@ type Worker struct {
 // slot is one unit of the worker's concurrency: a pull iterator that asks
 // for one message at a time, and the call it runs.
 type slot struct {
-	iter jetstream.MessagesContext
-
 	mu         sync.Mutex
-	msg        jetstream.Msg // nil when idle
+	iter       jetstream.MessagesContext // replaced if the server ends the pull
+	msg        jetstream.Msg             // nil when idle
 	key        string
 	what       string // the call, for ShutdownError
 	cancel     context.CancelFunc
@@ -247,7 +246,10 @@ func (w *Worker) serve(s *slot) {
 		}
 	}()
 	for {
-		msg, err := s.iter.Next()
+		s.mu.Lock()
+		it := s.iter
+		s.mu.Unlock()
+		msg, err := it.Next()
 		switch {
 		case err == nil:
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
@@ -264,8 +266,19 @@ func (w *Worker) serve(s *slot) {
 			if !w.pause(time.Second) {
 				return
 			}
-			if it, err := w.pull(); err == nil {
-				s.iter = it
+			it, err := w.pull()
+			if err != nil {
+				w.logger.Warn("cannot pull", "error", err)
+				continue
+			}
+			s.mu.Lock()
+			s.iter = it
+			s.mu.Unlock()
+			// Shutdown drains the iterator it finds; if it looked before
+			// this one was in place, it is ours to stop.
+			if w.draining.Load() {
+				it.Stop()
+				return
 			}
 			continue
 		default:
@@ -506,6 +519,7 @@ func (s *slot) end() bool {
 // and forgets old cancellations.
 func (w *Worker) heartbeat() {
 	defer close(w.beatDone)
+	// Ticking at half the interval keeps every gap under 1.5 intervals.
 	t := time.NewTicker(w.hb / 2)
 	defer t.Stop()
 	for {
@@ -516,7 +530,7 @@ func (w *Worker) heartbeat() {
 			for _, s := range w.slots {
 				s.mu.Lock()
 				msg := s.msg
-				due := msg != nil && now.Sub(s.beat) >= w.hb/2
+				due := msg != nil && now.Sub(s.beat) >= w.hb
 				if due {
 					s.beat = now
 				}
@@ -587,10 +601,13 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		// way; without a connection nothing can be, so just stop.
 		connected := w.conn.nc.IsConnected()
 		for _, s := range w.slots {
+			s.mu.Lock()
+			it := s.iter
+			s.mu.Unlock()
 			if connected {
-				s.iter.Drain()
+				it.Drain()
 			} else {
-				s.iter.Stop()
+				it.Stop()
 			}
 		}
 	})
