@@ -217,8 +217,8 @@ func (e *Executor) start() error {
 	}
 	// Only results written from now on: this executor has submitted
 	// nothing yet, and a re-submission of an older call reads its result
-	// with a Get (see onPubAck).
-	// The watch lives until teardown: its context must not be start's.
+	// with a Get (see onPubAck). The watch lives until teardown: its
+	// context must not be start's.
 	wctx, wcancel := context.WithCancel(context.Background())
 	e.stopWatch = wcancel
 	if e.watcher, err = e.obj.kv.WatchAll(wctx, jetstream.UpdatesOnly()); err != nil {
@@ -267,8 +267,8 @@ type pending struct {
 	when     time.Time
 	heapIdx  int // -1 when not in the heap
 	started  time.Time
-	parked   []byte            // a result waiting for its log lines
-	want     envelope.Result   // what parked says (Delivery, Logs)
+	parked   bool              // a result is waiting for its log lines
+	want     envelope.Result   // that result
 	logLines map[uint64]uint64 // lines received per delivery
 	done     bool              // removed from the map
 }
@@ -337,13 +337,14 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	e.inflight++
 	e.running.Add(1)
 	p.firstPub = time.Now()
+	if ctx.Done() != nil {
+		// Under the lock: whoever later finds p in the map sees stop.
+		p.stop = context.AfterFunc(ctx, func() { e.cancel(p, ctx) })
+	}
 	e.mu.Unlock()
 
-	if ctx.Done() != nil {
-		p.stop = context.AfterFunc(ctx, func() { e.cancel(p, ctx) })
-		if ctx.Err() != nil {
-			return p.promise.Future(), nil // cancelled already: nothing to publish
-		}
+	if ctx.Err() != nil {
+		return p.promise.Future(), nil // cancelled already: nothing to publish
 	}
 	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
 		e.mu.Lock()
@@ -445,10 +446,11 @@ func (e *Executor) cancel(p *pending, ctx context.Context) {
 }
 
 // verdictLocked queues what follows a verdict of the submitter (a
-// cancellation, a timeout of its own): the workers are told to stop the
-// call, the verdict is written as the call's result (create-if-absent, so
-// a worker's result written first stands and a later one is refused) and
-// a queued message is removed. e.mu is held, so Shutdown sees the job.
+// cancellation, a timeout of its own): the verdict is written as the
+// call's result (create-if-absent, so a worker's result written first
+// stands and a later one is refused), the workers are told to stop the
+// call, and its message is removed if still queued. e.mu is held, so
+// Shutdown sees the job.
 func (e *Executor) verdictLocked(p *pending, verdict error) {
 	seq := p.seq
 	e.jobLocked(func(ctx context.Context) {
@@ -466,8 +468,14 @@ func (e *Executor) verdictLocked(p *pending, verdict error) {
 	})
 }
 
+// jobLocked queues work for the janitor; e.mu is held.
 func (e *Executor) jobLocked(job func(context.Context)) {
 	e.jobs = append(e.jobs, job)
+	e.wake()
+}
+
+// wake makes the janitor look at its work again.
+func (e *Executor) wake() {
 	select {
 	case e.kick <- struct{}{}:
 	default:
@@ -518,8 +526,7 @@ func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.P
 // retryable reports whether a failed publish may be repeated.
 func retryable(err error) bool {
 	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrDisconnected)
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // onPubErr runs when a published call was not acknowledged.
@@ -542,7 +549,7 @@ func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 		p.retryAt = now.Add(p.backoff)
 		e.retries = append(e.retries, p)
 		e.logger.Debug("repeating a submission", "call", p.call.String(), "in", p.backoff, "error", err)
-		e.jobLocked(func(context.Context) {}) // wake the janitor to set its timer
+		e.wake() // to set its timer
 		e.mu.Unlock()
 		return
 	}
@@ -569,8 +576,8 @@ func (e *Executor) deliver(key string, value []byte) {
 	e.mu.Lock()
 	for p := e.pending[key]; p != nil; p = p.next {
 		if derr == nil && p.call.Logger != nil && p.logLines[rec.Delivery] < rec.Logs {
-			if p.parked == nil {
-				p.parked, p.want = value, rec
+			if !p.parked {
+				p.parked, p.want = true, rec
 				if p.heapIdx >= 0 {
 					heap.Remove(&e.timers, p.heapIdx)
 				}
@@ -616,10 +623,7 @@ func (e *Executor) pushLocked(p *pending) {
 	first := e.timers.Len() == 0 || p.when.Before(e.timers[0].when)
 	heap.Push(&e.timers, p)
 	if first {
-		select {
-		case e.kick <- struct{}{}:
-		default:
-		}
+		e.wake()
 	}
 }
 
@@ -635,7 +639,7 @@ func (e *Executor) onEvent(m *nats.Msg) {
 		now := time.Now()
 		e.mu.Lock()
 		for p := e.pending[ev.Key]; p != nil; p = p.next {
-			if p.call.Limit <= 0 || p.parked != nil {
+			if p.call.Limit <= 0 || p.parked {
 				continue
 			}
 			if p.heapIdx >= 0 {
@@ -673,7 +677,7 @@ func (e *Executor) onEvent(m *nats.Msg) {
 				p.logLines = make(map[uint64]uint64, 1)
 			}
 			p.logLines[ev.Delivery]++
-			if p.parked != nil && p.want.Delivery == ev.Delivery && p.logLines[ev.Delivery] >= p.want.Logs {
+			if p.parked && p.want.Delivery == ev.Delivery && p.logLines[ev.Delivery] >= p.want.Logs {
 				ready = append(ready, p)
 			}
 		}
@@ -792,7 +796,7 @@ func (e *Executor) janitor() {
 		})
 		var timeouts []*pending
 		for _, p := range expired {
-			if p.parked == nil {
+			if !p.parked {
 				e.verdictLocked(p, e.backstop(p, now))
 			}
 			e.removeLocked(p)
@@ -811,7 +815,7 @@ func (e *Executor) janitor() {
 		e.mu.Unlock()
 
 		for _, p := range timeouts {
-			if p.parked != nil {
+			if p.parked {
 				e.logger.Debug("some log lines of a call did not arrive", "call", p.call.String())
 				e.finish(p, p.want, nil)
 				continue
@@ -908,10 +912,7 @@ func (e *Executor) teardown(ctx context.Context) {
 	e.torn = true
 	e.stopping = true
 	started := e.watcher != nil
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
+	e.wake()
 	e.mu.Unlock()
 	if started {
 		<-e.janitorEnd

@@ -70,7 +70,7 @@ type WorkerOptions struct {
 // WorkerStats are a worker's counters; they only grow.
 type WorkerStats struct {
 	Received   uint64 // deliveries taken from the stream
-	Ran        uint64 // calls run on the executor
+	Ran        uint64 // calls given to the executor (counted as it starts them; refusals included)
 	Skipped    uint64 // deliveries not run: the call already had a result, or was cancelled
 	HandedBack uint64 // deliveries returned to the stream (Nak) for another worker
 }
@@ -380,6 +380,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 			w.logger.Debug("cannot send a start event", "error", err)
 		}
 	}
+	// Counted before Submit: an executor may run the call inside Submit.
 	w.ran.Add(1)
 	f, err := w.opts.Executor.Submit(ctx, call)
 	if err != nil {
