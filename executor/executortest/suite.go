@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -140,6 +141,7 @@ type session struct {
 	exLog  *logBuffer // the executor's own logger
 	taskLg *logBuffer // the calls' logger
 	dir    string
+	calls  atomic.Int64 // numbers the calls' run ids
 }
 
 func (cfg Config) check(t *testing.T, enf executor.Enforcement, fn func(t *testing.T, s *session)) {
@@ -168,12 +170,14 @@ func (cfg Config) check(t *testing.T, enf executor.Enforcement, fn func(t *testi
 }
 
 // call returns a Call of h with args and limit, logging to the session's
-// task logger, with a run id unique to the test.
+// task logger, with a run id unique to the call: run, task and attempt
+// identify an attempt (executor.Call), and an executor may deduplicate
+// calls on them, so distinct calls must not share them.
 func (s *session) call(t *testing.T, h *executor.Handler, args Args, limit time.Duration) executor.Call {
 	return executor.Call{
 		Handler: h,
 		Input:   args,
-		RunID:   strings.ReplaceAll(t.Name(), "/", "."),
+		RunID:   fmt.Sprintf("%s.%d", strings.ReplaceAll(t.Name(), "/", "."), s.calls.Add(1)),
 		Attempt: 1,
 		Limit:   limit,
 		Grace:   s.cfg.Grace,

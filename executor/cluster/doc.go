@@ -1,0 +1,37 @@
+// Package cluster runs calls on other processes and machines, over NATS
+// JetStream. Pick it when one machine is not enough, or when calls must
+// survive the death of the process that runs them; pick executor/pool or
+// executor/subprocess when one machine is.
+//
+// The Executor publishes one message per call to a work-queue stream; the
+// message id is the call's run, task and attempt (executor.Call.ID), so a
+// call submitted again within the stream's dedup window is not queued
+// twice. Workers are the user's own binary, which registers the same tasks
+// (Registry) and serves them with Serve or NewWorker: each worker slot
+// pulls one call when it is free, runs it on the worker's executor
+// (executor/local, executor/pool, executor/subprocess), tells JetStream
+// the call is in progress while it runs, writes the result to a key-value
+// bucket with create-if-absent, and acknowledges the message. The
+// Executor watches the bucket with one watcher and completes the waiting
+// Future.
+//
+// Delivery is at least once. A worker that dies stops heartbeating; its
+// calls are delivered to another worker after the consumer's ack wait, so
+// a call can run twice (the first result recorded stands; later ones are
+// refused). Tasks with side effects should be idempotent: use
+// executor.CallInfo(ctx) (task, run, attempt) as an idempotency key. A
+// call delivered MaxDeliveries times without a result fails with an
+// *executor.CrashError and is removed from the stream.
+//
+// Timeouts are enforced where calls run, by the workers' executors, soft
+// or hard: declare which in Options.Enforcement. The Executor also fails
+// a call whose result has not arrived by its limit, grace and
+// Options.TimeoutMargin after it started on a worker. Cancelling the
+// context given to Submit completes the Future at once with an
+// *executor.CanceledError and cancels the call on its worker.
+//
+// With no URL, New starts an embedded NATS server in the process (a
+// temporary store, no network port unless Options.Listen asks for one),
+// so tests and examples need nothing installed; with a URL it uses a real
+// NATS server or cluster. See docs/cluster.md for operations.
+package cluster

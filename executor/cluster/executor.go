@@ -1,0 +1,975 @@
+package cluster
+
+import (
+	"container/heap"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/internal/wire"
+)
+
+// Options configure an Executor. The zero value is ready to use: an
+// embedded server of the executor's own, default names and settings, soft
+// enforcement declared.
+type Options struct {
+	// Connection says which NATS to use. With neither URL nor Server, New
+	// starts an embedded server that the executor owns and stops at
+	// Shutdown (see Listen).
+	Connection
+
+	// Setup names the stream, consumer and bucket, and their settings.
+	Setup
+
+	// Listen is where the executor's own embedded server listens for
+	// worker processes, e.g. "127.0.0.1:0" for a free port on loopback
+	// (ClientURL tells which). Empty means no port: only workers in this
+	// process can connect, through Server. Ignored when Connection names
+	// a URL or a Server.
+	Listen string
+
+	// Enforcement declares how the workers enforce limits: executor.Soft
+	// (the default) when they run calls on an in-process executor such as
+	// executor/local or executor/pool, executor.Hard when they run them on
+	// executor/subprocess. It is what Enforcement reports and what the
+	// executor's own timeouts carry. A call submitted with Hard declared
+	// is refused by a worker whose executor is soft, with an error of
+	// class executor.ClassFatal, so a weaker guarantee is never given
+	// silently.
+	Enforcement executor.Enforcement
+
+	// TimeoutMargin is added to a call's limit and grace to give the time
+	// after the call started on a worker by which its result must have
+	// arrived; past it the call fails with an *executor.TimeoutError (not
+	// Stopped: the work may still run somewhere). It covers a worker that
+	// is alive but cannot report, and should exceed the workers' default
+	// grace and any leader election (several seconds). Default 10s.
+	TimeoutMargin time.Duration
+
+	// PublishTimeout is how long the executor waits for the server to
+	// acknowledge a submitted call before publishing it again, with the
+	// same message id so that it is never queued twice. Retries stop at
+	// half the dedup window, and the call then fails. Default 5s.
+	PublishTimeout time.Duration
+
+	// MaxPending bounds the submitted calls awaiting the server's
+	// acknowledgement; Submit waits up to 200ms for room and then fails
+	// with executor.ErrQueueFull. Default 4096.
+	MaxPending int
+
+	// Logger receives the executor's own messages, named "cluster" (the
+	// embedded server's are named "cluster.nats-server"). Nil means no
+	// logging. Task log lines go to each Call's Logger.
+	Logger hclog.Logger
+}
+
+// Executor submits calls to NATS JetStream for workers (see Worker) to run
+// and learns their results from a key-value bucket. It is safe for
+// concurrent use. The zero value is not usable: call New.
+type Executor struct {
+	opts   Options
+	logger hclog.Logger
+	server *Server // embedded server, if any
+	owned  bool    // the executor started server and stops it
+	conn   *conn
+	js     jetstream.JetStream
+	obj    objects
+	id     string
+	events string // subject the workers send events to
+
+	watcher    jetstream.KeyWatcher
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
+	eventSub   *nats.Subscription
+	adviseSub  *nats.Subscription
+	janitorEnd chan struct{}
+
+	submitted, succeeded, failed, timedOut, canceled atomic.Uint64
+	running                                          atomic.Int64
+
+	closed atomic.Bool // set under mu; read without it on Submit's fast path
+
+	mu       sync.Mutex
+	inflight int                 // accepted calls whose futures are not complete yet
+	idle     chan struct{}       // closed when closed and inflight reaches 0
+	pending  map[string]*pending // by result key; several calls may share a key
+	timers   timerHeap           // backstops and waits for log lines
+	retries  []*pending          // publishes to repeat, at p.retryAt
+	jobs     []func(context.Context)
+	kick     chan struct{} // wakes the janitor; size 1
+	stopping bool          // the janitor ends once its work is done
+	torn     bool          // resources released
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// logWait is how long a result waits for log lines its worker sent before
+// it: lines travel apart from results and may arrive a little later.
+const logWait = 2 * time.Second
+
+// jobTimeout bounds one request of the executor's background work.
+const jobTimeout = 10 * time.Second
+
+// New connects to NATS (or starts an embedded server), creates the stream,
+// consumer and bucket if they are missing, and starts watching for
+// results. It fails if the server cannot be started or reached, or the
+// objects cannot be created.
+func New(opts Options) (*Executor, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.Named("cluster")
+	if err := opts.Setup.setDefaults(); err != nil {
+		return nil, err
+	}
+	if opts.Enforcement == 0 {
+		opts.Enforcement = executor.Soft
+	}
+	if opts.Enforcement != executor.Soft && opts.Enforcement != executor.Hard {
+		return nil, fmt.Errorf("executor/cluster: invalid enforcement %v", opts.Enforcement)
+	}
+	if opts.TimeoutMargin <= 0 {
+		opts.TimeoutMargin = 10 * time.Second
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 5 * time.Second
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 4096
+	}
+	e := &Executor{
+		opts:       opts,
+		logger:     logger,
+		server:     opts.Server,
+		id:         newID(),
+		pending:    make(map[string]*pending),
+		kick:       make(chan struct{}, 1),
+		watchDone:  make(chan struct{}),
+		janitorEnd: make(chan struct{}),
+	}
+	if opts.URL == "" && opts.Server == nil {
+		srv, err := StartServer(ServerOptions{Listen: opts.Listen, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		e.server, e.owned = srv, true
+		e.opts.Server = srv
+	}
+	if opts.URL != "" {
+		e.server = nil
+	}
+	if err := e.start(); err != nil {
+		e.teardown(context.Background())
+		return nil, err
+	}
+	go e.dispatch()
+	go e.janitor()
+	return e, nil
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (e *Executor) start() error {
+	var err error
+	e.conn, err = e.opts.Connection.connect("flowline submitter", e.logger)
+	if err != nil {
+		return err
+	}
+	e.js, err = jetstream.New(e.conn.nc,
+		jetstream.WithPublishAsyncMaxPending(e.opts.MaxPending),
+		jetstream.WithPublishAsyncTimeout(e.opts.PublishTimeout),
+		jetstream.WithPublishAsyncAckHandler(e.onPubAck),
+		jetstream.WithPublishAsyncErrHandler(e.onPubErr),
+	)
+	if err != nil {
+		return fmt.Errorf("executor/cluster: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if e.obj, err = e.opts.Setup.ensure(ctx, e.js, e.logger); err != nil {
+		return err
+	}
+	e.events = e.opts.Setup.eventsSubject(e.id)
+	if e.eventSub, err = e.conn.nc.Subscribe(e.events, e.onEvent); err != nil {
+		return fmt.Errorf("executor/cluster: subscribe to events: %w", err)
+	}
+	if e.adviseSub, err = e.conn.nc.Subscribe(e.opts.Setup.advisorySubject(), e.onAdvisory); err != nil {
+		return fmt.Errorf("executor/cluster: subscribe to advisories: %w", err)
+	}
+	// Only results written from now on: this executor has submitted
+	// nothing yet, and a re-submission of an older call reads its result
+	// with a Get (see onPubAck). The watch lives until teardown: its
+	// context must not be start's.
+	wctx, wcancel := context.WithCancel(context.Background())
+	e.stopWatch = wcancel
+	if e.watcher, err = e.obj.kv.WatchAll(wctx, jetstream.UpdatesOnly()); err != nil {
+		return fmt.Errorf("executor/cluster: watch results: %w", err)
+	}
+	return nil
+}
+
+// Server returns the embedded server the executor is connected to (its
+// own, or the one in Options), or nil when it is connected to a URL.
+// Workers in the same process connect to it with Connection.Server.
+func (e *Executor) Server() *Server { return e.server }
+
+// ClientURL returns the URL that worker processes connect to: the
+// Options' URL, or the embedded server's when it listens, or "" when
+// workers can only connect in process (through Server).
+func (e *Executor) ClientURL() string {
+	if e.opts.URL != "" {
+		return e.opts.URL
+	}
+	if e.server != nil {
+		return e.server.ClientURL()
+	}
+	return ""
+}
+
+// Enforcement returns the enforcement declared in Options: the workers'.
+func (e *Executor) Enforcement() executor.Enforcement { return e.opts.Enforcement }
+
+// pending is one accepted call waiting for its result.
+type pending struct {
+	key     string
+	call    executor.Call // Handler, RunID, Attempt, Limit, Grace, Logger
+	promise executor.Promise
+	msg     *nats.Msg // as published, for retries and to match acks
+	next    *pending  // the next call with the same key
+	stop    func() bool
+
+	firstPub time.Time // first publish, bounds retries
+	retryAt  time.Time // zero unless a retry is scheduled
+	backoff  time.Duration
+	seq      uint64 // stream sequence, once acknowledged
+
+	// a timer: the backstop once the call started, or the end of the
+	// wait for log lines once its result arrived
+	when     time.Time
+	heapIdx  int // -1 when not in the heap
+	started  time.Time
+	parked   bool              // a result is waiting for its log lines
+	want     envelope.Result   // that result
+	logLines map[uint64]uint64 // lines received per delivery
+	done     bool              // removed from the map
+}
+
+// Submit publishes call for a worker and returns its Future. It fails with
+// executor.ErrClosed after Shutdown, with an error for a Call without a
+// Handler, with executor.ErrQueueFull when MaxPending submissions await
+// the server's acknowledgement for 200ms, and with the client's error when
+// the connection is closed. A context that has already ended gives a
+// Future with an *executor.CanceledError and nothing is published; an
+// input the handler cannot encode gives a Future with its
+// *executor.InputError.
+//
+// Cancelling ctx later completes the Future at once with an
+// *executor.CanceledError, tells the workers to cancel the call, records
+// the cancellation as the call's result, and removes the call from the
+// stream if it is still queued.
+func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	if call.Handler == nil {
+		return nil, errors.New("executor/cluster: Submit with a nil Handler")
+	}
+	if e.closed.Load() {
+		return nil, executor.ErrClosed
+	}
+	e.submitted.Add(1)
+	if ctx.Err() != nil {
+		e.canceled.Add(1)
+		return executor.Completed(nil, executor.NewCanceledError(call.Name(), ctx)), nil
+	}
+	data, err := call.Handler.EncodeInput(call.Input)
+	if err != nil {
+		e.failed.Add(1)
+		return executor.Completed(nil, err), nil
+	}
+	id := call.ID()
+	ident := call.Identity()
+	p := &pending{
+		key:     envelope.Key(id),
+		call:    call,
+		promise: executor.NewPromise(),
+		heapIdx: -1,
+	}
+	p.call.Input = nil // not needed any more; do not keep it alive
+	hc := envelope.Call{
+		Key: p.key, Task: ident.Task, Run: ident.RunID, Attempt: ident.Attempt,
+		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
+		Hard: e.opts.Enforcement == executor.Hard,
+	}
+	if call.Limit > 0 || call.Logger != nil {
+		hc.Reply = e.events
+	}
+	p.msg = &nats.Msg{
+		Subject: e.opts.Setup.callSubject(),
+		Data:    envelope.AppendCall(make([]byte, 0, 64+len(data)), hc, data),
+		Header:  nats.Header{envelope.HeaderMsgID: []string{id}},
+	}
+
+	e.mu.Lock()
+	if e.closed.Load() { // Shutdown began meanwhile
+		e.mu.Unlock()
+		e.submitted.Add(^uint64(0))
+		return nil, executor.ErrClosed
+	}
+	p.next = e.pending[p.key]
+	e.pending[p.key] = p
+	e.inflight++
+	e.running.Add(1)
+	p.firstPub = time.Now()
+	if ctx.Done() != nil {
+		// Under the lock: whoever later finds p in the map sees stop.
+		p.stop = context.AfterFunc(ctx, func() { e.cancel(p, ctx) })
+	}
+	e.mu.Unlock()
+
+	if ctx.Err() != nil {
+		return p.promise.Future(), nil // cancelled already: nothing to publish
+	}
+	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
+		e.mu.Lock()
+		removed := e.removeLocked(p)
+		e.mu.Unlock()
+		if removed {
+			if p.stop != nil {
+				p.stop()
+			}
+			e.submitted.Add(^uint64(0))
+			e.running.Add(-1)
+			e.release(p)
+		}
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return nil, fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
+		}
+		return nil, fmt.Errorf("executor/cluster: submit %s: %w", call.String(), err)
+	}
+	return p.promise.Future(), nil
+}
+
+// removeLocked takes p out of the map and the timers and reports whether
+// it was still there: whoever removes a call completes it. e.mu is held.
+func (e *Executor) removeLocked(p *pending) bool {
+	if p.done {
+		return false
+	}
+	p.done = true
+	switch head := e.pending[p.key]; {
+	case head == p && p.next == nil:
+		delete(e.pending, p.key)
+	case head == p:
+		e.pending[p.key] = p.next
+	default:
+		for q := head; q != nil; q = q.next {
+			if q.next == p {
+				q.next = p.next
+				break
+			}
+		}
+	}
+	if p.heapIdx >= 0 {
+		heap.Remove(&e.timers, p.heapIdx)
+	}
+	if !p.retryAt.IsZero() {
+		e.retries = slices.DeleteFunc(e.retries, func(q *pending) bool { return q == p })
+		p.retryAt = time.Time{}
+	}
+	return true
+}
+
+// complete completes p's future and counts the outcome. The caller has
+// removed p (removeLocked returned true).
+func (e *Executor) complete(p *pending, v any, err error, worker string) {
+	if p.stop != nil {
+		p.stop()
+	}
+	// Count first: whoever the future wakes sees the counters updated.
+	switch executor.ClassOf(err) {
+	case "":
+		e.succeeded.Add(1)
+	case executor.ClassTimeout:
+		e.timedOut.Add(1)
+	case executor.ClassCanceled:
+		e.canceled.Add(1)
+	default:
+		e.failed.Add(1)
+	}
+	e.running.Add(-1)
+	if worker != "" {
+		p.promise.SetWorker(worker)
+	}
+	p.promise.Complete(v, err)
+	e.release(p)
+}
+
+// release ends p's part in inflight.
+func (e *Executor) release(p *pending) {
+	e.mu.Lock()
+	e.inflight--
+	if e.inflight == 0 && e.idle != nil {
+		close(e.idle)
+		e.idle = nil
+	}
+	e.mu.Unlock()
+}
+
+// cancel runs when a call's context ends before its result arrives.
+func (e *Executor) cancel(p *pending, ctx context.Context) {
+	err := executor.NewCanceledError(p.call.Name(), ctx)
+	e.mu.Lock()
+	if !e.removeLocked(p) {
+		e.mu.Unlock()
+		return
+	}
+	e.verdictLocked(p, err)
+	e.mu.Unlock()
+	e.complete(p, nil, err, "")
+}
+
+// verdictLocked queues what follows a verdict of the submitter (a
+// cancellation, a timeout of its own): the verdict is written as the
+// call's result (create-if-absent, so a worker's result written first
+// stands and a later one is refused), the workers are told to stop the
+// call, and its message is removed if still queued. e.mu is held, so
+// Shutdown sees the job.
+func (e *Executor) verdictLocked(p *pending, verdict error) {
+	seq := p.seq
+	e.jobLocked(func(ctx context.Context) {
+		// The verdict first: the worker answers a cancellation with a
+		// result of its own, which must not be the one recorded.
+		writeFailure(ctx, e.obj.kv, p.key, verdict, 0, e.logger)
+		if err := e.conn.nc.Publish(e.opts.Setup.cancelSubject(), []byte(p.key)); err != nil {
+			e.logger.Debug("cannot send a cancellation", "key", p.key, "error", err)
+		}
+		if seq > 0 {
+			if err := e.obj.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				e.logger.Debug("cannot remove a cancelled call from the stream", "seq", seq, "error", err)
+			}
+		}
+	})
+}
+
+// jobLocked queues work for the janitor; e.mu is held.
+func (e *Executor) jobLocked(job func(context.Context)) {
+	e.jobs = append(e.jobs, job)
+	e.wake()
+}
+
+// wake makes the janitor look at its work again.
+func (e *Executor) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeFailure records err as the result under key, unless a result is
+// already there.
+func writeFailure(ctx context.Context, kv jetstream.KeyValue, key string, err error, delivery uint64, logger hclog.Logger) {
+	payload, jerr := json.Marshal(wire.EncodeError(err))
+	if jerr != nil {
+		logger.Error("cannot encode an error", "key", key, "error", jerr)
+		return
+	}
+	rec := envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Delivery: delivery, Payload: payload})
+	if _, cerr := kv.Create(ctx, key, rec); cerr != nil && !errors.Is(cerr, jetstream.ErrKeyExists) {
+		logger.Warn("cannot record a call's failure", "key", key, "error", cerr)
+	}
+}
+
+// onPubAck runs when the server acknowledges a published call.
+func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for p := e.pending[key]; p != nil; p = p.next {
+		if p.msg == m {
+			p.seq = ack.Sequence
+		}
+	}
+	if ack.Duplicate && e.pending[key] != nil {
+		// The same call was submitted before, within the dedup window: it
+		// was not queued again. Its result may already be in the bucket,
+		// written before the watcher could see it for this call.
+		e.jobLocked(func(ctx context.Context) {
+			entry, err := e.obj.kv.Get(ctx, key)
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrKeyNotFound) {
+					e.logger.Warn("cannot read the result of a re-submitted call", "key", key, "error", err)
+				}
+				return
+			}
+			e.deliver(key, entry.Value())
+		})
+	}
+}
+
+// retryable reports whether a failed publish may be repeated.
+func retryable(err error) bool {
+	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// onPubErr runs when a published call was not acknowledged.
+func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
+	now := time.Now()
+	e.mu.Lock()
+	var p *pending
+	for q := e.pending[key]; q != nil; q = q.next {
+		if q.msg == m {
+			p = q
+		}
+	}
+	if p == nil || p.done {
+		e.mu.Unlock()
+		return
+	}
+	if retryable(err) && now.Sub(p.firstPub) < e.opts.Setup.DedupWindow/2 {
+		p.backoff = min(max(2*p.backoff, 50*time.Millisecond), 2*time.Second)
+		p.retryAt = now.Add(p.backoff)
+		e.retries = append(e.retries, p)
+		e.logger.Debug("repeating a submission", "call", p.call.String(), "in", p.backoff, "error", err)
+		e.wake() // to set its timer
+		e.mu.Unlock()
+		return
+	}
+	e.removeLocked(p)
+	e.mu.Unlock()
+	e.complete(p, nil, fmt.Errorf("executor/cluster: task %q: submit: %w", p.call.Name(), err), "")
+}
+
+// dispatch completes calls as their results arrive in the bucket.
+func (e *Executor) dispatch() {
+	defer close(e.watchDone)
+	for entry := range e.watcher.Updates() {
+		if entry == nil || entry.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		e.deliver(entry.Key(), entry.Value())
+	}
+}
+
+// deliver completes the calls waiting under key with the record value.
+func (e *Executor) deliver(key string, value []byte) {
+	rec, derr := envelope.DecodeResult(value)
+	var ready []*pending
+	e.mu.Lock()
+	for p := e.pending[key]; p != nil; p = p.next {
+		if derr == nil && p.call.Logger != nil && p.logLines[rec.Delivery] < rec.Logs {
+			if !p.parked {
+				p.parked, p.want = true, rec
+				if p.heapIdx >= 0 {
+					heap.Remove(&e.timers, p.heapIdx)
+				}
+				p.when = time.Now().Add(logWait)
+				e.pushLocked(p)
+			}
+			continue
+		}
+		ready = append(ready, p)
+	}
+	for _, p := range ready {
+		e.removeLocked(p)
+	}
+	e.mu.Unlock()
+	for _, p := range ready {
+		e.finish(p, rec, derr)
+	}
+}
+
+// finish completes p with a decoded result record.
+func (e *Executor) finish(p *pending, rec envelope.Result, derr error) {
+	task := p.call.Name()
+	if derr != nil {
+		e.complete(p, nil, &executor.CrashError{Task: task, Reason: "malformed result record: " + derr.Error()}, "")
+		return
+	}
+	switch rec.Kind {
+	case envelope.Output:
+		v, err := p.call.Handler.DecodeOutput(rec.Payload)
+		e.complete(p, v, err, rec.Worker)
+	default:
+		var w wire.Error
+		if err := json.Unmarshal(rec.Payload, &w); err != nil {
+			e.complete(p, nil, &executor.CrashError{Task: task, Reason: "malformed error record: " + err.Error()}, rec.Worker)
+			return
+		}
+		e.complete(p, nil, w.Decode(task), rec.Worker)
+	}
+}
+
+// pushLocked adds p to the timers; e.mu is held.
+func (e *Executor) pushLocked(p *pending) {
+	first := e.timers.Len() == 0 || p.when.Before(e.timers[0].when)
+	heap.Push(&e.timers, p)
+	if first {
+		e.wake()
+	}
+}
+
+// onEvent handles a worker's event: a call started, or a log line.
+func (e *Executor) onEvent(m *nats.Msg) {
+	ev, err := envelope.DecodeEvent(m.Data)
+	if err != nil {
+		e.logger.Debug("malformed event", "error", err)
+		return
+	}
+	switch ev.Kind {
+	case envelope.Started:
+		now := time.Now()
+		e.mu.Lock()
+		for p := e.pending[ev.Key]; p != nil; p = p.next {
+			if p.call.Limit <= 0 || p.parked {
+				continue
+			}
+			if p.heapIdx >= 0 {
+				heap.Remove(&e.timers, p.heapIdx)
+			}
+			p.started = now
+			p.when = now.Add(p.call.Limit + p.call.Grace + e.opts.TimeoutMargin)
+			e.pushLocked(p)
+		}
+		e.mu.Unlock()
+	case envelope.Log:
+		var loggers []hclog.Logger
+		e.mu.Lock()
+		for p := e.pending[ev.Key]; p != nil; p = p.next {
+			if p.call.Logger != nil {
+				loggers = append(loggers, p.call.Logger)
+			}
+		}
+		e.mu.Unlock()
+		if len(loggers) == 0 {
+			return
+		}
+		for _, l := range loggers {
+			relog(l, ev.Payload)
+		}
+		// Counted once written: a result that waits for this line
+		// completes its future only after the line is in the logger.
+		var ready []*pending
+		e.mu.Lock()
+		for p := e.pending[ev.Key]; p != nil; p = p.next {
+			if p.call.Logger == nil {
+				continue
+			}
+			if p.logLines == nil {
+				p.logLines = make(map[uint64]uint64, 1)
+			}
+			p.logLines[ev.Delivery]++
+			if p.parked && p.want.Delivery == ev.Delivery && p.logLines[ev.Delivery] >= p.want.Logs {
+				ready = append(ready, p)
+			}
+		}
+		for _, p := range ready {
+			e.removeLocked(p)
+		}
+		e.mu.Unlock()
+		for _, p := range ready {
+			e.finish(p, p.want, nil)
+		}
+	}
+}
+
+// relog writes a JSON line of a worker's hclog logger to logger, with its
+// level, message and key/value pairs (the "@" fields of the format aside).
+func relog(logger hclog.Logger, line []byte) {
+	var m map[string]any
+	if err := json.Unmarshal(line, &m); err != nil {
+		logger.Warn("malformed log line from a worker", "line", string(line), "error", err)
+		return
+	}
+	level := hclog.Info
+	if s, ok := m["@level"].(string); ok {
+		if l := hclog.LevelFromString(s); l != hclog.NoLevel {
+			level = l
+		}
+	}
+	msg, _ := m["@message"].(string)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if len(k) > 0 && k[0] != '@' {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	args := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, k, m[k])
+	}
+	logger.Log(level, msg, args...)
+}
+
+// advisory is the part of JetStream's max-deliveries advisory we use.
+type advisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// onAdvisory handles a call whose deliveries are exhausted.
+func (e *Executor) onAdvisory(m *nats.Msg) {
+	var a advisory
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		e.logger.Debug("malformed advisory", "error", err)
+		return
+	}
+	e.mu.Lock()
+	e.jobLocked(func(ctx context.Context) {
+		exhausted(ctx, e.obj, a, e.logger)
+	})
+	e.mu.Unlock()
+}
+
+// exhausted records a failure for a call that JetStream will not deliver
+// again and removes its message. Submitters and workers all do it when
+// they see the advisory; the result is written create-if-absent, so they
+// agree, and a deleted message is simply not found by the others.
+func exhausted(ctx context.Context, obj objects, a advisory, logger hclog.Logger) {
+	msg, err := obj.stream.GetMsg(ctx, a.StreamSeq)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			logger.Warn("cannot read a call whose deliveries are exhausted", "seq", a.StreamSeq, "error", err)
+		}
+		return
+	}
+	hc, _, _ := envelope.DecodeCall(msg.Data)
+	if hc.Key != "" {
+		err := &executor.CrashError{Task: hc.Task, Reason: fmt.Sprintf(
+			"delivered %d times and never finished: each worker died, stalled or lost its connection before recording a result",
+			a.Deliveries)}
+		writeFailure(ctx, obj.kv, hc.Key, err, a.Deliveries, logger)
+	}
+	switch err := obj.stream.DeleteMsg(ctx, a.StreamSeq); {
+	case err == nil: // whoever removes it tells, once
+		logger.Warn("call failed: deliveries exhausted", "task", hc.Task, "run", hc.Run, "attempt", hc.Attempt,
+			"deliveries", a.Deliveries, "seq", a.StreamSeq)
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		logger.Warn("cannot remove a call whose deliveries are exhausted", "seq", a.StreamSeq, "error", err)
+	}
+}
+
+// janitor runs the executor's background work: timers (backstop timeouts,
+// waits for log lines), publish retries, and jobs (verdicts, reads).
+func (e *Executor) janitor() {
+	defer close(e.janitorEnd)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		var expired, retry []*pending
+		e.mu.Lock()
+		jobs := e.jobs
+		e.jobs = nil
+		for e.timers.Len() > 0 && !e.timers[0].when.After(now) {
+			p := heap.Pop(&e.timers).(*pending)
+			expired = append(expired, p)
+		}
+		e.retries = slices.DeleteFunc(e.retries, func(p *pending) bool {
+			if p.retryAt.After(now) {
+				return false
+			}
+			p.retryAt = time.Time{}
+			retry = append(retry, p)
+			return true
+		})
+		var timeouts []*pending
+		for _, p := range expired {
+			if !p.parked {
+				e.verdictLocked(p, e.backstop(p, now))
+			}
+			e.removeLocked(p)
+			timeouts = append(timeouts, p)
+		}
+		var next time.Time
+		if e.timers.Len() > 0 {
+			next = e.timers[0].when
+		}
+		for _, p := range e.retries {
+			if next.IsZero() || p.retryAt.Before(next) {
+				next = p.retryAt
+			}
+		}
+		stop := e.stopping && len(jobs) == 0 && len(e.jobs) == 0 && len(timeouts) == 0
+		e.mu.Unlock()
+
+		for _, p := range timeouts {
+			if p.parked {
+				e.logger.Debug("some log lines of a call did not arrive", "call", p.call.String())
+				e.finish(p, p.want, nil)
+				continue
+			}
+			err := e.backstop(p, now)
+			e.logger.Warn("no result by the call's limit, grace and margin", "call", p.call.String(), "started", p.started)
+			e.complete(p, nil, err, "")
+		}
+		for _, p := range retry {
+			if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
+				e.onPubErr(e.js, p.msg, err)
+			}
+		}
+		for _, job := range jobs {
+			ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+			job(ctx)
+			cancel()
+		}
+		if len(jobs) > 0 || len(timeouts) > 0 || len(retry) > 0 {
+			continue
+		}
+		if stop {
+			return
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-e.kick:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// backstop is the executor's own timeout for a call whose result did not
+// arrive by its limit, grace and margin after it started.
+func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
+	return &executor.TimeoutError{
+		Task:        p.call.Name(),
+		Limit:       p.call.Limit,
+		Elapsed:     now.Sub(p.started),
+		Enforcement: e.opts.Enforcement,
+	}
+}
+
+// Shutdown stops intake (Submit fails with executor.ErrClosed) and waits
+// for every accepted call's result. If ctx ends first it returns an
+// *executor.ShutdownError naming those calls; they stay pending and a
+// later Shutdown waits for them again. Once no call is pending it stops
+// watching, closes the connection and, if the executor started its own
+// embedded server, stops it and removes its store: workers connected to
+// that server lose their connection, so shut them down first. Calls that
+// workers still run for cancelled or timed-out callers are the workers'.
+func (e *Executor) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed.Store(true)
+	var idle chan struct{}
+	if e.inflight > 0 {
+		if e.idle == nil {
+			e.idle = make(chan struct{})
+		}
+		idle = e.idle
+	}
+	e.mu.Unlock()
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			e.mu.Lock()
+			var running []string
+			for _, head := range e.pending {
+				for p := head; p != nil; p = p.next {
+					running = append(running, p.call.String())
+				}
+			}
+			e.mu.Unlock()
+			sort.Strings(running)
+			return &executor.ShutdownError{Running: running, Err: ctx.Err()}
+		}
+	}
+	e.teardown(ctx)
+	return nil
+}
+
+// teardown releases what start acquired; it is safe on a half-started
+// executor and runs once.
+func (e *Executor) teardown(ctx context.Context) {
+	e.mu.Lock()
+	if e.torn {
+		e.mu.Unlock()
+		return
+	}
+	e.torn = true
+	e.stopping = true
+	started := e.watcher != nil
+	e.wake()
+	e.mu.Unlock()
+	if started {
+		<-e.janitorEnd
+		if err := e.watcher.Stop(); err != nil {
+			e.logger.Debug("stopping the watcher", "error", err)
+		}
+	}
+	if e.stopWatch != nil {
+		e.stopWatch()
+	}
+	if e.conn != nil {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		e.conn.close(cctx)
+		cancel()
+	}
+	if started {
+		<-e.watchDone
+	}
+	if e.owned {
+		e.server.Shutdown()
+	}
+}
+
+// Stats returns a snapshot of the counters. Running is the number of
+// calls accepted and not yet answered: queued or running on a worker.
+// Abandoned is always zero here: abandoned work lives in the workers'
+// executors, whose Stats count it.
+func (e *Executor) Stats() executor.Stats {
+	return executor.Stats{
+		Submitted: e.submitted.Load(),
+		Running:   e.running.Load(),
+		Succeeded: e.succeeded.Load(),
+		Failed:    e.failed.Load(),
+		TimedOut:  e.timedOut.Load(),
+		Canceled:  e.canceled.Load(),
+	}
+}
+
+// timerHeap orders pending calls by when.
+type timerHeap []*pending
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	p := x.(*pending)
+	p.heapIdx = len(*h)
+	*h = append(*h, p)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	p.heapIdx = -1
+	return p
+}

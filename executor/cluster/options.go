@@ -1,0 +1,384 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Connection says which NATS to use and how to authenticate to it. The
+// same fields serve the submitting side (Options) and workers
+// (WorkerOptions).
+type Connection struct {
+	// URL is a NATS server or cluster to connect to: one URL, or several
+	// separated by commas ("nats://n1:4222,nats://n2:4222"); the client
+	// learns the rest of a cluster from the server it reaches and
+	// reconnects to another when one fails, without limit. A "tls://" URL
+	// requires TLS. Empty means Server.
+	URL string
+
+	// Server is an embedded server to connect to in process, without a
+	// network. Used only when URL is empty. When both are empty, New starts
+	// an embedded server of its own and NewWorker fails. An in-process
+	// connection does not outlive its server.
+	Server *Server
+
+	// User and Password authenticate with a user name and password.
+	User, Password string
+
+	// Token authenticates with a token.
+	Token string
+
+	// CredsFile is a credentials file (a user JWT and its NKey seed, as
+	// written by nsc) for servers that use decentralized JWT auth.
+	CredsFile string
+
+	// NKeySeedFile is a file holding an NKey seed, for servers that list
+	// users by NKey.
+	NKeySeedFile string
+
+	// TLS is the client's TLS configuration: the root CAs that verify the
+	// server and, for mutual TLS, the client certificate. Nil means TLS
+	// only if the URL or the server requires it, with the system roots.
+	TLS *tls.Config
+
+	// Name is the connection's name, shown in the server's monitoring.
+	// Empty means "flowline submitter" or "flowline worker <name>".
+	Name string
+
+	// NATSOptions are more client options, applied after all the above
+	// (for example nats.ReconnectWait).
+	NATSOptions []nats.Option
+}
+
+// Setup names the JetStream objects that submitters and workers share, and
+// the settings those objects get when they are created. Every submitter
+// and worker of one deployment must use the same names. Each side creates
+// what is missing with these settings; a stream, consumer or bucket that
+// already exists is used as it is, whatever its settings (change them with
+// the nats command-line tool). The zero value means every default.
+type Setup struct {
+	// Prefix starts every subject: calls are published on
+	// "<Prefix>.calls", cancellations on "<Prefix>.cancel", and workers
+	// send events to "<Prefix>.events.<submitter id>". Default "flowline".
+	Prefix string
+
+	// Stream is the work-queue stream that holds calls until a worker
+	// acknowledges them. Default "FLOWLINE_CALLS".
+	Stream string
+
+	// Consumer is the durable pull consumer that all workers share.
+	// Default "flowline-workers".
+	Consumer string
+
+	// Bucket is the key-value bucket that holds results. Default
+	// "flowline-results".
+	Bucket string
+
+	// Replicas is the number of copies of the stream, the consumer and
+	// the bucket in a JetStream cluster: 3 survives the loss of one
+	// server. Default 1.
+	Replicas int
+
+	// Memory keeps the stream and the bucket in memory instead of files:
+	// faster, and lost when the servers holding them stop.
+	Memory bool
+
+	// AckWait is how long a worker may hold a call without a sign of life
+	// before the call is delivered again, to another worker. Workers
+	// heartbeat running calls, so it bounds how soon a dead worker's calls
+	// are taken over, not how long a call may run. Default 30s.
+	AckWait time.Duration
+
+	// MaxDeliveries is how many times a call is delivered before it fails
+	// with an *executor.CrashError. Default 5.
+	MaxDeliveries int
+
+	// DedupWindow is how long the stream remembers message ids: a call
+	// submitted again with the same run, task and attempt within it is
+	// not queued a second time. Default 2 minutes.
+	DedupWindow time.Duration
+
+	// ResultTTL is how long results stay in the bucket. It must be at
+	// least DedupWindow, so that a deduplicated re-submission still finds
+	// its result. Default 10 minutes.
+	ResultTTL time.Duration
+
+	// MaxAckPending bounds the calls delivered and not yet acknowledged,
+	// over all workers. Default 10000.
+	MaxAckPending int
+
+	// MaxWaiting bounds the pull requests outstanding at once: each free
+	// worker slot holds one, so it must be at least the sum of all
+	// workers' Concurrency. Default 4096.
+	MaxWaiting int
+}
+
+var (
+	validStream = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+	validPrefix = regexp.MustCompile(`^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)*$`)
+)
+
+func (s *Setup) setDefaults() error {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&s.Prefix, "flowline")
+	def(&s.Stream, "FLOWLINE_CALLS")
+	def(&s.Consumer, "flowline-workers")
+	def(&s.Bucket, "flowline-results")
+	if s.Replicas <= 0 {
+		s.Replicas = 1
+	}
+	if s.AckWait <= 0 {
+		s.AckWait = 30 * time.Second
+	}
+	if s.MaxDeliveries <= 0 {
+		s.MaxDeliveries = 5
+	}
+	if s.DedupWindow <= 0 {
+		s.DedupWindow = 2 * time.Minute
+	}
+	if s.ResultTTL <= 0 {
+		s.ResultTTL = max(10*time.Minute, s.DedupWindow)
+	}
+	if s.MaxAckPending <= 0 {
+		s.MaxAckPending = 10000
+	}
+	if s.MaxWaiting <= 0 {
+		s.MaxWaiting = 4096
+	}
+	switch {
+	case !validPrefix.MatchString(s.Prefix):
+		return fmt.Errorf("executor/cluster: invalid subject prefix %q", s.Prefix)
+	case !validStream.MatchString(s.Stream):
+		return fmt.Errorf("executor/cluster: invalid stream name %q", s.Stream)
+	case !validStream.MatchString(s.Consumer):
+		return fmt.Errorf("executor/cluster: invalid consumer name %q", s.Consumer)
+	case !validStream.MatchString(s.Bucket):
+		return fmt.Errorf("executor/cluster: invalid bucket name %q", s.Bucket)
+	case s.ResultTTL < s.DedupWindow:
+		return fmt.Errorf("executor/cluster: ResultTTL %v is shorter than DedupWindow %v", s.ResultTTL, s.DedupWindow)
+	}
+	return nil
+}
+
+func (s *Setup) callSubject() string   { return s.Prefix + ".calls" }
+func (s *Setup) cancelSubject() string { return s.Prefix + ".cancel" }
+func (s *Setup) eventsSubject(id string) string {
+	return s.Prefix + ".events." + id
+}
+func (s *Setup) advisorySubject() string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + s.Stream + "." + s.Consumer
+}
+
+func (s *Setup) storage() jetstream.StorageType {
+	if s.Memory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// objects are the JetStream objects both sides use.
+type objects struct {
+	stream   jetstream.Stream
+	consumer jetstream.Consumer
+	kv       jetstream.KeyValue
+}
+
+// ensure creates the stream, the consumer and the bucket if they are
+// missing and binds to them. A JetStream cluster that is electing its
+// leader does not answer, or answers "unavailable": each step is retried
+// until ctx ends.
+func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog.Logger) (objects, error) {
+	var o objects
+	err := retry(ctx, logger, func(ctx context.Context) error {
+		var err error
+		o.stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        s.Stream,
+			Description: "flowline calls waiting for a worker",
+			Subjects:    []string{s.callSubject()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     s.storage(),
+			Replicas:    s.Replicas,
+			Duplicates:  s.DedupWindow,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			logger.Debug("using the existing stream with its own settings", "stream", s.Stream)
+			o.stream, err = js.Stream(ctx, s.Stream)
+		}
+		return err
+	})
+	if err != nil {
+		return o, fmt.Errorf("executor/cluster: stream %s: %w", s.Stream, err)
+	}
+	err = retry(ctx, logger, func(ctx context.Context) error {
+		var err error
+		o.consumer, err = o.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       s.Consumer,
+			Description:   "flowline workers",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       s.AckWait,
+			MaxDeliver:    s.MaxDeliveries,
+			MaxAckPending: s.MaxAckPending,
+			MaxWaiting:    s.MaxWaiting,
+			Replicas:      s.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			logger.Debug("using the existing consumer with its own settings", "consumer", s.Consumer)
+			o.consumer, err = o.stream.Consumer(ctx, s.Consumer)
+		}
+		return err
+	})
+	if err != nil {
+		return o, fmt.Errorf("executor/cluster: consumer %s: %w", s.Consumer, err)
+	}
+	err = retry(ctx, logger, func(ctx context.Context) error {
+		var err error
+		o.kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      s.Bucket,
+			Description: "flowline results",
+			History:     1,
+			TTL:         s.ResultTTL,
+			Storage:     s.storage(),
+			Replicas:    s.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			logger.Debug("using the existing bucket with its own settings", "bucket", s.Bucket)
+			o.kv, err = js.KeyValue(ctx, s.Bucket)
+		}
+		return err
+	})
+	if err != nil {
+		return o, fmt.Errorf("executor/cluster: bucket %s: %w", s.Bucket, err)
+	}
+	return o, nil
+}
+
+// transient reports whether a JetStream request may succeed if repeated:
+// it was not answered (a leader election, a reconnect), or the service
+// said it is unavailable for now.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// retry calls fn, with 5 seconds for each try, until it succeeds, fails
+// for good, or ctx ends.
+func retry(ctx context.Context, logger hclog.Logger, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := fn(tctx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		logger.Debug("JetStream not ready; trying again", "in", backoff, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// conn is a NATS connection and what tells when it has closed.
+type conn struct {
+	nc     *nats.Conn
+	closed chan struct{}
+}
+
+// connect opens a connection to c's server. It fails when neither a URL
+// nor a server is given.
+func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
+	if c.Name != "" {
+		name = c.Name
+	}
+	cc := &conn{closed: make(chan struct{})}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.ClosedHandler(func(*nats.Conn) { close(cc.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("disconnected from NATS", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Warn("NATS client error", "subject", subject, "error", err)
+		}),
+	}
+	url := c.URL
+	switch {
+	case url != "":
+		opts = append(opts, nats.MaxReconnects(-1))
+	case c.Server != nil:
+		opts = append(opts, nats.InProcessServer(c.Server.srv), nats.NoReconnect())
+	default:
+		return nil, errors.New("executor/cluster: no NATS URL and no embedded server to connect to")
+	}
+	if c.User != "" || c.Password != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("executor/cluster: nkey seed: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if c.TLS != nil {
+		opts = append(opts, nats.Secure(c.TLS))
+	}
+	opts = append(opts, c.NATSOptions...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("executor/cluster: connect to NATS: %w", err)
+	}
+	cc.nc = nc
+	return cc, nil
+}
+
+// close drains the connection (subscriptions finish their pending
+// messages, publishes are flushed) and waits until it is closed, closing
+// it outright if ctx ends first.
+func (c *conn) close(ctx context.Context) {
+	if err := c.nc.Drain(); err != nil {
+		c.nc.Close()
+	}
+	select {
+	case <-c.closed:
+	case <-ctx.Done():
+		c.nc.Close()
+		<-c.closed
+	}
+}

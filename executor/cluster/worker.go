@@ -1,0 +1,721 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/internal/wire"
+)
+
+// WorkerOptions configure a Worker.
+type WorkerOptions struct {
+	// Connection says which NATS to use: a URL, or an embedded Server in
+	// the same process (Executor.Server). One of them is required.
+	Connection
+
+	// Setup names the stream, consumer and bucket; it must match the
+	// submitters'. Its settings apply to what the worker creates.
+	Setup
+
+	// Registry holds the tasks this worker can run, by name. A call of a
+	// task that is not in it fails with an *executor.UnknownTaskError.
+	// Required.
+	Registry *executor.Registry
+
+	// Executor runs the calls: executor/local, executor/pool, or
+	// executor/subprocess for hard limits. Its Enforcement should be what
+	// the submitters declare. The worker does not shut it down: its owner
+	// does, after the worker's Shutdown. Required.
+	Executor executor.Executor
+
+	// Concurrency is how many calls the worker runs at once, and so how
+	// many it pulls: it asks for a call only when a slot is free. Default
+	// runtime.GOMAXPROCS(0).
+	Concurrency int
+
+	// Name identifies the worker in logs, in UnknownTaskError.Where and
+	// in Future.Worker. Default "<hostname>-<pid>-<random>".
+	Name string
+
+	// Heartbeat is how often the worker tells JetStream that a call it
+	// holds is still in progress, so that it is not delivered again while
+	// it runs. Default a third of the consumer's AckWait.
+	Heartbeat time.Duration
+
+	// Logger receives the worker's own messages, named "cluster-worker".
+	// Nil means no logging.
+	Logger hclog.Logger
+
+	// DrainTimeout is how long Serve lets running calls finish once its
+	// context ends, before handing them back. Default 30s. NewWorker
+	// ignores it: Shutdown's context says it.
+	DrainTimeout time.Duration
+}
+
+// WorkerStats are a worker's counters; they only grow.
+type WorkerStats struct {
+	Received   uint64 // deliveries taken from the stream
+	Ran        uint64 // calls given to the executor (counted as it starts them; refusals included)
+	Skipped    uint64 // deliveries not run: the call already had a result, or was cancelled
+	HandedBack uint64 // deliveries returned to the stream (Nak) for another worker
+}
+
+// Worker serves calls from the stream: it pulls one call per free slot,
+// runs it on its executor, heartbeats it while it runs, records its result
+// in the bucket (create-if-absent: the first result of a call stands) and
+// acknowledges the message. It is safe for concurrent use. The zero value
+// is not usable: call NewWorker, or Serve.
+type Worker struct {
+	opts   WorkerOptions
+	logger hclog.Logger
+	name   string
+	conn   *conn
+	obj    objects
+	hb     time.Duration
+	slots  []*slot
+
+	cancelSub, adviseSub *nats.Subscription
+
+	live      atomic.Int32  // slot goroutines still running
+	done      chan struct{} // closed when the last slot goroutine ends
+	beatStop  chan struct{}
+	beatDone  chan struct{}
+	abort     chan struct{} // closed when a Shutdown gave up waiting
+	draining  atomic.Bool
+	drainOnce sync.Once
+	abortOnce sync.Once
+	closeOnce sync.Once
+	lostOnce  sync.Once
+
+	mu        sync.Mutex
+	cancelled map[string]time.Time // keys cancelled lately, and when
+
+	received, ran, skipped, handedBack atomic.Uint64
+}
+
+// slot is one unit of the worker's concurrency: a pull iterator that asks
+// for one message at a time, and the call it runs.
+type slot struct {
+	mu         sync.Mutex
+	iter       jetstream.MessagesContext // replaced if the server ends the pull
+	msg        jetstream.Msg             // nil when idle
+	key        string
+	what       string // the call, for ShutdownError
+	cancel     context.CancelFunc
+	running    bool // the executor has the call (as opposed to recording its result)
+	beat       time.Time
+	handedBack bool
+}
+
+// NewWorker connects, creates the stream, consumer and bucket if they are
+// missing, and starts serving. It fails without a Registry, an Executor or
+// a connection, or when NATS cannot be reached.
+func NewWorker(opts WorkerOptions) (*Worker, error) {
+	if opts.Registry == nil {
+		return nil, errors.New("executor/cluster: WorkerOptions.Registry is required")
+	}
+	if opts.Executor == nil {
+		return nil, errors.New("executor/cluster: WorkerOptions.Executor is required")
+	}
+	if err := opts.Setup.setDefaults(); err != nil {
+		return nil, err
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	name := opts.Name
+	if name == "" {
+		host, _ := os.Hostname()
+		name = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), newID()[:4])
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	w := &Worker{
+		opts:      opts,
+		logger:    logger.Named("cluster-worker").With("worker", name),
+		name:      name,
+		done:      make(chan struct{}),
+		beatStop:  make(chan struct{}),
+		beatDone:  make(chan struct{}),
+		abort:     make(chan struct{}),
+		cancelled: make(map[string]time.Time),
+	}
+	if err := w.start(); err != nil {
+		if w.conn != nil {
+			w.conn.close(context.Background())
+		}
+		return nil, err
+	}
+	w.live.Store(int32(len(w.slots)))
+	for _, s := range w.slots {
+		go w.serve(s)
+	}
+	go w.heartbeat()
+	w.logger.Info("worker started", "concurrency", len(w.slots), "tasks", len(opts.Registry.Names()))
+	return w, nil
+}
+
+func (w *Worker) start() error {
+	var err error
+	if w.conn, err = w.opts.Connection.connect("flowline worker "+w.name, w.logger); err != nil {
+		return err
+	}
+	js, err := jetstream.New(w.conn.nc)
+	if err != nil {
+		return fmt.Errorf("executor/cluster: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if w.obj, err = w.opts.Setup.ensure(ctx, js, w.logger); err != nil {
+		return err
+	}
+	w.hb = w.opts.Heartbeat
+	if w.hb <= 0 {
+		w.hb = w.obj.consumer.CachedInfo().Config.AckWait / 3
+	}
+	w.hb = max(w.hb, 10*time.Millisecond)
+	if w.cancelSub, err = w.conn.nc.Subscribe(w.opts.Setup.cancelSubject(), w.onCancel); err != nil {
+		return fmt.Errorf("executor/cluster: subscribe to cancellations: %w", err)
+	}
+	if w.adviseSub, err = w.conn.nc.Subscribe(w.opts.Setup.advisorySubject(), w.onAdvisory); err != nil {
+		return fmt.Errorf("executor/cluster: subscribe to advisories: %w", err)
+	}
+	for range w.opts.Concurrency {
+		it, err := w.pull()
+		if err != nil {
+			for _, s := range w.slots {
+				s.iter.Stop()
+			}
+			return err
+		}
+		w.slots = append(w.slots, &slot{iter: it})
+	}
+	return nil
+}
+
+// pull opens a slot's iterator: it holds at most one pull request for one
+// message, and makes it only when the slot asks for its next call.
+func (w *Worker) pull() (jetstream.MessagesContext, error) {
+	it, err := w.obj.consumer.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("executor/cluster: pull from %s: %w", w.opts.Setup.Consumer, err)
+	}
+	return it, nil
+}
+
+// Name returns the worker's name.
+func (w *Worker) Name() string { return w.name }
+
+// Done returns a channel closed when the worker has stopped serving: after
+// Shutdown, or once its connection is closed for good (an in-process
+// connection whose server stopped).
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Stats returns a snapshot of the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	return WorkerStats{
+		Received:   w.received.Load(),
+		Ran:        w.ran.Load(),
+		Skipped:    w.skipped.Load(),
+		HandedBack: w.handedBack.Load(),
+	}
+}
+
+// serve is a slot's loop: take the next call, run it, again.
+func (w *Worker) serve(s *slot) {
+	defer func() {
+		if w.live.Add(-1) == 0 {
+			close(w.done)
+		}
+	}()
+	for {
+		s.mu.Lock()
+		it := s.iter
+		s.mu.Unlock()
+		msg, err := it.Next()
+		switch {
+		case err == nil:
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			if w.draining.Load() {
+				return
+			}
+			if w.conn.nc.IsClosed() {
+				w.lostOnce.Do(func() { w.logger.Error("connection closed; the worker stops serving") })
+				return
+			}
+			// The server ended the pull (a deleted consumer, for one): try
+			// again after a pause.
+			w.logger.Warn("pulling stopped; starting again", "error", err)
+			if !w.pause(time.Second) {
+				return
+			}
+			it, err := w.pull()
+			if err != nil {
+				w.logger.Warn("cannot pull", "error", err)
+				continue
+			}
+			s.mu.Lock()
+			s.iter = it
+			s.mu.Unlock()
+			// Shutdown drains the iterator it finds; if it looked before
+			// this one was in place, it is ours to stop.
+			if w.draining.Load() {
+				it.Stop()
+				return
+			}
+			continue
+		default:
+			w.logger.Debug("pull", "error", err)
+			continue
+		}
+		w.received.Add(1)
+		if w.draining.Load() {
+			w.handBackMsg(msg)
+			continue
+		}
+		w.handle(s, msg)
+	}
+}
+
+// pause waits for d unless the worker stops draining first; it reports
+// whether to go on.
+func (w *Worker) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return !w.draining.Load()
+	case <-w.abort:
+		return false
+	}
+}
+
+func (w *Worker) handBackMsg(msg jetstream.Msg) {
+	if err := msg.Nak(); err != nil {
+		w.logger.Debug("hand back", "error", err)
+	}
+	w.handedBack.Add(1)
+}
+
+// handle runs one delivered call and records its result.
+func (w *Worker) handle(s *slot, msg jetstream.Msg) {
+	delivery := uint64(1)
+	if meta, err := msg.Metadata(); err == nil {
+		delivery = meta.NumDelivered
+	}
+	hc, input, err := envelope.DecodeCall(msg.Data())
+	if err != nil {
+		if hc.Key == "" {
+			w.logger.Error("dropping a call message without a result key", "error", err)
+			_ = msg.Term()
+			return
+		}
+		w.fail(s, msg, hc.Key, delivery, &executor.CrashError{Task: hc.Task, Reason: err.Error()})
+		return
+	}
+	if w.wasCancelled(hc.Key) {
+		w.skip(msg)
+		return
+	}
+	if delivery > 1 {
+		// Delivered again: the worker before may have recorded the result
+		// and died before acknowledging.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := w.obj.kv.Get(ctx, hc.Key)
+		cancel()
+		if err == nil {
+			w.skip(msg)
+			return
+		}
+	}
+	h, err := w.opts.Registry.Lookup(hc.Task)
+	if err != nil {
+		var ue *executor.UnknownTaskError
+		if errors.As(err, &ue) {
+			ue.Where = "cluster worker " + w.name
+		}
+		w.fail(s, msg, hc.Key, delivery, err)
+		return
+	}
+	if hc.Hard && w.opts.Executor.Enforcement() != executor.Hard {
+		w.fail(s, msg, hc.Key, delivery, &enforcementError{task: hc.Task, worker: w.name, has: w.opts.Executor.Enforcement()})
+		return
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	call := executor.Call{
+		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
+		Limit: hc.Limit, Grace: hc.Grace,
+	}
+	var fwd *logForwarder
+	if hc.Log && hc.Reply != "" {
+		fwd = &logForwarder{nc: w.conn.nc, subject: hc.Reply, key: hc.Key, delivery: delivery}
+		call.Logger = hclog.New(&hclog.LoggerOptions{Output: fwd, JSONFormat: true, Level: hclog.Trace})
+	}
+	s.begin(msg, hc.Key, call.String(), cancel)
+	if w.wasCancelled(hc.Key) { // a cancellation that came while we looked
+		cancel()
+	}
+	if hc.Reply != "" && hc.Limit > 0 {
+		ev := envelope.AppendEvent(nil, envelope.Event{Kind: envelope.Started, Delivery: delivery, Key: hc.Key})
+		if err := w.conn.nc.Publish(hc.Reply, ev); err != nil {
+			w.logger.Debug("cannot send a start event", "error", err)
+		}
+	}
+	// Counted before Submit: an executor may run the call inside Submit.
+	w.ran.Add(1)
+	f, err := w.opts.Executor.Submit(ctx, call)
+	if err != nil {
+		// The executor refused it (closed, full): another worker may not.
+		w.logger.Warn("the executor refused a call; handing it back", "call", call.String(), "error", err)
+		if !s.end() {
+			w.handBackMsg(msg)
+		}
+		return
+	}
+	v, err := f.Wait(context.Background())
+	if s.ran() {
+		s.end()
+		return // handed back by Shutdown; another worker runs it
+	}
+	var logs uint64
+	if fwd != nil {
+		logs = fwd.n.Load()
+	}
+	rec := w.result(h, v, err, delivery, logs, f.Worker())
+	ok := w.store(hc.Key, rec)
+	if s.end() {
+		return
+	}
+	if !ok {
+		w.handBackMsg(msg)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		w.logger.Debug("ack", "error", err)
+	}
+}
+
+func (w *Worker) skip(msg jetstream.Msg) {
+	w.skipped.Add(1)
+	if err := msg.Ack(); err != nil {
+		w.logger.Debug("ack", "error", err)
+	}
+}
+
+// fail records err as the call's result without running it, and
+// acknowledges the message.
+func (w *Worker) fail(s *slot, msg jetstream.Msg, key string, delivery uint64, err error) {
+	s.begin(msg, key, key, nil)
+	s.ran()
+	ok := w.store(key, w.result(nil, nil, err, delivery, 0, ""))
+	if s.end() {
+		return
+	}
+	if !ok {
+		w.handBackMsg(msg)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		w.logger.Debug("ack", "error", err)
+	}
+}
+
+// result encodes a call's outcome as a result record.
+func (w *Worker) result(h *executor.Handler, v any, err error, delivery, logs uint64, where string) []byte {
+	worker := w.name
+	if where != "" {
+		worker += "/" + where
+	}
+	r := envelope.Result{Kind: envelope.Output, Delivery: delivery, Logs: logs, Worker: worker}
+	if err == nil {
+		if r.Payload, err = h.EncodeOutput(v); err == nil {
+			return envelope.AppendResult(nil, r)
+		}
+	}
+	r.Kind = envelope.Failure
+	var jerr error
+	if r.Payload, jerr = json.Marshal(wire.EncodeError(err)); jerr != nil {
+		r.Payload, _ = json.Marshal(wire.EncodeError(fmt.Errorf("%s (its details could not be encoded: %v)", err.Error(), jerr)))
+	}
+	return envelope.AppendResult(nil, r)
+}
+
+// store writes a result record, create-if-absent, retrying while the
+// servers cannot take it (a leader election, a reconnect). It reports
+// false when it gave up: the connection is closed, or Shutdown stopped
+// waiting.
+func (w *Worker) store(key string, rec []byte) bool {
+	backoff := 50 * time.Millisecond
+	for warned := false; ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := w.obj.kv.Create(ctx, key, rec)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+			return true
+		}
+		if w.conn.nc.IsClosed() {
+			w.logger.Error("cannot record a result: connection closed", "key", key, "error", err)
+			return false
+		}
+		if !warned {
+			w.logger.Warn("cannot record a result; retrying", "key", key, "error", err)
+			warned = true
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-w.abort:
+			t.Stop()
+			return false
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (s *slot) begin(msg jetstream.Msg, key, what string, cancel context.CancelFunc) {
+	s.mu.Lock()
+	s.msg, s.key, s.what, s.cancel = msg, key, what, cancel
+	s.running, s.beat, s.handedBack = true, time.Now(), false
+	s.mu.Unlock()
+}
+
+// ran marks the call as returned by the executor, and reports whether it
+// was handed back meanwhile.
+func (s *slot) ran() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running = false
+	return s.handedBack
+}
+
+// end makes the slot idle, and reports whether its call was handed back.
+func (s *slot) end() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	handedBack := s.handedBack
+	s.msg, s.key, s.what, s.cancel, s.running, s.handedBack = nil, "", "", nil, false, false
+	return handedBack
+}
+
+// heartbeat keeps the calls the worker holds from being delivered again,
+// and forgets old cancellations.
+func (w *Worker) heartbeat() {
+	defer close(w.beatDone)
+	// Ticking at half the interval keeps every gap under 1.5 intervals.
+	t := time.NewTicker(w.hb / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.beatStop:
+			return
+		case now := <-t.C:
+			for _, s := range w.slots {
+				s.mu.Lock()
+				msg := s.msg
+				due := msg != nil && now.Sub(s.beat) >= w.hb
+				if due {
+					s.beat = now
+				}
+				s.mu.Unlock()
+				if due {
+					if err := msg.InProgress(); err != nil {
+						w.logger.Debug("heartbeat", "error", err)
+					}
+				}
+			}
+			w.mu.Lock()
+			for k, at := range w.cancelled {
+				if now.Sub(at) > w.opts.Setup.DedupWindow {
+					delete(w.cancelled, k)
+				}
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *Worker) wasCancelled(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.cancelled[key]
+	return ok
+}
+
+// onCancel cancels a call that a submitter gave up on.
+func (w *Worker) onCancel(m *nats.Msg) {
+	key := string(m.Data)
+	w.mu.Lock()
+	w.cancelled[key] = time.Now()
+	w.mu.Unlock()
+	for _, s := range w.slots {
+		s.mu.Lock()
+		if s.key == key && s.cancel != nil {
+			s.cancel()
+			w.logger.Debug("call cancelled by its submitter", "call", s.what)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (w *Worker) onAdvisory(m *nats.Msg) {
+	var a advisory
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		w.logger.Debug("malformed advisory", "error", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+	defer cancel()
+	exhausted(ctx, w.obj, a, w.logger)
+}
+
+// Shutdown drains the worker: it stops pulling, lets the calls it runs
+// finish and record their results, then closes its connection. If ctx
+// ends first, the calls still running are handed back (Nak: JetStream
+// delivers them to another worker at once) and cancelled, and Shutdown
+// returns an *executor.ShutdownError naming them; their results are then
+// dropped, and a later Shutdown waits for the executor to return them.
+// The worker's Executor is not shut down. Shutdown may be called more
+// than once.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	w.draining.Store(true)
+	w.drainOnce.Do(func() {
+		// Draining asks the server to confirm that no message is on its
+		// way; without a connection nothing can be, so just stop.
+		connected := w.conn.nc.IsConnected()
+		for _, s := range w.slots {
+			s.mu.Lock()
+			it := s.iter
+			s.mu.Unlock()
+			if connected {
+				it.Drain()
+			} else {
+				it.Stop()
+			}
+		}
+	})
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		var running []string
+		for _, s := range w.slots {
+			s.mu.Lock()
+			if s.msg != nil {
+				running = append(running, s.what)
+				if s.running && !s.handedBack {
+					s.handedBack = true
+					if s.cancel != nil {
+						s.cancel()
+					}
+					w.handBackMsg(s.msg)
+				}
+			}
+			s.mu.Unlock()
+		}
+		w.abortOnce.Do(func() { close(w.abort) })
+		if len(running) > 0 {
+			sort.Strings(running)
+			return &executor.ShutdownError{Running: running, Err: ctx.Err()}
+		}
+		// Every slot is idle, waiting for a drain the server has not
+		// confirmed: closing the connection ends it.
+		w.conn.nc.Close()
+		<-w.done
+	}
+	w.closeOnce.Do(func() {
+		close(w.beatStop)
+		<-w.beatDone
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		w.conn.close(cctx)
+		w.logger.Info("worker stopped", "stats", fmt.Sprintf("%+v", w.Stats()))
+	})
+	return nil
+}
+
+// Serve runs a worker until ctx ends, then shuts it down, giving the calls
+// it runs opts.DrainTimeout to finish. It returns NewWorker's error,
+// Shutdown's, or an error if the worker stopped serving on its own (its
+// connection closed for good). It is what a worker program's main calls.
+func Serve(ctx context.Context, opts WorkerOptions) error {
+	w, err := NewWorker(opts)
+	if err != nil {
+		return err
+	}
+	var lost error
+	select {
+	case <-ctx.Done():
+	case <-w.Done():
+		lost = errors.New("executor/cluster: worker stopped serving: connection closed")
+	}
+	drain := opts.DrainTimeout
+	if drain <= 0 {
+		drain = 30 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	return errors.Join(lost, w.Shutdown(sctx))
+}
+
+// logForwarder sends a call's JSON log lines to its submitter.
+type logForwarder struct {
+	nc       *nats.Conn
+	subject  string
+	key      string
+	delivery uint64
+	n        atomic.Uint64
+}
+
+func (f *logForwarder) Write(p []byte) (int, error) {
+	for rest := p; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		f.n.Add(1)
+		ev := envelope.AppendEvent(nil, envelope.Event{Kind: envelope.Log, Delivery: f.delivery, Key: f.key, Payload: line})
+		if err := f.nc.Publish(f.subject, ev); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// enforcementError refuses a call whose submitter requires hard limits on
+// a worker whose executor enforces soft ones.
+type enforcementError struct {
+	task, worker string
+	has          executor.Enforcement
+}
+
+func (e *enforcementError) Error() string {
+	return fmt.Sprintf("executor/cluster: task %q: the submitter requires hard timeouts but worker %s enforces %v ones",
+		e.task, e.worker, e.has)
+}
+
+// ErrorClass returns executor.ClassFatal: running it again on the same
+// workers cannot help.
+func (e *enforcementError) ErrorClass() executor.Class { return executor.ClassFatal }
