@@ -52,6 +52,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/flowline-go/flowline/executor"
 )
@@ -792,37 +793,31 @@ func checkStats(t *testing.T, s *session) {
 
 func checkManySubmitters(t *testing.T, s *session) {
 	const submitters, each = 8, 25
-	var wg sync.WaitGroup
-	errs := make(chan error, submitters*each)
-	for g := range submitters {
-		wg.Go(func() {
+	var g errgroup.Group // the first wrong answer is enough to fail
+	for sub := range submitters {
+		g.Go(func() error {
 			for i := range each {
-				n := g*1000 + i
+				n := sub*1000 + i
 				limit := time.Duration(0)
 				if i%2 == 1 {
 					limit = time.Minute
 				}
 				f, err := s.ex.Submit(context.Background(), s.call(t, Echo, Args{N: n}, limit))
 				if err != nil {
-					errs <- err
-					continue
+					return fmt.Errorf("call %d: submit: %w", n, err)
 				}
 				v, err := f.Wait(context.Background())
 				if err != nil {
-					errs <- err
-					continue
+					return fmt.Errorf("call %d: %w", n, err)
 				}
 				if rep, ok := v.(Reply); !ok || rep.N != 2*n {
-					errs <- fmt.Errorf("call %d: got %#v, want N=%d", n, v, 2*n)
+					return fmt.Errorf("call %d: got %#v, want N=%d", n, v, 2*n)
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(t, err)
-	}
+	require.NoError(t, g.Wait())
 	assert.Equal(t, uint64(submitters*each), s.ex.Stats().Succeeded)
 }
 
