@@ -13,6 +13,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 )
 
 // noop is the benchmarks' task: it does nothing, so what is measured is
@@ -22,7 +23,7 @@ var noop = executor.NewHandler("bench.noop", func(ctx context.Context, n int) (i
 var benchRun atomic.Int64
 
 // benchCluster starts an executor with its own embedded server and an
-// in-process worker of the given concurrency on a local executor.
+// in-process worker of the given concurrency on a pool of as many workers.
 func benchCluster(b *testing.B, slots int, memory bool) executor.Executor {
 	b.Helper()
 	setup := cluster.Setup{Memory: memory}
@@ -34,7 +35,7 @@ func benchCluster(b *testing.B, slots int, memory bool) executor.Executor {
 	if err != nil {
 		b.Fatal(err)
 	}
-	runner := local.New(local.Options{})
+	runner := pool.New(pool.Options{Workers: slots})
 	w, err := cluster.NewWorker(cluster.WorkerOptions{
 		Connection: cluster.Connection{Server: ex.Server()}, Setup: setup,
 		Registry: reg, Executor: runner, Concurrency: slots,
@@ -122,14 +123,24 @@ func pipelined(b *testing.B, ex executor.Executor, window int) {
 }
 
 // BenchmarkNoop measures no-op tasks end to end, submit to result: the
-// in-process local executor against the cluster executor on an embedded
-// server with an in-process worker (executor/pool is to be added when it
-// lands). Run with -benchtime=20000x or more for stable percentiles.
+// in-process local and pool executors against the cluster executor on an
+// embedded server with an in-process worker running calls on a pool. Run
+// with -benchtime=20000x or more for stable percentiles.
 func BenchmarkNoop(b *testing.B) {
 	b.Run("local/sequential", func(b *testing.B) {
 		ex := local.New(local.Options{})
 		defer ex.Shutdown(context.Background())
 		sequential(b, ex)
+	})
+	b.Run("pool/sequential", func(b *testing.B) {
+		ex := pool.New(pool.Options{Workers: 2})
+		defer ex.Shutdown(context.Background())
+		sequential(b, ex)
+	})
+	b.Run("pool/pipelined/window=256", func(b *testing.B) {
+		ex := pool.New(pool.Options{Workers: 2})
+		defer ex.Shutdown(context.Background())
+		pipelined(b, ex, 256)
 	})
 	b.Run("cluster/sequential", func(b *testing.B) {
 		sequential(b, benchCluster(b, 4, false))
