@@ -20,6 +20,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/internal/callstats"
 	"github.com/flowline-go/flowline/internal/wire"
 )
 
@@ -98,8 +99,7 @@ type Executor struct {
 	adviseSub  *nats.Subscription
 	janitorEnd chan struct{}
 
-	submitted, succeeded, failed, timedOut, canceled atomic.Uint64
-	running                                          atomic.Int64
+	stats callstats.Counters // Abandoned stays zero: see Stats
 
 	closed atomic.Bool // set under mu; read without it on Submit's fast path
 
@@ -293,14 +293,15 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if e.closed.Load() {
 		return nil, executor.ErrClosed
 	}
-	e.submitted.Add(1)
+	e.stats.Submitted.Add(1)
 	if ctx.Err() != nil {
-		e.canceled.Add(1)
-		return executor.Completed(nil, executor.NewCanceledError(call.Name(), ctx)), nil
+		err := executor.NewCanceledError(call.Name(), ctx)
+		e.stats.Ended(err)
+		return executor.Completed(nil, err), nil
 	}
 	data, err := call.Handler.EncodeInput(call.Input)
 	if err != nil {
-		e.failed.Add(1)
+		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
 	id := call.ID()
@@ -329,13 +330,13 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	e.mu.Lock()
 	if e.closed.Load() { // Shutdown began meanwhile
 		e.mu.Unlock()
-		e.submitted.Add(^uint64(0))
+		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
 	p.next = e.pending[p.key]
 	e.pending[p.key] = p
 	e.inflight++
-	e.running.Add(1)
+	e.stats.Running.Add(1)
 	p.firstPub = time.Now()
 	if ctx.Done() != nil {
 		// Under the lock: whoever later finds p in the map sees stop.
@@ -354,8 +355,8 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 			if p.stop != nil {
 				p.stop()
 			}
-			e.submitted.Add(^uint64(0))
-			e.running.Add(-1)
+			e.stats.Submitted.Add(^uint64(0))
+			e.stats.Running.Add(-1)
 			e.release(p)
 		}
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
@@ -403,17 +404,8 @@ func (e *Executor) complete(p *pending, v any, err error, worker string) {
 		p.stop()
 	}
 	// Count first: whoever the future wakes sees the counters updated.
-	switch executor.ClassOf(err) {
-	case "":
-		e.succeeded.Add(1)
-	case executor.ClassTimeout:
-		e.timedOut.Add(1)
-	case executor.ClassCanceled:
-		e.canceled.Add(1)
-	default:
-		e.failed.Add(1)
-	}
-	e.running.Add(-1)
+	e.stats.Ended(err)
+	e.stats.Running.Add(-1)
 	if worker != "" {
 		p.promise.SetWorker(worker)
 	}
@@ -941,14 +933,7 @@ func (e *Executor) teardown(ctx context.Context) {
 // Abandoned is always zero here: abandoned work lives in the workers'
 // executors, whose Stats count it.
 func (e *Executor) Stats() executor.Stats {
-	return executor.Stats{
-		Submitted: e.submitted.Load(),
-		Running:   e.running.Load(),
-		Succeeded: e.succeeded.Load(),
-		Failed:    e.failed.Load(),
-		TimedOut:  e.timedOut.Load(),
-		Canceled:  e.canceled.Load(),
-	}
+	return e.stats.Snapshot()
 }
 
 // timerHeap orders pending calls by when.

@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/internal/callstats"
 	"github.com/flowline-go/flowline/internal/deadlinectx"
 )
 
@@ -40,8 +41,7 @@ type Executor struct {
 	logger hclog.Logger
 	closed atomic.Bool
 
-	submitted, succeeded, failed, timedOut, canceled atomic.Uint64
-	running, abandoned                               atomic.Int64
+	stats callstats.Counters
 
 	mu      sync.Mutex
 	idle    []*helper            // helpers waiting for a limited call
@@ -90,33 +90,21 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if call.Handler == nil {
 		return nil, errors.New("executor/local: Submit with a nil Handler")
 	}
-	e.submitted.Add(1)
+	e.stats.Submitted.Add(1)
 	if ctx.Err() != nil {
-		e.canceled.Add(1)
-		return executor.Completed(nil, executor.NewCanceledError(call.Name(), ctx)), nil
+		err := executor.NewCanceledError(call.Name(), ctx)
+		e.stats.Ended(err)
+		return executor.Completed(nil, err), nil
 	}
 	if call.Limit <= 0 {
-		e.running.Add(1)
+		e.stats.Running.Add(1)
 		f := executor.RunInline(ctx, &call)
-		e.running.Add(-1)
+		e.stats.Running.Add(-1)
 		_, err, _ := f.Result()
-		e.count(err)
+		e.stats.Ended(err)
 		return f, nil
 	}
 	return e.runLimited(ctx, call)
-}
-
-func (e *Executor) count(err error) {
-	switch {
-	case err == nil:
-		e.succeeded.Add(1)
-	case executor.ClassOf(err) == executor.ClassTimeout:
-		e.timedOut.Add(1)
-	case executor.ClassOf(err) == executor.ClassCanceled:
-		e.canceled.Add(1)
-	default:
-		e.failed.Add(1)
-	}
 }
 
 // helper is a goroutine that runs limited calls one at a time, kept warm so
@@ -149,7 +137,7 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 	h.call = call
 	h.ctx = deadlinectx.New(executor.WithCall(ctx, &h.call), h.began.Add(call.Limit))
 	h.finished, h.abandoned = false, false
-	e.running.Add(1)
+	e.stats.Running.Add(1)
 	h.timer.Reset(call.Limit)
 	h.start <- struct{}{}
 
@@ -164,14 +152,15 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 			Enforcement: executor.Soft,
 		}
 		if e.abandon(h, "timed out") {
-			e.timedOut.Add(1)
+			e.stats.Ended(terr)
 			h.ctx.Expire(terr)
 			return executor.Completed(nil, terr), nil
 		}
 	case <-ctx.Done():
 		if e.abandon(h, "cancelled") {
-			e.canceled.Add(1)
-			return executor.Completed(nil, executor.NewCanceledError(call.Name(), ctx)), nil
+			err := executor.NewCanceledError(call.Name(), ctx)
+			e.stats.Ended(err)
+			return executor.Completed(nil, err), nil
 		}
 	}
 	// The call returned while we decided to give up on it: its result wins.
@@ -185,7 +174,7 @@ func (e *Executor) collect(h *helper) *executor.Future {
 	h.timer.Stop()
 	v, err := h.value, h.err
 	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
-	e.count(err)
+	e.stats.Ended(err)
 	e.putBack(h)
 	return executor.Completed(v, err)
 }
@@ -200,7 +189,7 @@ func (e *Executor) abandon(h *helper, why string) bool {
 	}
 	h.abandoned = true
 	e.late[h] = struct{}{}
-	e.abandoned.Add(1)
+	e.stats.Abandoned.Add(1)
 	e.logger.Warn("call abandoned; it may still be running",
 		"why", why, "task", h.call.Name(), "run", h.call.RunID, "attempt", h.call.Attempt,
 		"ran", time.Since(h.began), "limit", h.call.Limit)
@@ -249,7 +238,7 @@ func (e *Executor) serve(h *helper) {
 	for range h.start {
 		h.value, h.err = h.call.Handler.Run(h.ctx, h.call.Input)
 		h.ctx.Release()
-		e.running.Add(-1)
+		e.stats.Running.Add(-1)
 
 		e.mu.Lock()
 		h.finished = true
@@ -259,7 +248,7 @@ func (e *Executor) serve(h *helper) {
 			continue
 		}
 		delete(e.late, h)
-		e.abandoned.Add(-1)
+		e.stats.Abandoned.Add(-1)
 		e.logger.Debug("abandoned call returned", "task", h.call.Name(), "run", h.call.RunID,
 			"attempt", h.call.Attempt, "ran", time.Since(h.began), "error", h.err)
 		h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
@@ -306,14 +295,4 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 }
 
 // Stats returns a snapshot of the counters.
-func (e *Executor) Stats() executor.Stats {
-	return executor.Stats{
-		Submitted: e.submitted.Load(),
-		Running:   e.running.Load(),
-		Succeeded: e.succeeded.Load(),
-		Failed:    e.failed.Load(),
-		TimedOut:  e.timedOut.Load(),
-		Canceled:  e.canceled.Load(),
-		Abandoned: e.abandoned.Load(),
-	}
-}
+func (e *Executor) Stats() executor.Stats { return e.stats.Snapshot() }

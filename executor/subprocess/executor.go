@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/internal/callstats"
 	"github.com/flowline-go/flowline/internal/procgroup"
 )
 
@@ -34,9 +35,8 @@ type Executor struct {
 	// then every orphan of a worker's group is this process's to reap.
 	foreignZombies bool
 
-	submitted, succeeded, failed, timedOut, canceled atomic.Uint64
-	running                                          atomic.Int64
-	closedFlag                                       atomic.Bool
+	stats      callstats.Counters // Abandoned stays zero: see Stats
+	closedFlag atomic.Bool
 
 	mu       sync.Mutex
 	closed   bool
@@ -144,9 +144,10 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		return nil, executor.ErrClosed
 	}
 	if ctx.Err() != nil {
-		e.submitted.Add(1)
-		e.canceled.Add(1)
-		return executor.Completed(nil, executor.NewCanceledError(call.Name(), ctx)), nil
+		err := executor.NewCanceledError(call.Name(), ctx)
+		e.stats.Submitted.Add(1)
+		e.stats.Ended(err)
+		return executor.Completed(nil, err), nil
 	}
 	input, err := call.Handler.EncodeInput(call.Input)
 	if err == nil && len(input) > e.opts.MaxFrame-callOverhead(&call) {
@@ -154,8 +155,8 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 			Err: fmt.Errorf("encoded input of %d bytes is over the frame limit of %d bytes", len(input), e.opts.MaxFrame)}
 	}
 	if err != nil {
-		e.submitted.Add(1)
-		e.failed.Add(1)
+		e.stats.Submitted.Add(1)
+		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
 	j := &job{call: call, input: input, logLevel: levelOf(call.Logger), promise: executor.NewPromise()}
@@ -171,7 +172,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	}
 	if j.canceled != nil { // ctx ended since the check above
 		j.state = jobDone
-		e.submitted.Add(1)
+		e.stats.Submitted.Add(1)
 		e.mu.Unlock()
 		e.finish(j, nil, nil, j.canceled)
 		return j.promise.Future(), nil
@@ -179,7 +180,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if n := len(e.idle); n > 0 {
 		w := e.idle[n-1]
 		e.idle = e.idle[:n-1]
-		e.submitted.Add(1)
+		e.stats.Submitted.Add(1)
 		e.beginLocked(w, j)
 		e.mu.Unlock()
 		w.send(j)
@@ -190,7 +191,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		j.stopWatching()
 		return nil, executor.ErrQueueFull
 	}
-	e.submitted.Add(1)
+	e.stats.Submitted.Add(1)
 	j.state = jobQueued
 	e.queue = append(e.queue, j)
 	e.queued++
@@ -256,7 +257,7 @@ func (e *Executor) beginLocked(w *worker, j *job) {
 		w.timer.Reset(j.call.Limit)
 	}
 	w.job = j
-	e.running.Add(1)
+	e.stats.Running.Add(1)
 }
 
 // nextLocked gives the worker w, which has no call, the next waiting call,
@@ -303,19 +304,10 @@ func (e *Executor) popLocked() *job {
 func (e *Executor) finish(j *job, w *worker, value any, err error) {
 	j.stopWatching()
 	if w != nil {
-		e.running.Add(-1)
+		e.stats.Running.Add(-1)
 		j.promise.SetWorker(w.name)
 	}
-	switch {
-	case err == nil:
-		e.succeeded.Add(1)
-	case executor.ClassOf(err) == executor.ClassTimeout:
-		e.timedOut.Add(1)
-	case executor.ClassOf(err) == executor.ClassCanceled:
-		e.canceled.Add(1)
-	default:
-		e.failed.Add(1)
-	}
+	e.stats.Ended(err)
 	j.promise.Complete(value, err)
 }
 
@@ -371,14 +363,7 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 // Stats returns a snapshot of the counters. Abandoned is always zero: a
 // hard executor answers a timed-out call only once its work is dead.
 func (e *Executor) Stats() executor.Stats {
-	return executor.Stats{
-		Submitted: e.submitted.Load(),
-		Running:   e.running.Load(),
-		Succeeded: e.succeeded.Load(),
-		Failed:    e.failed.Load(),
-		TimedOut:  e.timedOut.Load(),
-		Canceled:  e.canceled.Load(),
-	}
+	return e.stats.Snapshot()
 }
 
 // spawner starts workers from one goroutine locked to its OS thread for
