@@ -655,7 +655,7 @@ func (e *Executor) onEvent(m *nats.Msg) {
 			return
 		}
 		for _, l := range loggers {
-			relog(l, ev.Payload)
+			wire.ReplayLog(l, ev.Payload)
 		}
 		// Counted once written: a result that waits for this line
 		// completes its future only after the line is in the logger.
@@ -681,35 +681,6 @@ func (e *Executor) onEvent(m *nats.Msg) {
 			e.finish(p, p.want, nil)
 		}
 	}
-}
-
-// relog writes a JSON line of a worker's hclog logger to logger, with its
-// level, message and key/value pairs (the "@" fields of the format aside).
-func relog(logger hclog.Logger, line []byte) {
-	var m map[string]any
-	if err := json.Unmarshal(line, &m); err != nil {
-		logger.Warn("malformed log line from a worker", "line", string(line), "error", err)
-		return
-	}
-	level := hclog.Info
-	if s, ok := m["@level"].(string); ok {
-		if l := hclog.LevelFromString(s); l != hclog.NoLevel {
-			level = l
-		}
-	}
-	msg, _ := m["@message"].(string)
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if len(k) > 0 && k[0] != '@' {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	args := make([]any, 0, 2*len(keys))
-	for _, k := range keys {
-		args = append(args, k, m[k])
-	}
-	logger.Log(level, msg, args...)
 }
 
 // advisory is the part of JetStream's max-deliveries advisory we use.

@@ -20,6 +20,7 @@ import (
 	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
 	"github.com/flowline-go/flowline/internal/frame"
 	"github.com/flowline-go/flowline/internal/procgroup"
+	"github.com/flowline-go/flowline/internal/wire"
 )
 
 // stopReason says why a worker is being stopped, which decides how.
@@ -411,7 +412,7 @@ func (w *worker) onLog(body []byte) error {
 		// task, run and attempt.
 		target = w.logger
 	}
-	replay(target, l.Line)
+	wire.ReplayLog(target, l.Line)
 	return nil
 }
 

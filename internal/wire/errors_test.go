@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -117,4 +119,28 @@ func FuzzDecodeError(f *testing.F) {
 		}
 		assert.Equal(t, want, executor.ClassOf(err))
 	})
+}
+
+func TestReplayLogKeepsLevelMessageModuleAndPairs(t *testing.T) {
+	var remote bytes.Buffer
+	hclog.New(&hclog.LoggerOptions{Output: &remote, JSONFormat: true, Level: hclog.Trace}).
+		Named("task").Warn("disk almost full", "attempt", 2, "free", 0.5, "run", "r1")
+
+	var local bytes.Buffer
+	l := hclog.New(&hclog.LoggerOptions{Output: &local, JSONFormat: true, Level: hclog.Trace})
+	wire.ReplayLog(l, remote.Bytes())
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(local.Bytes(), &m))
+	assert.Equal(t, "warn", m["@level"])
+	assert.Equal(t, "disk almost full", m["@message"])
+	assert.Equal(t, "task", m["@module"])
+	assert.EqualValues(t, 2, m["attempt"])
+	assert.EqualValues(t, 0.5, m["free"])
+	assert.Equal(t, "r1", m["run"])
+
+	local.Reset()
+	wire.ReplayLog(l, []byte("not json\n"))
+	require.NoError(t, json.Unmarshal(local.Bytes(), &m))
+	assert.Equal(t, "warn", m["@level"])
+	assert.Equal(t, "not json", m["line"], "an undecodable line is quoted, not dropped")
 }
