@@ -1,24 +1,22 @@
 package task_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/executortest"
 	"github.com/flowline-go/flowline/executor/local"
 	"github.com/flowline-go/flowline/task"
 )
@@ -309,8 +307,8 @@ func TestEndFailedForAnInputThatCouldNotBeMade(t *testing.T) {
 }
 
 func TestTaskLoggerCarriesIdentity(t *testing.T) {
-	var buf syncBuffer
-	logger := hclog.New(&hclog.LoggerOptions{Output: &buf, JSONFormat: true})
+	var buf executortest.LogBuffer
+	logger := buf.Logger()
 	tk := task.New("greet", func(ctx context.Context, name string) (string, error) {
 		task.Logger(ctx).Info("greeting", "name", name)
 		id, ok := task.Info(ctx)
@@ -422,21 +420,4 @@ func TestStatesAndTriggers(t *testing.T) {
 	assert.Equal(t, "State(42)", task.State(42).String())
 	assert.Equal(t, "any-failed", task.AnyFailed.String())
 	assert.Equal(t, "Trigger(9)", task.Trigger(9).String())
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

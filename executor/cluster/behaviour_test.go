@@ -385,7 +385,7 @@ func TestOptionsAreChecked(t *testing.T) {
 }
 
 func TestServerLogsReachHclog(t *testing.T) {
-	buf := &syncBuffer{}
+	buf := &executortest.LogBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Debug})
 	srv, err := cluster.StartServer(cluster.ServerOptions{Logger: logger, Name: "logged"})
 	require.NoError(t, err)

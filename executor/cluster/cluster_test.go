@@ -1,14 +1,12 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,26 +79,9 @@ func workerMain(url string) int {
 // workerProcess is a worker running as a child process of the test.
 type workerProcess struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *executortest.LogBuffer
 	done   chan struct{} // closed once the process has been waited for
 	err    error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // startWorkerProcess re-executes the test binary as a worker connecting to
@@ -113,7 +94,7 @@ func startWorkerProcess(t *testing.T, url, name string) *workerProcess {
 	// for late reports; a worker has nothing to wait for.
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	cmd.Env = append(os.Environ(), workerEnv+"="+url, workerEnv+"_NAME="+name, "GORACE="+gorace)
-	wp := &workerProcess{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	wp := &workerProcess{cmd: cmd, stderr: &executortest.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = wp.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())

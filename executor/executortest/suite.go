@@ -139,16 +139,16 @@ type session struct {
 	cfg    Config
 	ex     executor.Executor
 	hard   bool
-	exLog  *logBuffer // the executor's own logger
-	taskLg *logBuffer // the calls' logger
+	exLog  *LogBuffer // the executor's own logger
+	taskLg *LogBuffer // the calls' logger
 	dir    string
 	calls  atomic.Int64 // numbers the calls' run ids
 }
 
 func (cfg Config) check(t *testing.T, enf executor.Enforcement, fn func(t *testing.T, s *session)) {
 	body := func(t *testing.T) {
-		s := &session{cfg: cfg, exLog: newLogBuffer(), taskLg: newLogBuffer(), dir: t.TempDir()}
-		s.ex = cfg.New(t, s.exLog.logger())
+		s := &session{cfg: cfg, exLog: &LogBuffer{}, taskLg: &LogBuffer{}, dir: t.TempDir()}
+		s.ex = cfg.New(t, s.exLog.Logger())
 		require.NotNil(t, s.ex)
 		require.Equal(t, enf, s.ex.Enforcement())
 		s.hard = enf == executor.Hard
@@ -182,7 +182,7 @@ func (s *session) call(t *testing.T, h *executor.Handler, args Args, limit time.
 		Attempt: 1,
 		Limit:   limit,
 		Grace:   s.cfg.Grace,
-		Logger:  s.taskLg.logger(),
+		Logger:  s.taskLg.Logger(),
 	}
 }
 
@@ -565,9 +565,9 @@ func checkSignalDeath(t *testing.T, s *session) {
 }
 
 // warnLines counts the Warn lines of buf that carry the given run id.
-func warnLines(t *testing.T, buf *logBuffer, run string) int {
+func warnLines(t *testing.T, buf *LogBuffer, run string) int {
 	n := 0
-	for _, l := range buf.lines(t) {
+	for _, l := range buf.Lines(t) {
 		if l["@level"] == "warn" && l["run"] == run {
 			n++
 		}
@@ -688,7 +688,7 @@ func checkLogs(t *testing.T, s *session) {
 		call.RunID, call.Attempt = fmt.Sprintf("log-run-%d", i), 2
 		reply(t, s.run(t, context.Background(), call))
 		var found map[string]any
-		for _, l := range s.taskLg.lines(t) {
+		for _, l := range s.taskLg.Lines(t) {
 			if l["@message"] == "hello from task" && l["text"] == fmt.Sprintf("line %d", i) {
 				found = l
 			}
@@ -821,32 +821,36 @@ func checkManySubmitters(t *testing.T, s *session) {
 	assert.Equal(t, uint64(submitters*each), s.ex.Stats().Succeeded)
 }
 
-// logBuffer collects JSON log lines from any goroutine.
-type logBuffer struct {
+// LogBuffer collects what loggers write, from any goroutine: tests hand
+// its Logger to an executor or a call and read the lines back. The zero
+// value is ready to use.
+type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func newLogBuffer() *logBuffer { return &logBuffer{} }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
+// Write appends p; it never fails.
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string {
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-func (b *logBuffer) logger() hclog.Logger {
+// Logger returns an hclog logger at Trace level that writes JSON lines to b.
+func (b *LogBuffer) Logger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: b, JSONFormat: true, Level: hclog.Trace})
 }
 
-// lines returns the JSON lines logged so far.
-func (b *logBuffer) lines(t *testing.T) []map[string]any {
+// Lines returns the JSON lines written so far, decoded; a line that is not
+// JSON fails the test.
+func (b *LogBuffer) Lines(t testing.TB) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(b.String()))

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -219,27 +218,9 @@ func TestMemoryLimitKillsTheWorker(t *testing.T) {
 	pidOf(t, ex)
 }
 
-// logBuffer collects JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
-
 func TestOutputStreamsReachTheCallersLogger(t *testing.T) {
-	var buf logBuffer
-	logger := hclog.New(&hclog.LoggerOptions{Output: &buf, JSONFormat: true, Level: hclog.Trace})
+	var buf executortest.LogBuffer
+	logger := buf.Logger()
 	ex := newExecutor(t, subprocess.Options{Workers: 1})
 	call := executor.Call{Handler: printTask, Input: "hello", RunID: "run-7", Attempt: 3, Logger: logger}
 	_, err, f := run(t, ex, call)
