@@ -79,6 +79,7 @@ type TimeoutError struct {
 	Stopped     bool          // whether the work is known to have stopped
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *TimeoutError) Error() string {
 	what := "the work was told to stop and may still be running"
 	if e.Stopped {
@@ -108,6 +109,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("executor: task %q panicked: %v", e.Task, e.Value)
 }
@@ -131,6 +133,7 @@ type CrashError struct {
 	Stderr string // the tail of the worker's stderr, possibly empty
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *CrashError) Error() string {
 	msg := fmt.Sprintf("executor: task %q: worker crashed: %s", e.Task, e.Reason)
 	if e.Stderr != "" {
@@ -153,10 +156,12 @@ type InputError struct {
 	Err  error  // the decoder's error, or a description of the mismatch
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *InputError) Error() string {
 	return fmt.Sprintf("executor: task %q: bad input for type %s: %v", e.Task, e.Type, e.Err)
 }
 
+// Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *InputError) Unwrap() error { return e.Err }
 
 // Is reports whether target is ErrBadInput.
@@ -173,10 +178,12 @@ type OutputError struct {
 	Err  error
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *OutputError) Error() string {
 	return fmt.Sprintf("executor: task %q: bad output of type %s: %v", e.Task, e.Type, e.Err)
 }
 
+// Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *OutputError) Unwrap() error { return e.Err }
 
 // Is reports whether target is ErrBadOutput.
@@ -192,6 +199,7 @@ type UnknownTaskError struct {
 	Where string // where the lookup failed, e.g. "worker pid 4242"; may be empty
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *UnknownTaskError) Error() string {
 	if e.Where == "" {
 		return fmt.Sprintf("executor: unknown task %q (not registered)", e.Task)
@@ -235,10 +243,12 @@ type ShutdownError struct {
 	Err     error // the context's error
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *ShutdownError) Error() string {
 	return fmt.Sprintf("executor: shutdown: %v with %d call(s) still running: %v", e.Err, len(e.Running), e.Running)
 }
 
+// Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *ShutdownError) Unwrap() error { return e.Err }
 
 // Class is the kind of an error, kept when the error crosses a process or
@@ -303,6 +313,7 @@ func NewCanceledError(task string, ctx context.Context) *CanceledError {
 	return &CanceledError{Task: task, Err: ctx.Err(), Cause: context.Cause(ctx)}
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *CanceledError) Error() string {
 	return fmt.Sprintf("executor: task %q cancelled: %v", e.Task, e.Cause)
 }

@@ -52,6 +52,7 @@ type BuildError struct {
 	What  string   // what is wrong, in words
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *BuildError) Error() string {
 	return fmt.Sprintf("flow %q: %s: %s", e.Flow, strings.TrimPrefix(e.Err.Error(), "flow: "), e.What)
 }
@@ -66,6 +67,7 @@ type ParamError struct {
 	Err   error  // ErrMissingParam, ErrUnknownParam or ErrDuplicateArg
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *ParamError) Error() string {
 	return fmt.Sprintf("flow %q: %s %q", e.Flow, strings.TrimPrefix(e.Err.Error(), "flow: "), e.Param)
 }
@@ -84,6 +86,7 @@ type TimeoutError struct {
 	Limit time.Duration
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("flow %q: run timed out (limit %v)", e.Flow, e.Limit)
 }
@@ -103,6 +106,7 @@ type TaskError struct {
 	Err   error
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *TaskError) Error() string {
 	return fmt.Sprintf("flow: task %q %v: %v", e.Task, e.State, e.Err)
 }
@@ -124,6 +128,7 @@ type Upstream struct {
 	State task.State
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *TriggerError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "flow: task %q not run: trigger %v refused upstream ", e.Task, e.Trigger)

@@ -23,6 +23,7 @@ type SkipError struct {
 // Skip returns the signal that ends the task run Skipped, without retries.
 func Skip(reason string) error { return &SkipError{Reason: reason} }
 
+// Error returns the message, which names the task where there is one.
 func (e *SkipError) Error() string { return "task: skipped: " + e.Reason }
 
 // Is reports whether target is ErrSkip.
@@ -46,8 +47,10 @@ func Fail(err error) error {
 	return &FailError{Err: err}
 }
 
+// Error returns the message, which names the task where there is one.
 func (e *FailError) Error() string { return e.Err.Error() }
 
+// Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *FailError) Unwrap() error { return e.Err }
 
 // ErrorClass returns executor.ClassFatal.

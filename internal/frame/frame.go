@@ -40,6 +40,7 @@ type TooLargeError struct {
 	Limit int
 }
 
+// Error returns the message.
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("frame: frame of %d bytes over the limit of %d bytes", e.Size, e.Limit)
 }
