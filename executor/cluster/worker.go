@@ -401,23 +401,29 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		logs = fwd.n.Load()
 	}
 	rec := w.result(h, v, err, delivery, logs, f.Worker())
-	ok := w.store(hc.Key, rec)
+	w.settle(s, msg, w.store(hc.Key, rec))
+}
+
+// settle ends s's call: it acknowledges msg once its result is stored, and
+// hands it back for another delivery if storing failed. It does neither if
+// the slot was given up meanwhile (s.end says so).
+func (w *Worker) settle(s *slot, msg jetstream.Msg, stored bool) {
 	if s.end() {
 		return
 	}
-	if !ok {
+	if !stored {
 		w.handBackMsg(msg)
 		return
 	}
 	if err := msg.Ack(); err != nil {
-		w.logger.Debug("ack", "error", err)
+		w.logger.Debug("acknowledging a call failed", "error", err)
 	}
 }
 
 func (w *Worker) skip(msg jetstream.Msg) {
 	w.skipped.Add(1)
 	if err := msg.Ack(); err != nil {
-		w.logger.Debug("ack", "error", err)
+		w.logger.Debug("acknowledging a call failed", "error", err)
 	}
 }
 
@@ -426,17 +432,7 @@ func (w *Worker) skip(msg jetstream.Msg) {
 func (w *Worker) fail(s *slot, msg jetstream.Msg, key string, delivery uint64, err error) {
 	s.begin(msg, key, key, nil)
 	s.ran()
-	ok := w.store(key, w.result(nil, nil, err, delivery, 0, ""))
-	if s.end() {
-		return
-	}
-	if !ok {
-		w.handBackMsg(msg)
-		return
-	}
-	if err := msg.Ack(); err != nil {
-		w.logger.Debug("ack", "error", err)
-	}
+	w.settle(s, msg, w.store(key, w.result(nil, nil, err, delivery, 0, "")))
 }
 
 // result encodes a call's outcome as a result record.
