@@ -130,7 +130,8 @@ type helper struct {
 
 func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	h := e.takeHelper()
-	if h == nil {
+	if h == nil { // Shutdown began after Submit's check: not accepted after all
+		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
 	h.began = time.Now()
