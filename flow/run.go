@@ -428,10 +428,16 @@ func (r *run) startNode(i int32) {
 		return
 	}
 	in, err := r.input(nd)
-	rn := task.NewRunner(nd.spec, in, r.taskOptions(nd.name, r.runID(i)))
+	r.startRun(i, nd, in, err, r.taskOptions(nd.name, r.runID(i)))
+}
+
+// startRun starts unit i's task run of nd on in, or fails it without an attempt
+// when its input could not be made (inErr).
+func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOptions) {
+	rn := task.NewRunner(nd.spec, in, opts)
 	r.units[i].runner = rn
-	if err != nil {
-		rn.End(task.Failed, err) // the input could not be made: no attempt ran
+	if inErr != nil {
+		rn.End(task.Failed, inErr)
 		r.finish(i)
 		return
 	}
@@ -564,14 +570,7 @@ func (r *run) startChild(c int32) {
 	if m.started++; m.started == m.n {
 		m.state = nil
 	}
-	rn := task.NewRunner(nd.spec, in, r.taskOptions(r.childIDs(c)))
-	r.units[c].runner = rn
-	if err != nil {
-		rn.End(task.Failed, err) // the input could not be made: no attempt ran
-		r.finish(c)
-		return
-	}
-	r.submit(c, rn.Start())
+	r.startRun(c, nd, in, err, r.taskOptions(r.childIDs(c)))
 }
 
 // submit hands an attempt to the executor. A call the executor completed
