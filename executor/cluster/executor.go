@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
@@ -74,8 +75,10 @@ type Options struct {
 	PublishTimeout time.Duration
 
 	// MaxPending bounds the submitted calls awaiting the server's
-	// acknowledgement; Submit waits up to 200ms for room and then fails
-	// with executor.ErrQueueFull. Default 4096.
+	// acknowledgement (a call is pending only until the server has stored
+	// it, not until it is answered). Submit waits for room while its
+	// context allows; TrySubmit fails at once with executor.ErrQueueFull.
+	// Default 4096.
 	MaxPending int
 
 	// Logger receives the executor's own messages, named "cluster" (the
@@ -107,6 +110,10 @@ type Executor struct {
 	janitorEnd chan struct{}
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
+
+	// room holds one unit per publish awaiting the server's answer, at
+	// most MaxPending; the answer (ack or error callback) gives it back.
+	room *semaphore.Weighted
 
 	closed atomic.Bool   // set under mu; read without it on Submit's fast path
 	seq    atomic.Uint64 // numbers the calls without a RunID (callID)
@@ -169,6 +176,7 @@ func New(opts Options) (*Executor, error) {
 		kick:       make(chan struct{}, 1),
 		watchDone:  make(chan struct{}),
 		janitorEnd: make(chan struct{}),
+		room:       semaphore.NewWeighted(int64(opts.MaxPending)),
 	}
 	if opts.URL == "" && opts.Server == nil {
 		srv, err := StartServer(ServerOptions{Listen: opts.Listen, Logger: logger})
@@ -203,7 +211,8 @@ func (e *Executor) start() error {
 		return err
 	}
 	e.js, err = jetstream.New(e.conn.nc,
-		jetstream.WithPublishAsyncMaxPending(e.opts.MaxPending),
+		// The room is e.room's: the client's own bound is never reached.
+		jetstream.WithPublishAsyncMaxPending(2*e.opts.MaxPending),
 		jetstream.WithPublishAsyncTimeout(e.opts.PublishTimeout),
 		jetstream.WithPublishAsyncAckHandler(e.onPubAck),
 		jetstream.WithPublishAsyncErrHandler(e.onPubErr),
@@ -291,11 +300,12 @@ type pending struct {
 	lastLook time.Time
 }
 
-// Submit publishes call for a worker and returns its Future. It fails with
-// executor.ErrClosed after Shutdown, with an error for a Call without a
-// Handler, with executor.ErrQueueFull when MaxPending submissions await
-// the server's acknowledgement for 200ms, and with the client's error when
-// the connection is closed. A context that has already ended gives a
+// Submit publishes call for a worker and returns its Future. When
+// MaxPending submissions await the server's acknowledgement it waits for
+// room while ctx allows, and fails with ctx's error if ctx ends first. It
+// fails with executor.ErrClosed after Shutdown, with an error for a Call
+// without a Handler, and with the client's error when the connection is
+// closed. A context that has already ended gives a
 // Future with an *executor.CanceledError and nothing is published; an
 // input the handler cannot encode, or whose message is over the server's
 // maximum payload, gives a Future with its *executor.InputError.
@@ -310,18 +320,30 @@ type pending struct {
 // reported started, once its worker reports that the call stopped (at
 // most the call's grace and TimeoutMargin later).
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, true)
+}
+
+// TrySubmit is Submit without the wait: when MaxPending submissions await
+// the server's acknowledgement it fails at once with
+// executor.ErrQueueFull and nothing is published.
+func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, false)
+}
+
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/cluster: Submit with a nil Handler")
 	}
 	if e.closed.Load() {
 		return nil, executor.ErrClosed
 	}
-	e.stats.Submitted.Add(1)
 	if ctx.Err() != nil {
+		e.stats.Submitted.Add(1)
 		err := executor.NewCanceledError(call.Name(), ctx)
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
+	e.stats.Submitted.Add(1)
 	data, err := call.Handler.EncodeInput(call.Input)
 	if err != nil {
 		e.stats.Ended(err)
@@ -355,10 +377,21 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
+	if !e.room.TryAcquire(1) {
+		if !wait {
+			e.stats.Submitted.Add(^uint64(0))
+			return nil, fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
+		}
+		if err := e.room.Acquire(ctx, 1); err != nil {
+			e.stats.Submitted.Add(^uint64(0))
+			return nil, fmt.Errorf("executor/cluster: submit %s: no room: %w", call.String(), context.Cause(ctx))
+		}
+	}
 
 	e.mu.Lock()
 	if e.closed.Load() { // Shutdown began meanwhile
 		e.mu.Unlock()
+		e.room.Release(1)
 		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
@@ -374,9 +407,11 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	e.mu.Unlock()
 
 	if ctx.Err() != nil {
+		e.room.Release(1)
 		return p.promise.Future(), nil // cancelled already: nothing to publish
 	}
 	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
+		e.room.Release(1)
 		e.mu.Lock()
 		removed := e.removeLocked(p)
 		e.mu.Unlock()
@@ -387,9 +422,6 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 			e.stats.Submitted.Add(^uint64(0))
 			e.stats.Running.Add(-1)
 			e.release(p)
-		}
-		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return nil, fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
 		}
 		return nil, fmt.Errorf("executor/cluster: submit %s: %w", call.String(), err)
 	}
@@ -608,6 +640,7 @@ func failureRecord(err error, delivery uint64, logger hclog.Logger) []byte {
 
 // onPubAck runs when the server acknowledges a published call.
 func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	e.room.Release(1)
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -633,14 +666,24 @@ func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.P
 	}
 }
 
+// errNoRoom is why a publish was not repeated yet: MaxPending others
+// await the server's answer.
+var errNoRoom = errors.New("executor/cluster: no room to publish again yet")
+
 // retryable reports whether a failed publish may be repeated.
 func retryable(err error) bool {
-	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+	return errors.Is(err, errNoRoom) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // onPubErr runs when a published call was not acknowledged.
 func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	e.room.Release(1)
+	e.failedPub(m, err)
+}
+
+// failedPub schedules a failed publish of m again, or fails its call.
+func (e *Executor) failedPub(m *nats.Msg, err error) {
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	now := time.Now()
 	e.mu.Lock()
@@ -944,8 +987,13 @@ func (e *Executor) janitor() {
 			e.finish(p, p.want, nil)
 		}
 		for _, p := range retry {
+			if !e.room.TryAcquire(1) {
+				e.failedPub(p.msg, errNoRoom) // again, a little later
+				continue
+			}
 			if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
-				e.onPubErr(e.js, p.msg, err)
+				e.room.Release(1)
+				e.failedPub(p.msg, err)
 			}
 		}
 		for _, job := range jobs {
