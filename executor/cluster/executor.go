@@ -18,7 +18,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
@@ -111,9 +110,12 @@ type Executor struct {
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
 
-	// room holds one unit per publish awaiting the server's answer, at
-	// most MaxPending; the answer (ack or error callback) gives it back.
-	room *semaphore.Weighted
+	// room holds one token per publish awaiting the server's answer, at
+	// most MaxPending (its capacity); the answer (the ack or error
+	// callback) takes the token out. closing is closed when Shutdown
+	// begins, which ends every wait for room.
+	room    chan struct{}
+	closing chan struct{}
 
 	closed atomic.Bool   // set under mu; read without it on Submit's fast path
 	seq    atomic.Uint64 // numbers the calls without a RunID (callID)
@@ -176,7 +178,8 @@ func New(opts Options) (*Executor, error) {
 		kick:       make(chan struct{}, 1),
 		watchDone:  make(chan struct{}),
 		janitorEnd: make(chan struct{}),
-		room:       semaphore.NewWeighted(int64(opts.MaxPending)),
+		room:       make(chan struct{}, opts.MaxPending),
+		closing:    make(chan struct{}),
 	}
 	if opts.URL == "" && opts.Server == nil {
 		srv, err := StartServer(ServerOptions{Listen: opts.Listen, Logger: logger})
@@ -302,10 +305,10 @@ type pending struct {
 
 // Submit publishes call for a worker and returns its Future. When
 // MaxPending submissions await the server's acknowledgement it waits for
-// room while ctx allows, and fails with ctx's error if ctx ends first. It
-// fails with executor.ErrClosed after Shutdown, with an error for a Call
-// without a Handler, and with the client's error when the connection is
-// closed. A context that has already ended gives a
+// room while ctx allows, and fails with exactly ctx.Err() if ctx ends
+// first, or with executor.ErrClosed if Shutdown begins. It fails with
+// executor.ErrClosed after Shutdown, with an error for a Call without a
+// Handler, and with the client's error when the connection is closed. A context that has already ended gives a
 // Future with an *executor.CanceledError and nothing is published; an
 // input the handler cannot encode, or whose message is over the server's
 // maximum payload, gives a Future with its *executor.InputError.
@@ -377,21 +380,15 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
-	if !e.room.TryAcquire(1) {
-		if !wait {
-			e.stats.Submitted.Add(^uint64(0))
-			return nil, fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
-		}
-		if err := e.room.Acquire(ctx, 1); err != nil {
-			e.stats.Submitted.Add(^uint64(0))
-			return nil, fmt.Errorf("executor/cluster: submit %s: no room: %w", call.String(), context.Cause(ctx))
-		}
+	if err := e.takeRoom(ctx, wait); err != nil {
+		e.stats.Submitted.Add(^uint64(0))
+		return nil, err
 	}
 
 	e.mu.Lock()
 	if e.closed.Load() { // Shutdown began meanwhile
 		e.mu.Unlock()
-		e.room.Release(1)
+		e.giveRoom()
 		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
@@ -407,11 +404,11 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	e.mu.Unlock()
 
 	if ctx.Err() != nil {
-		e.room.Release(1)
+		e.giveRoom()
 		return p.promise.Future(), nil // cancelled already: nothing to publish
 	}
 	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
-		e.room.Release(1)
+		e.giveRoom()
 		e.mu.Lock()
 		removed := e.removeLocked(p)
 		e.mu.Unlock()
@@ -427,6 +424,32 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	}
 	return p.promise.Future(), nil
 }
+
+// takeRoom takes a token of room for one publish. Without room it fails
+// at once with executor.ErrQueueFull unless wait is set; with wait, it
+// waits until there is room, ctx ends (it returns exactly ctx.Err()) or
+// Shutdown begins (executor.ErrClosed).
+func (e *Executor) takeRoom(ctx context.Context, wait bool) error {
+	select {
+	case e.room <- struct{}{}:
+		return nil
+	default:
+	}
+	if !wait {
+		return fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
+	}
+	select {
+	case e.room <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.closing:
+		return executor.ErrClosed
+	}
+}
+
+// giveRoom returns a token taken by takeRoom.
+func (e *Executor) giveRoom() { <-e.room }
 
 // headerBudget is what a message's headers (the dedup id, the key-value
 // store's expected-revision header) may take of the server's maximum
@@ -640,7 +663,7 @@ func failureRecord(err error, delivery uint64, logger hclog.Logger) []byte {
 
 // onPubAck runs when the server acknowledges a published call.
 func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	e.room.Release(1)
+	e.giveRoom()
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -678,7 +701,7 @@ func retryable(err error) bool {
 
 // onPubErr runs when a published call was not acknowledged.
 func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
-	e.room.Release(1)
+	e.giveRoom()
 	e.failedPub(m, err)
 }
 
@@ -987,12 +1010,12 @@ func (e *Executor) janitor() {
 			e.finish(p, p.want, nil)
 		}
 		for _, p := range retry {
-			if !e.room.TryAcquire(1) {
+			if e.takeRoom(context.Background(), false) != nil {
 				e.failedPub(p.msg, errNoRoom) // again, a little later
 				continue
 			}
 			if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
-				e.room.Release(1)
+				e.giveRoom()
 				e.failedPub(p.msg, err)
 			}
 		}
@@ -1042,6 +1065,9 @@ func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 // workers still run for cancelled or timed-out callers are the workers'.
 func (e *Executor) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
+	if !e.closed.Load() {
+		close(e.closing)
+	}
 	e.closed.Store(true)
 	var idle chan struct{}
 	if e.inflight > 0 {
