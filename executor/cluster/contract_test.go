@@ -80,15 +80,13 @@ func TestOversizedResultIsAPromptOutputError(t *testing.T) {
 }
 
 func TestResultRefusedByTheBucketIsAnOutputError(t *testing.T) {
-	srv, err := cluster.StartServer(cluster.ServerOptions{Listen: "127.0.0.1:0"})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
+	srv := startServer(t)
 	// A bucket that takes small values only: the server refuses a larger
 	// record for good, which retrying cannot change.
 	js := testConn(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "flowline-results", MaxValueSize: 1000, History: 1})
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "flowline-results", MaxValueSize: 1000, History: 1})
 	require.NoError(t, err)
 	ex := newExecutor(t, cluster.Options{Connection: cluster.Connection{Server: srv}})
 	startWorker(t, cluster.WorkerOptions{Connection: inProcess(ex), Concurrency: 1, Registry: registryWith(t, bigResult)})
@@ -236,16 +234,14 @@ func (d *hardDeaf) Shutdown(context.Context) error    { d.release(); return nil 
 func (d *hardDeaf) Stats() executor.Stats             { return executor.Stats{} }
 
 func TestSubmitWaitsForRoomAndTrySubmitDoesNot(t *testing.T) {
-	srv, err := cluster.StartServer(cluster.ServerOptions{Listen: "127.0.0.1:0"})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
+	srv := startServer(t)
 	// The stream takes another subject, and a plain subscriber holds the
 	// calls' publishes without answering: a submission stays pending
 	// until the test answers it as the stream would.
 	js := testConn(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOWLINE_CALLS", Subjects: []string{"elsewhere.calls"},
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOWLINE_CALLS", Subjects: []string{"elsewhere.calls"},
 		Retention: jetstream.WorkQueuePolicy})
 	require.NoError(t, err)
 	nc, err := nats.Connect(srv.ClientURL())

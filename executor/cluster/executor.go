@@ -25,24 +25,22 @@ import (
 	"github.com/flowline-go/flowline/internal/wire"
 )
 
-// Options configure an Executor. The zero value is ready to use: an
-// embedded server of the executor's own, default names and settings, soft
-// enforcement declared.
+// Options configure an Executor. A Connection (a URL or a Server) is
+// required; every other zero field means its documented default: default
+// names and settings, soft enforcement declared.
 type Options struct {
-	// Connection says which NATS to use. With neither URL nor Server, New
-	// starts an embedded server that the executor owns and stops at
-	// Shutdown (see Listen).
+	// Connection says which NATS to use: a URL, or a Server in the same
+	// process (a *natsserver.Server). One of them is required.
 	Connection
+
+	// StopServer makes Shutdown stop Connection.Server once the
+	// executor's connection is closed, for a server started for this
+	// executor alone. The server must then have a Shutdown method
+	// (*natsserver.Server has). Ignored with a URL.
+	StopServer bool
 
 	// Setup names the stream, consumer and bucket, and their settings.
 	Setup
-
-	// Listen is where the executor's own embedded server listens for
-	// worker processes, e.g. "127.0.0.1:0" for a free port on loopback
-	// (ClientURL tells which). Empty means no port: only workers in this
-	// process can connect, through Server. Ignored when Connection names
-	// a URL or a Server.
-	Listen string
 
 	// Enforcement declares how the workers enforce limits: executor.Soft
 	// (the default) when they run calls on an in-process executor such as
@@ -80,9 +78,8 @@ type Options struct {
 	// Default 4096.
 	MaxPending int
 
-	// Logger receives the executor's own messages, named "cluster" (the
-	// embedded server's are named "cluster.nats-server"). Nil means no
-	// logging. Task log lines go to each Call's Logger.
+	// Logger receives the executor's own messages, named "cluster". Nil
+	// means no logging. Task log lines go to each Call's Logger.
 	Logger hclog.Logger
 }
 
@@ -92,8 +89,8 @@ type Options struct {
 type Executor struct {
 	opts    Options
 	logger  hclog.Logger
-	server  *Server // embedded server, if any
-	owned   bool    // the executor started server and stops it
+	server  Server // in-process server, if any
+	owned   bool   // Shutdown stops server (StopServer)
 	conn    *conn
 	js      jetstream.JetStream
 	obj     objects
@@ -141,10 +138,10 @@ const logWait = 2 * time.Second
 // jobTimeout bounds one request of the executor's background work.
 const jobTimeout = 10 * time.Second
 
-// New connects to NATS (or starts an embedded server), creates the stream,
-// consumer and bucket if they are missing, and starts watching for
-// results. It fails if the server cannot be started or reached, or the
-// objects cannot be created.
+// New connects to NATS, creates the stream, consumer and bucket if they
+// are missing, and starts watching for results. It fails without a URL or
+// a Server, or if the server cannot be reached or the objects cannot be
+// created.
 func New(opts Options) (*Executor, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -181,16 +178,10 @@ func New(opts Options) (*Executor, error) {
 		room:       make(chan struct{}, opts.MaxPending),
 		closing:    make(chan struct{}),
 	}
-	if opts.URL == "" && opts.Server == nil {
-		srv, err := StartServer(ServerOptions{Listen: opts.Listen, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		e.server, e.owned = srv, true
-		e.opts.Server = srv
-	}
 	if opts.URL != "" {
 		e.server = nil
+	} else if opts.Server != nil {
+		e.owned = opts.StopServer
 	}
 	if err := e.start(); err != nil {
 		e.teardown(context.Background())
@@ -248,13 +239,13 @@ func (e *Executor) start() error {
 	return nil
 }
 
-// Server returns the embedded server the executor is connected to (its
-// own, or the one in Options), or nil when it is connected to a URL.
-// Workers in the same process connect to it with Connection.Server.
-func (e *Executor) Server() *Server { return e.server }
+// Server returns the in-process server the executor is connected to (the
+// one in Options), or nil when it is connected to a URL. Workers in the
+// same process connect to it with Connection.Server.
+func (e *Executor) Server() Server { return e.server }
 
 // ClientURL returns the URL that worker processes connect to: the
-// Options' URL, or the embedded server's when it listens, or "" when
+// Options' URL, or the in-process server's when it listens, or "" when
 // workers can only connect in process (through Server).
 func (e *Executor) ClientURL() string {
 	if e.opts.URL != "" {
@@ -1059,9 +1050,9 @@ func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 // for every accepted call's result. If ctx ends first it returns an
 // *executor.ShutdownError naming those calls; they stay pending and a
 // later Shutdown waits for them again. Once no call is pending it stops
-// watching, closes the connection and, if the executor started its own
-// embedded server, stops it and removes its store: workers connected to
-// that server lose their connection, so shut them down first. Calls that
+// watching, closes the connection and, with Options.StopServer, stops the
+// in-process server: workers connected to that server lose their
+// connection, so shut them down first. Calls that
 // workers still run for cancelled or timed-out callers are the workers'.
 func (e *Executor) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
@@ -1127,8 +1118,8 @@ func (e *Executor) teardown(ctx context.Context) {
 	if started {
 		<-e.watchDone
 	}
-	if e.owned {
-		e.server.Shutdown()
+	if s, ok := e.server.(interface{ Shutdown() }); ok && e.owned {
+		s.Shutdown()
 	}
 }
 
