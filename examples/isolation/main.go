@@ -101,7 +101,11 @@ func run() error {
 		return err
 	}
 
-	ex := subprocess.New(subprocess.Options{Workers: 2, MemoryLimit: 256 << 20, Grace: time.Second})
+	// MemoryLimit is Linux only: elsewhere New says so (an *UnsupportedError).
+	ex, err := subprocess.New(subprocess.Options{Workers: 2, MemoryLimit: 256 << 20, Grace: time.Second})
+	if err != nil {
+		return err
+	}
 	defer ex.Shutdown(context.Background())
 	res, err := f.Run(context.Background(), ex, flow.RunOptions{})
 	if res == nil {

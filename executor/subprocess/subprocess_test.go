@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -25,7 +27,8 @@ import (
 // newExecutor returns an executor that the test shuts down at its end.
 func newExecutor(t *testing.T, opts subprocess.Options) *subprocess.Executor {
 	t.Helper()
-	ex := subprocess.New(opts)
+	ex, err := subprocess.New(opts)
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -103,7 +106,7 @@ func TestIdleWorkersAreRetired(t *testing.T) {
 func TestShutdownStopsAndReapsEveryWorker(t *testing.T) {
 	// The tasks leave grandchildren that ignore SIGTERM: Shutdown gives
 	// them the grace period, then SIGKILL.
-	ex := subprocess.New(subprocess.Options{Workers: 2, Grace: 200 * time.Millisecond})
+	ex := newExecutor(t, subprocess.Options{Workers: 2, Grace: 200 * time.Millisecond})
 	// Two calls at once start both workers.
 	var pids [2]int
 	var wg sync.WaitGroup
