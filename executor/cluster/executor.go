@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,12 +54,17 @@ type Options struct {
 	// silently.
 	Enforcement executor.Enforcement
 
-	// TimeoutMargin is added to a call's limit and grace to give the time
-	// after the call started on a worker by which its result must have
-	// arrived; past it the call fails with an *executor.TimeoutError (not
-	// Stopped: the work may still run somewhere). It covers a worker that
-	// is alive but cannot report, and should exceed the workers' default
-	// grace and any leader election (several seconds). Default 10s.
+	// TimeoutMargin is added to a call's limit, grace and the consumer's
+	// ack wait to give the time after the call started on a worker by
+	// which its result must have arrived; past it, unless a result is
+	// recorded in the bucket, the call fails with an
+	// *executor.TimeoutError (Soft and not Stopped: the work may still
+	// run somewhere). The ack wait is in the sum so that a dead worker's
+	// call is delivered again, and restarts the clock, before it fires.
+	// It covers a worker that is alive but cannot report, and should
+	// exceed any leader election (several seconds). With Hard declared
+	// it also bounds, with the call's grace, how long a cancellation
+	// waits for the worker's report that the call stopped. Default 10s.
 	TimeoutMargin time.Duration
 
 	// PublishTimeout is how long the executor waits for the server to
@@ -82,15 +88,16 @@ type Options struct {
 // and learns their results from a key-value bucket. It is safe for
 // concurrent use. The zero value is not usable: call New.
 type Executor struct {
-	opts   Options
-	logger hclog.Logger
-	server *Server // embedded server, if any
-	owned  bool    // the executor started server and stops it
-	conn   *conn
-	js     jetstream.JetStream
-	obj    objects
-	id     string
-	events string // subject the workers send events to
+	opts    Options
+	logger  hclog.Logger
+	server  *Server // embedded server, if any
+	owned   bool    // the executor started server and stops it
+	conn    *conn
+	js      jetstream.JetStream
+	obj     objects
+	id      string
+	events  string        // subject the workers send events to
+	ackWait time.Duration // the consumer's
 
 	watcher    jetstream.KeyWatcher
 	stopWatch  context.CancelFunc
@@ -101,7 +108,8 @@ type Executor struct {
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
 
-	closed atomic.Bool // set under mu; read without it on Submit's fast path
+	closed atomic.Bool   // set under mu; read without it on Submit's fast path
+	seq    atomic.Uint64 // numbers the calls without a RunID (callID)
 
 	mu       sync.Mutex
 	inflight int                 // accepted calls whose futures are not complete yet
@@ -208,6 +216,7 @@ func (e *Executor) start() error {
 	if e.obj, err = e.opts.Setup.ensure(ctx, e.js, e.logger); err != nil {
 		return err
 	}
+	e.ackWait = e.obj.consumer.CachedInfo().Config.AckWait
 	e.events = e.opts.Setup.eventsSubject(e.id)
 	if e.eventSub, err = e.conn.nc.Subscribe(e.events, e.onEvent); err != nil {
 		return fmt.Errorf("executor/cluster: subscribe to events: %w", err)
@@ -271,6 +280,15 @@ type pending struct {
 	want     envelope.Result   // that result
 	logLines map[uint64]uint64 // lines received per delivery
 	done     bool              // removed from the map
+
+	// A cancelled call of a hard submitter that a worker runs waits for
+	// the worker's report that its executor returned it (the process is
+	// dead) before its Future completes with verdict.
+	stopping bool
+	verdict  error
+	// lastLook is when the backstop fired: the bucket is read, and the
+	// timeout written create-if-absent, before a timeout is declared.
+	lastLook time.Time
 }
 
 // Submit publishes call for a worker and returns its Future. It fails with
@@ -279,13 +297,18 @@ type pending struct {
 // the server's acknowledgement for 200ms, and with the client's error when
 // the connection is closed. A context that has already ended gives a
 // Future with an *executor.CanceledError and nothing is published; an
-// input the handler cannot encode gives a Future with its
-// *executor.InputError.
+// input the handler cannot encode, or whose message is over the server's
+// maximum payload, gives a Future with its *executor.InputError.
 //
-// Cancelling ctx later completes the Future at once with an
-// *executor.CanceledError, tells the workers to cancel the call, records
-// the cancellation as the call's result, and removes the call from the
-// stream if it is still queued.
+// A call with a RunID is deduplicated by its executor.Call.ID within the
+// dedup window; a call without one never is (see the package doc).
+//
+// Cancelling ctx later tells the workers to cancel the call, records the
+// cancellation as the call's result, removes the call from the stream if
+// it is still queued, and completes the Future with an
+// *executor.CanceledError: at once, or with Hard declared and the call
+// reported started, once its worker reports that the call stopped (at
+// most the call's grace and TimeoutMargin later).
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/cluster: Submit with a nil Handler")
@@ -304,7 +327,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
-	id := call.ID()
+	id := e.callID(&call)
 	ident := call.Identity()
 	p := &pending{
 		key:     envelope.Key(id),
@@ -318,13 +341,19 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
 		Hard: e.opts.Enforcement == executor.Hard,
 	}
-	if call.Limit > 0 || call.Logger != nil {
+	if call.Limit > 0 || call.Logger != nil || hc.Hard {
 		hc.Reply = e.events
 	}
 	p.msg = &nats.Msg{
 		Subject: e.opts.Setup.callSubject(),
 		Data:    envelope.AppendCall(make([]byte, 0, 64+len(data)), hc, data),
 		Header:  nats.Header{envelope.HeaderMsgID: []string{id}},
+	}
+	if limit := e.conn.nc.MaxPayload() - headerBudget; int64(len(p.msg.Data)) > limit {
+		err := &executor.InputError{Task: call.Name(), Type: call.Handler.InputType().String(),
+			Err: fmt.Errorf("the call's message is %d bytes, over the %d bytes the NATS server takes", len(p.msg.Data), limit)}
+		e.stats.Ended(err)
+		return executor.Completed(nil, err), nil
 	}
 
 	e.mu.Lock()
@@ -365,6 +394,24 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		return nil, fmt.Errorf("executor/cluster: submit %s: %w", call.String(), err)
 	}
 	return p.promise.Future(), nil
+}
+
+// headerBudget is what a message's headers (the dedup id, the key-value
+// store's expected-revision header) may take of the server's maximum
+// payload; the rest is for the data.
+const headerBudget = 512
+
+// callID returns the id under which call is published and its result
+// recorded. With a RunID it is call.ID() ("run/task/attempt"): the same
+// attempt submitted twice within the dedup window is one call, and gets
+// one result. Without a RunID nothing says two calls are the same one, so
+// each gets an id of its own: "~<submitter id>.<sequence>" before
+// "/task/attempt", never deduplicated against another call.
+func (e *Executor) callID(call *executor.Call) string {
+	if call.RunID != "" {
+		return call.ID()
+	}
+	return "~" + e.id + "." + strconv.FormatUint(e.seq.Add(1), 36) + call.ID()
 }
 
 // removeLocked takes p out of the map and the timers and reports whether
@@ -424,14 +471,31 @@ func (e *Executor) release(p *pending) {
 	e.mu.Unlock()
 }
 
-// cancel runs when a call's context ends before its result arrives.
+// cancel runs when a call's context ends before its result arrives. With
+// Hard declared, a call that a worker reported started is answered only
+// once that worker reports that its executor returned the call (so the
+// process group is dead), or after the call's grace and TimeoutMargin
+// without a report; any other call is answered at once.
 func (e *Executor) cancel(p *pending, ctx context.Context) {
 	err := executor.NewCanceledError(p.call.Name(), ctx)
 	e.mu.Lock()
-	if !e.removeLocked(p) {
+	if p.done || p.stopping {
 		e.mu.Unlock()
 		return
 	}
+	if e.opts.Enforcement == executor.Hard && !p.started.IsZero() && !p.parked {
+		p.stopping, p.verdict = true, err
+		if p.heapIdx >= 0 {
+			heap.Remove(&e.timers, p.heapIdx)
+		}
+		p.lastLook = time.Time{}
+		p.when = time.Now().Add(p.call.Grace + e.opts.TimeoutMargin)
+		e.pushLocked(p)
+		e.verdictLocked(p, err)
+		e.mu.Unlock()
+		return
+	}
+	e.removeLocked(p)
 	e.verdictLocked(p, err)
 	e.mu.Unlock()
 	e.complete(p, nil, err, "")
@@ -444,20 +508,69 @@ func (e *Executor) cancel(p *pending, ctx context.Context) {
 // call, and its message is removed if still queued. e.mu is held, so
 // Shutdown sees the job.
 func (e *Executor) verdictLocked(p *pending, verdict error) {
-	seq := p.seq
 	e.jobLocked(func(ctx context.Context) {
 		// The verdict first: the worker answers a cancellation with a
 		// result of its own, which must not be the one recorded.
 		writeFailure(ctx, e.obj.kv, p.key, verdict, 0, e.logger)
-		if err := e.conn.nc.Publish(e.opts.Setup.cancelSubject(), []byte(p.key)); err != nil {
-			e.logger.Debug("cannot send a cancellation", "key", p.key, "error", err)
-		}
-		if seq > 0 {
-			if err := e.obj.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-				e.logger.Debug("cannot remove a cancelled call from the stream", "seq", seq, "error", err)
-			}
-		}
+		e.stopCall(ctx, p)
 	})
+}
+
+// stopCall tells the workers to stop p's call and removes its message
+// from the stream if it is still queued.
+func (e *Executor) stopCall(ctx context.Context, p *pending) {
+	e.mu.Lock()
+	seq := p.seq
+	e.mu.Unlock()
+	if err := e.conn.nc.Publish(e.opts.Setup.cancelSubject(), []byte(p.key)); err != nil {
+		e.logger.Debug("cannot send a cancellation", "key", p.key, "error", err)
+	}
+	if seq > 0 {
+		if err := e.obj.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			e.logger.Debug("cannot remove a cancelled call from the stream", "seq", seq, "error", err)
+		}
+	}
+}
+
+// lastLook runs when p's backstop fired: a result recorded by then wins
+// (the watcher may have missed it, for example while it was re-created
+// after a server failed), so the timeout is written create-if-absent and
+// only declared if it is the call's recorded result. While the bucket
+// cannot be written, it looks again every second, for up to another
+// TimeoutMargin, and then declares the timeout without a record.
+func (e *Executor) lastLook(ctx context.Context, p *pending) {
+	e.mu.Lock()
+	at := p.lastLook
+	e.mu.Unlock()
+	verdict := e.backstop(p, at)
+	_, err := e.obj.kv.Create(ctx, p.key, failureRecord(verdict, 0, e.logger))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		entry, gerr := e.obj.kv.Get(ctx, p.key)
+		if gerr == nil {
+			e.deliver(p.key, entry.Value())
+			return
+		}
+		err = gerr
+	}
+	if err != nil && time.Since(at) < e.opts.TimeoutMargin {
+		e.logger.Debug("cannot record a timeout yet; looking again", "call", p.call.String(), "error", err)
+		e.mu.Lock()
+		if !p.done {
+			p.when = time.Now().Add(time.Second)
+			e.pushLocked(p)
+		}
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Lock()
+	removed := e.removeLocked(p)
+	e.mu.Unlock()
+	if !removed {
+		return
+	}
+	e.stopCall(ctx, p)
+	e.logger.Warn("no result by the call's limit, grace, ack wait and margin", "call", p.call.String(), "started", p.started)
+	e.complete(p, nil, verdict, "")
 }
 
 // jobLocked queues work for the janitor; e.mu is held.
@@ -477,15 +590,20 @@ func (e *Executor) wake() {
 // writeFailure records err as the result under key, unless a result is
 // already there.
 func writeFailure(ctx context.Context, kv jetstream.KeyValue, key string, err error, delivery uint64, logger hclog.Logger) {
-	payload, jerr := json.Marshal(wire.EncodeError(err))
-	if jerr != nil {
-		logger.Error("cannot encode an error", "key", key, "error", jerr)
-		return
-	}
-	rec := envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Delivery: delivery, Payload: payload})
+	rec := failureRecord(err, delivery, logger)
 	if _, cerr := kv.Create(ctx, key, rec); cerr != nil && !errors.Is(cerr, jetstream.ErrKeyExists) {
 		logger.Warn("cannot record a call's failure", "key", key, "error", cerr)
 	}
+}
+
+// failureRecord is the result record of a verdict err.
+func failureRecord(err error, delivery uint64, logger hclog.Logger) []byte {
+	payload, jerr := json.Marshal(wire.EncodeError(err))
+	if jerr != nil {
+		logger.Error("cannot encode an error", "error", jerr)
+		payload, _ = json.Marshal(wire.EncodeError(errors.New(err.Error())))
+	}
+	return envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Delivery: delivery, Payload: payload})
 }
 
 // onPubAck runs when the server acknowledges a published call.
@@ -564,9 +682,17 @@ func (e *Executor) dispatch() {
 // deliver completes the calls waiting under key with the record value.
 func (e *Executor) deliver(key string, value []byte) {
 	rec, derr := envelope.DecodeResult(value)
-	var ready []*pending
+	var ready, stopped []*pending
 	e.mu.Lock()
 	for p := e.pending[key]; p != nil; p = p.next {
+		if p.stopping {
+			// Only a worker's result says its executor returned the
+			// call; the submitter's own verdict does not.
+			if derr == nil && rec.Worker != "" {
+				stopped = append(stopped, p)
+			}
+			continue
+		}
 		if derr == nil && p.call.Logger != nil && p.logLines[rec.Delivery] < rec.Logs {
 			if !p.parked {
 				p.parked, p.want = true, rec
@@ -583,9 +709,15 @@ func (e *Executor) deliver(key string, value []byte) {
 	for _, p := range ready {
 		e.removeLocked(p)
 	}
+	for _, p := range stopped {
+		e.removeLocked(p)
+	}
 	e.mu.Unlock()
 	for _, p := range ready {
 		e.finish(p, rec, derr)
+	}
+	for _, p := range stopped {
+		e.complete(p, nil, p.verdict, "")
 	}
 }
 
@@ -631,17 +763,38 @@ func (e *Executor) onEvent(m *nats.Msg) {
 		now := time.Now()
 		e.mu.Lock()
 		for p := e.pending[ev.Key]; p != nil; p = p.next {
-			if p.call.Limit <= 0 || p.parked {
+			if p.parked || p.stopping || !p.lastLook.IsZero() {
+				continue
+			}
+			p.started = now
+			if p.call.Limit <= 0 {
 				continue
 			}
 			if p.heapIdx >= 0 {
 				heap.Remove(&e.timers, p.heapIdx)
 			}
-			p.started = now
-			p.when = now.Add(p.call.Limit + p.call.Grace + e.opts.TimeoutMargin)
+			// Past the limit and grace, a dead worker's call is delivered
+			// again within the ack wait; this delivery's Started moves
+			// the backstop, so it never fires before a redelivery could.
+			p.when = now.Add(p.call.Limit + p.call.Grace + e.ackWait + e.opts.TimeoutMargin)
 			e.pushLocked(p)
 		}
 		e.mu.Unlock()
+	case envelope.Stopped:
+		var stopped []*pending
+		e.mu.Lock()
+		for p := e.pending[ev.Key]; p != nil; p = p.next {
+			if p.stopping {
+				stopped = append(stopped, p)
+			}
+		}
+		for _, p := range stopped {
+			e.removeLocked(p)
+		}
+		e.mu.Unlock()
+		for _, p := range stopped {
+			e.complete(p, nil, p.verdict, "")
+		}
 	case envelope.Log:
 		var loggers []hclog.Logger
 		e.mu.Lock()
@@ -759,11 +912,15 @@ func (e *Executor) janitor() {
 		})
 		var timeouts []*pending
 		for _, p := range expired {
-			if !p.parked {
-				e.verdictLocked(p, e.backstop(p, now))
+			if p.parked || p.stopping {
+				e.removeLocked(p)
+				timeouts = append(timeouts, p)
+				continue
 			}
-			e.removeLocked(p)
-			timeouts = append(timeouts, p)
+			if p.lastLook.IsZero() {
+				p.lastLook = now
+			}
+			e.jobLocked(func(ctx context.Context) { e.lastLook(ctx, p) })
 		}
 		var next time.Time
 		if e.timers.Len() > 0 {
@@ -778,14 +935,13 @@ func (e *Executor) janitor() {
 		e.mu.Unlock()
 
 		for _, p := range timeouts {
-			if p.parked {
-				e.logger.Debug("some log lines of a call did not arrive", "call", p.call.String())
-				e.finish(p, p.want, nil)
+			if p.stopping {
+				e.logger.Warn("no report that a cancelled call stopped on its worker", "call", p.call.String())
+				e.complete(p, nil, p.verdict, "")
 				continue
 			}
-			err := e.backstop(p, now)
-			e.logger.Warn("no result by the call's limit, grace and margin", "call", p.call.String(), "started", p.started)
-			e.complete(p, nil, err, "")
+			e.logger.Debug("some log lines of a call did not arrive", "call", p.call.String())
+			e.finish(p, p.want, nil)
 		}
 		for _, p := range retry {
 			if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
@@ -815,13 +971,16 @@ func (e *Executor) janitor() {
 }
 
 // backstop is the executor's own timeout for a call whose result did not
-// arrive by its limit, grace and margin after it started.
+// arrive by its limit, grace, ack wait and margin after it started. It is
+// Soft and not Stopped whatever the declared enforcement: the submitter
+// has heard nothing from the worker and cannot tell whether the work
+// still runs.
 func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 	return &executor.TimeoutError{
 		Task:        p.call.Name(),
 		Limit:       p.call.Limit,
 		Elapsed:     now.Sub(p.started),
-		Enforcement: e.opts.Enforcement,
+		Enforcement: executor.Soft,
 	}
 }
 
