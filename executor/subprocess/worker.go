@@ -25,7 +25,7 @@ import (
 type stopReason uint8
 
 const (
-	stopNone stopReason = iota
+	_ stopReason = iota // the zero value: not stopping
 	// Graceful: SIGTERM to the group now, SIGKILL after the grace period.
 	stopTimeout
 	stopCancel
