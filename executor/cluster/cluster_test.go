@@ -97,7 +97,7 @@ func startWorkerProcess(t *testing.T, url, name string) *workerProcess {
 	cmd.Env = append(os.Environ(), workerEnv+"="+url, workerEnv+"_NAME="+name, "GORACE="+gorace)
 	wp := &workerProcess{cmd: cmd, stderr: &executortest.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = wp.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent() // Linux only: sysproc_*_test.go
 	require.NoError(t, cmd.Start())
 	go func() {
 		wp.err = cmd.Wait()
