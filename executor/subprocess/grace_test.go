@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -66,7 +68,7 @@ func TestByDefaultTheWorkStopsAtItsLimit(t *testing.T) {
 	// never grows after that.
 	ex := newExecutor(t, subprocess.Options{Workers: 1})
 	path := filepath.Join(t.TempDir(), "ticks")
-	_, err, _ := run(t, ex, ticker(path, 0))
+	_, _, err := run(t, ex, ticker(path, 0))
 	timedOut(t, err)
 	got := lines(t, path)
 	assert.NotEmpty(t, got, "the task ran")
@@ -76,7 +78,7 @@ func TestByDefaultTheWorkStopsAtItsLimit(t *testing.T) {
 func TestNegativeCallGraceMeansNone(t *testing.T) {
 	ex := newExecutor(t, subprocess.Options{Workers: 1, Grace: time.Hour})
 	path := filepath.Join(t.TempDir(), "ticks")
-	_, err, _ := run(t, ex, ticker(path, -1))
+	_, _, err := run(t, ex, ticker(path, -1))
 	timedOut(t, err)
 	got := lines(t, path)
 	assert.NotEmpty(t, got, "the task ran")
@@ -94,7 +96,7 @@ func TestGraceLetsGoCodeThatIgnoresItsContextRunOn(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ex := newExecutor(t, subprocess.Options{Workers: 1, Grace: opts.exec})
 			path := filepath.Join(t.TempDir(), "ticks")
-			_, err, _ := run(t, ex, ticker(path, opts.call))
+			_, _, err := run(t, ex, ticker(path, opts.call))
 			timedOut(t, err)
 			assert.Greater(t, len(lines(t, path)), 4, "the task ran during the grace period")
 		})
@@ -115,7 +117,7 @@ func TestGraceLetsACooperativeTaskCleanUp(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ex := newExecutor(t, tc.opts)
 			path := filepath.Join(t.TempDir(), "cleanup")
-			_, err, _ := run(t, ex, executor.Call{Handler: cleanupTask,
+			_, _, err := run(t, ex, executor.Call{Handler: cleanupTask,
 				Input: executortest.Args{Path: path, Sleep: 500 * time.Millisecond},
 				Limit: 200 * time.Millisecond, Grace: tc.grace})
 			timedOut(t, err)
