@@ -5,7 +5,9 @@
 // really stop (it ignores its context, spins in C code, starts processes
 // of its own), when a task may crash the process it runs in, or when it
 // leaks; pick executor/pool when tasks are well-behaved Go code and a
-// call must cost nanoseconds rather than tens of microseconds. Linux only.
+// call must cost nanoseconds rather than tens of microseconds. It runs on
+// Linux, macOS and Windows, with each system's own mechanics (see
+// Operating systems).
 //
 // # Use
 //
@@ -16,7 +18,8 @@
 //
 //	func main() {
 //		subprocess.ServeIfWorker(tasks.Registry())
-//		ex := subprocess.New(subprocess.Options{})
+//		ex, err := subprocess.New(subprocess.Options{})
+//		if err != nil { ... } // an *UnsupportedError: see Operating systems
 //		defer ex.Shutdown(context.Background())
 //		v, err := executor.Run(ctx, ex, executor.Call{Handler: tasks.Resize, Input: img, Limit: time.Minute})
 //		...
@@ -129,6 +132,33 @@
 // protocol pipe closes, which happens only when the parent is gone (a
 // task that ignores SIGHUP does not escape). Processes that leave the group
 // (setsid) are beyond both.
+//
+// # Operating systems
+//
+// The process mechanics live in one file per system (os_linux.go,
+// os_darwin.go, os_windows.go, with internal/procgroup); what a system
+// cannot do is refused by New with an *UnsupportedError, never dropped
+// silently.
+//
+//	                     Linux                        macOS                         Windows
+//	a worker's tree      its process group            its process group             a Job Object (no breakaway)
+//	stop request         SIGTERM to the group         SIGTERM to the group          an inherited event, set
+//	kill                 SIGKILL to the group         SIGKILL to the group          TerminateJobObject
+//	"dead" means         kill(-pgid, 0) fails ESRCH   kill(-pgid, 0) fails ESRCH    no active process in the job
+//	orphans              reaped here (subreaper)      reaped by launchd             held by the job
+//	parent dies          Pdeathsig and pipe EOF       pipe EOF: it kills its group  KILL_ON_JOB_CLOSE
+//	Options.MemoryLimit  yes (/proc/<pid>/statm)      refused by New                refused by New
+//	Options.NoSubreaper  honoured                     nothing to do                 nothing to do
+//	tested here          yes, in CI                   cross-compiled and vetted     cross-compiled and vetted
+//
+// On Windows a worker starts suspended, is put in its job, then resumed,
+// so it starts nothing outside it; the job's handle is this process's
+// alone, and when this process dies Windows closes it and kills the job.
+// A task cannot turn the stop event off as signal.Ignore turns SIGTERM
+// off; it still gets the grace period to return after its context ends.
+// On macOS a worker that is killed leaves its task's children to launchd,
+// which reaps them, so a group whose members are dead but owned by
+// launchd counts as stopped. Other systems: New refuses the executor.
 //
 // Under the race detector, a Go program sleeps a second before it exits;
 // workers of a race-enabled program are started with GORACE

@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -178,7 +180,11 @@ func leftovers() []procgroup.Process {
 // and waits to be killed.
 func playParent() int {
 	_ = os.Unsetenv(helperEnv) // its workers are plain workers
-	ex := subprocess.New(subprocess.Options{Workers: 2})
+	ex, err := subprocess.New(subprocess.Options{Workers: 2})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	var futures []*executor.Future
 	for range 2 {
 		f, err := ex.Submit(context.Background(), executor.Call{Handler: orphanTask})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +75,7 @@ type server struct {
 	limit int
 	out   *os.File
 	sigs  chan os.Signal
+	stop  stopper // where the parent's stop requests come from
 
 	wmu  sync.Mutex // serialises frames on out
 	wbuf []byte
@@ -108,25 +108,21 @@ func serve(reg *executor.Registry, spec string) int {
 		fmt.Fprintf(os.Stderr, "executor/subprocess: bad %s=%q: %v\n", envWorker, spec, err)
 		return 2
 	}
-	for _, fd := range []int{3, 4} {
-		var st syscall.Stat_t
-		if err := syscall.Fstat(fd, &st); err != nil {
-			fmt.Fprintf(os.Stderr, "executor/subprocess: started as a worker without its protocol pipe on fd %d: %v\n", fd, err)
-			return 2
-		}
-		// Not inherited by the processes tasks start; pollable by Go.
-		syscall.CloseOnExec(fd)
-		_ = syscall.SetNonblock(fd, true)
+	callsIn, resultsOut, stop, err := workerFiles() // os_*.go
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "executor/subprocess: %v\n", err)
+		return 2
 	}
 	s := &server{
 		reg:   reg,
 		pid:   os.Getpid(),
-		pgid:  syscall.Getpgrp(),
+		pgid:  ownGroup(),
 		limit: limit,
-		out:   os.NewFile(4, "flowline-results"),
+		out:   resultsOut,
 		sigs:  make(chan os.Signal, 2),
+		stop:  stop,
 	}
-	signal.Notify(s.sigs, syscall.SIGTERM, syscall.SIGHUP)
+	stop.watch(s.sigs)
 	go s.signals()
 	calls := make(chan proto.Call, 1)
 	go s.runner(calls)
@@ -134,7 +130,7 @@ func serve(reg *executor.Registry, spec string) int {
 	if err := s.send(&proto.Hello{Version: proto.Version, PID: s.pid}); err != nil {
 		s.lost()
 	}
-	r := frame.NewReader(os.NewFile(3, "flowline-calls"), limit)
+	r := frame.NewReader(callsIn, limit)
 	for {
 		kind, body, err := r.Next()
 		if err != nil {
@@ -182,9 +178,7 @@ func (s *server) lost() {
 // orphaned kills the worker's whole group, itself included: the parent is
 // gone and nobody else would stop what the task started.
 func (s *server) orphaned() {
-	if s.pgid == s.pid { // never the group of a parent that did not give us our own
-		_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
-	}
+	killOwnGroup(s.pid, s.pgid) // never the group of a parent that did not give us our own
 	os.Exit(1)
 }
 
@@ -214,9 +208,7 @@ func (s *server) runner(calls <-chan proto.Call) {
 		s.sendResult(&res)
 		// A task that ignored SIGTERM or SIGHUP (signal.Ignore) turned off
 		// the worker's handler too; turn it back on for the next call.
-		if signal.Ignored(syscall.SIGTERM) || signal.Ignored(syscall.SIGHUP) {
-			signal.Notify(s.sigs, syscall.SIGTERM, syscall.SIGHUP)
-		}
+		s.stop.rewatch(s.sigs)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,7 +18,6 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
 	"github.com/flowline-go/flowline/internal/frame"
-	"github.com/flowline-go/flowline/internal/procgroup"
 	"github.com/flowline-go/flowline/internal/wire"
 )
 
@@ -27,7 +25,7 @@ import (
 type stopReason uint8
 
 const (
-	stopNone stopReason = iota
+	_ stopReason = iota // the zero value: not stopping
 	// Graceful: SIGTERM to the group now, SIGKILL after the grace period.
 	stopTimeout
 	stopCancel
@@ -53,7 +51,8 @@ func (r stopReason) graceful() bool { return r >= stopTimeout && r <= stopShutdo
 type worker struct {
 	e      *Executor
 	cmd    *exec.Cmd
-	pid    int // also its process group's id
+	pid    int
+	group  *group // its process tree: process group (Unix) or job (Windows)
 	name   string
 	logger hclog.Logger
 	cancel context.CancelFunc // ends the Cmd's context: Cmd.Cancel sends SIGTERM to the group
@@ -121,28 +120,44 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	if raceEnabled {
 		cmd.Env = raceEnv(cmd.Env)
 	}
-	cmd.ExtraFiles = []*os.File{reqR, respW} // fd 3 and fd 4
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
+	g := &group{}
+	if err := g.prepare(cmd, reqR, respW); err != nil { // the pipes, a group of its own (os_*.go)
+		cancel()
+		closeAll()
+		return nil, &startError{reason: err.Error()}
+	}
 	// Stopping a worker cancels ctx; Cancel then sends SIGTERM to the whole
 	// group, grandchildren included. WaitDelay is left at zero: it is fixed
 	// at Start, where a call's grace is per call, and it would SIGKILL the
 	// leader only; the slot sends SIGKILL to the group itself.
-	cmd.Cancel = func() error { return procgroup.Signal(cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.Cancel = g.term
 
-	err := e.spawner.run(cmd.Start)
+	err := e.spawner.run(func() error {
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if err := g.attach(cmd); err != nil { // Windows: into its job, then resumed
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
+		return nil
+	})
 	for _, f := range []*os.File{reqR, respW, outW, errW} {
 		f.Close() // the child has its copies
 	}
 	if err != nil {
 		cancel()
 		closeAll()
+		g.release()
 		return nil, &startError{reason: err.Error()}
 	}
 	w := &worker{
 		e:      e,
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,
+		group:  g,
 		cancel: cancel,
 		req:    reqW,
 		resp:   respR,
@@ -240,7 +255,7 @@ func (e *Executor) stopLocked(w *worker, reason stopReason, detail string) {
 	case reason.graceful():
 		w.cancel() // Cmd.Cancel: SIGTERM to the group
 	case reason != stopCrash:
-		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+		_ = w.group.kill()
 	}
 	select {
 	case w.events <- struct{}{}:
@@ -503,7 +518,7 @@ func (e *Executor) serve(w *worker) bool {
 			}
 			e.mu.Unlock()
 		case <-memC:
-			if rss, err := procgroup.RSS(w.pid); err == nil && rss > e.opts.MemoryLimit {
+			if rss, err := rss(w.pid); err == nil && rss > e.opts.MemoryLimit {
 				e.mu.Lock()
 				e.stopLocked(w, stopMemory, fmt.Sprintf("memory limit: resident set of %s over the limit of %s (Options.MemoryLimit)",
 					mib(rss), mib(e.opts.MemoryLimit)))
@@ -527,8 +542,7 @@ func (e *Executor) serve(w *worker) bool {
 
 	lg := w.logger.With("reason", reason.String(), "status", w.state.String(), "calls", calls)
 	if !confirmed {
-		members, _ := procgroup.Members(w.pid)
-		lg.Error("worker's process group is still there after SIGKILL", "members", fmt.Sprint(members))
+		lg.Error("worker's process group is still there after SIGKILL", "members", w.group.survivors())
 	} else if reason == stopCrash && j == nil {
 		lg.Warn("worker died between calls", "stderr", w.tail.String())
 	} else {
@@ -574,7 +588,7 @@ func (w *worker) stop() (confirmed bool) {
 		killAt = stopAt.Add(grace)
 	}
 	if !waitUntil(w.exited, killAt) {
-		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+		_ = w.group.kill()
 		<-w.exited
 	}
 	// Then the rest of the group, orphans this process adopted: they get
@@ -582,11 +596,12 @@ func (w *worker) stop() (confirmed bool) {
 	if reason == stopCrash {
 		killAt = time.Now()
 	}
-	confirmed = procgroup.Drain(w.pid, killAt, e.foreignZombies)
+	confirmed = w.group.drain(killAt, e.foreignZombies)
 	if !confirmed {
-		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
-		confirmed = procgroup.Drain(w.pid, time.Now().Add(killWait), e.foreignZombies)
+		_ = w.group.kill()
+		confirmed = w.group.drain(time.Now().Add(killWait), e.foreignZombies)
 	}
+	w.group.release() // Windows: closing the job kills what is left of it
 	w.cancel()
 	w.req.Close()
 
