@@ -223,7 +223,10 @@ func (r *Result) Report() string {
 // duration, the first line of its error, or for a run that succeeded after
 // failed attempts the last of their errors), and a count of tasks per
 // state.
-// A mapped node's attempts column shows its children's count, as "×N".
+// A mapped node's attempts column shows its children's count, as "×N";
+// attempts whose calls were delivered more than once (a cluster call taken
+// over from a worker that died) are counted after it, as "1 (+1
+// redelivered)".
 func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 	var b strings.Builder
 	if opts.OmitTimes {
@@ -242,6 +245,11 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		t := &r.Tasks[i]
 		counts[t.State%16]++
 		attempts := strconv.Itoa(len(t.Attempts))
+		if extra := redeliveries(t.Attempts); extra > 0 {
+			// Redeliveries are not attempts (the task runner did not
+			// retry), but the caller should see them.
+			attempts += fmt.Sprintf(" (+%d redelivered)", extra)
+		}
 		if t.Mapped {
 			attempts = "×" + strconv.Itoa(t.Children)
 		}
@@ -315,4 +323,15 @@ func firstLine(err error) string {
 
 func childLabel(name string, i int) string {
 	return name + "[" + strconv.Itoa(i) + "]"
+}
+
+// redeliveries counts the deliveries of attempts' calls beyond the first.
+func redeliveries(as []task.Attempt) int {
+	n := 0
+	for _, a := range as {
+		if a.Deliveries > 1 {
+			n += a.Deliveries - 1
+		}
+	}
+	return n
 }
