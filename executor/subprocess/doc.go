@@ -73,7 +73,11 @@
 // after the task, with its run, attempt and worker (lines read between
 // calls go to the last call's logger); the task's own log lines
 // (executor.Logger(ctx) in the worker) reach the call's Logger with their
-// level, message and pairs, task, run and attempt among them.
+// level, message and pairs, task, run and attempt among them. Loggers run
+// with no lock of the executor held: a logger that blocks holds up only
+// its worker's output (and the task, once the pipe is full); the call is
+// still answered at its limit, other calls go on, and the worker's slot is
+// replaced only once the logger returns.
 //
 // # Stopping a worker
 //
