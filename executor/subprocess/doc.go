@@ -37,6 +37,7 @@
 //	what happened                         the Future's error                                  the worker
 //	the task returned in time             its result, or its error (message and class kept)   kept
 //	the task panicked                     *executor.PanicError with the task's stack          kept
+//	the task called runtime.Goexit        *executor.PanicError, at once                       kept
 //	the limit passed                      *executor.TimeoutError{Hard, Stopped: true}         killed, replaced
 //	the caller's context ended            *executor.CanceledError (matches context.Canceled)  killed, replaced
 //	the worker exited or was killed       *executor.CrashError{Reason: "exit status 3"}       replaced
