@@ -33,6 +33,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
+	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/internal/procgroup"
@@ -111,8 +112,17 @@ func serve(name, url string) error {
 
 func run(kill bool) error {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "distributed", Level: hclog.Warn})
-	ex, err := cluster.New(cluster.Options{Listen: "127.0.0.1:0", Setup: setup, Logger: logger})
+	// The submitter embeds the NATS server (package natsserver); the
+	// workers only connect to its URL, so their code needs no server: a
+	// worker program of its own would import executor/cluster alone.
+	srv, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {
+		return err
+	}
+	ex, err := cluster.New(cluster.Options{Connection: cluster.Connection{Server: srv}, StopServer: true,
+		Setup: setup, Logger: logger})
+	if err != nil {
+		srv.Shutdown()
 		return err
 	}
 	defer ex.Shutdown(context.Background())

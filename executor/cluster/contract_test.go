@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,15 +80,13 @@ func TestOversizedResultIsAPromptOutputError(t *testing.T) {
 }
 
 func TestResultRefusedByTheBucketIsAnOutputError(t *testing.T) {
-	srv, err := cluster.StartServer(cluster.ServerOptions{Listen: "127.0.0.1:0"})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
+	srv := startServer(t)
 	// A bucket that takes small values only: the server refuses a larger
 	// record for good, which retrying cannot change.
 	js := testConn(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "flowline-results", MaxValueSize: 1000, History: 1})
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "flowline-results", MaxValueSize: 1000, History: 1})
 	require.NoError(t, err)
 	ex := newExecutor(t, cluster.Options{Connection: cluster.Connection{Server: srv}})
 	startWorker(t, cluster.WorkerOptions{Connection: inProcess(ex), Concurrency: 1, Registry: registryWith(t, bigResult)})
@@ -233,3 +232,68 @@ func (d *hardDeaf) release() {
 func (d *hardDeaf) Enforcement() executor.Enforcement { return executor.Hard }
 func (d *hardDeaf) Shutdown(context.Context) error    { d.release(); return nil }
 func (d *hardDeaf) Stats() executor.Stats             { return executor.Stats{} }
+
+func TestSubmitWaitsForRoomAndTrySubmitDoesNot(t *testing.T) {
+	srv := startServer(t)
+	// The stream takes another subject, and a plain subscriber holds the
+	// calls' publishes without answering: a submission stays pending
+	// until the test answers it as the stream would.
+	js := testConn(t, srv.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOWLINE_CALLS", Subjects: []string{"elsewhere.calls"},
+		Retention: jetstream.WorkQueuePolicy})
+	require.NoError(t, err)
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	held := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe("flowline.calls", held)
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	require.NoError(t, nc.Flush())
+
+	ex := newExecutor(t, cluster.Options{Connection: cluster.Connection{Server: srv}, MaxPending: 1, PublishTimeout: time.Hour})
+	call := executor.Call{Handler: executortest.Echo, Input: args(1, 0)}
+	cctx, ccancel := context.WithCancel(context.Background())
+	defer ccancel()
+	first, err := ex.Submit(cctx, call)
+	require.NoError(t, err)
+	m1 := <-held
+
+	_, err = ex.TrySubmit(context.Background(), call)
+	require.ErrorIs(t, err, executor.ErrQueueFull)
+
+	start := time.Now()
+	tctx, tcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer tcancel()
+	_, err = ex.Submit(tctx, call)
+	assert.Equal(t, context.DeadlineExceeded, err, "not exactly ctx.Err()")
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+
+	// Answered, the first publish gives its room to a waiting Submit.
+	type submitted struct {
+		f   *executor.Future
+		err error
+	}
+	got := make(chan submitted, 1)
+	go func() {
+		f, err := ex.Submit(cctx, call)
+		got <- submitted{f, err}
+	}()
+	select {
+	case <-got:
+		t.Fatal("Submit did not wait for room")
+	case <-time.After(50 * time.Millisecond):
+	}
+	require.NoError(t, m1.Respond([]byte(`{"stream":"FLOWLINE_CALLS","seq":1}`)))
+	s := <-got
+	require.NoError(t, s.err)
+	<-held
+	ccancel() // nothing will answer these calls: cancel them
+	for _, f := range []*executor.Future{first, s.f} {
+		_, err := wait(t, f)
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+	assert.Equal(t, executor.Stats{Submitted: 2, Canceled: 2}, ex.Stats())
+}

@@ -45,8 +45,19 @@
 // an *executor.InputError at Submit, and a result over it an
 // *executor.OutputError, answered at once.
 //
-// With no URL, New starts an embedded NATS server in the process (a
-// temporary store, no network port unless Options.Listen asks for one),
-// so tests and examples need nothing installed; with a URL it uses a real
-// NATS server or cluster. See docs/cluster.md for operations.
+// The Executor and workers connect to a real NATS server or cluster by
+// URL, or to an embedded server in the same process: package
+// executor/cluster/natsserver starts one (a temporary store, no network
+// port unless asked), so tests and examples need nothing installed. That
+// package is apart so that a program that only connects to a URL links no
+// server code (about 9 MB of binary less; see docs/cluster.md).
+//
+//	srv, err := natsserver.Start(natsserver.Options{})
+//	...
+//	ex, err := cluster.New(cluster.Options{
+//		Connection: cluster.Connection{Server: srv},
+//		StopServer: true, // Shutdown stops srv too
+//	})
+//
+// See docs/cluster.md for operations.
 package cluster

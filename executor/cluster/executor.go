@@ -25,24 +25,22 @@ import (
 	"github.com/flowline-go/flowline/internal/wire"
 )
 
-// Options configure an Executor. The zero value is ready to use: an
-// embedded server of the executor's own, default names and settings, soft
-// enforcement declared.
+// Options configure an Executor. A Connection (a URL or a Server) is
+// required; every other zero field means its documented default: default
+// names and settings, soft enforcement declared.
 type Options struct {
-	// Connection says which NATS to use. With neither URL nor Server, New
-	// starts an embedded server that the executor owns and stops at
-	// Shutdown (see Listen).
+	// Connection says which NATS to use: a URL, or a Server in the same
+	// process (a *natsserver.Server). One of them is required.
 	Connection
+
+	// StopServer makes Shutdown stop Connection.Server once the
+	// executor's connection is closed, for a server started for this
+	// executor alone. The server must then have a Shutdown method
+	// (*natsserver.Server has). Ignored with a URL.
+	StopServer bool
 
 	// Setup names the stream, consumer and bucket, and their settings.
 	Setup
-
-	// Listen is where the executor's own embedded server listens for
-	// worker processes, e.g. "127.0.0.1:0" for a free port on loopback
-	// (ClientURL tells which). Empty means no port: only workers in this
-	// process can connect, through Server. Ignored when Connection names
-	// a URL or a Server.
-	Listen string
 
 	// Enforcement declares how the workers enforce limits: executor.Soft
 	// (the default) when they run calls on an in-process executor such as
@@ -74,13 +72,14 @@ type Options struct {
 	PublishTimeout time.Duration
 
 	// MaxPending bounds the submitted calls awaiting the server's
-	// acknowledgement; Submit waits up to 200ms for room and then fails
-	// with executor.ErrQueueFull. Default 4096.
+	// acknowledgement (a call is pending only until the server has stored
+	// it, not until it is answered). Submit waits for room while its
+	// context allows; TrySubmit fails at once with executor.ErrQueueFull.
+	// Default 4096.
 	MaxPending int
 
-	// Logger receives the executor's own messages, named "cluster" (the
-	// embedded server's are named "cluster.nats-server"). Nil means no
-	// logging. Task log lines go to each Call's Logger.
+	// Logger receives the executor's own messages, named "cluster". Nil
+	// means no logging. Task log lines go to each Call's Logger.
 	Logger hclog.Logger
 }
 
@@ -90,8 +89,8 @@ type Options struct {
 type Executor struct {
 	opts    Options
 	logger  hclog.Logger
-	server  *Server // embedded server, if any
-	owned   bool    // the executor started server and stops it
+	server  Server // in-process server, if any
+	owned   bool   // Shutdown stops server (StopServer)
 	conn    *conn
 	js      jetstream.JetStream
 	obj     objects
@@ -107,6 +106,13 @@ type Executor struct {
 	janitorEnd chan struct{}
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
+
+	// room holds one token per publish awaiting the server's answer, at
+	// most MaxPending (its capacity); the answer (the ack or error
+	// callback) takes the token out. closing is closed when Shutdown
+	// begins, which ends every wait for room.
+	room    chan struct{}
+	closing chan struct{}
 
 	closed atomic.Bool   // set under mu; read without it on Submit's fast path
 	seq    atomic.Uint64 // numbers the calls without a RunID (callID)
@@ -132,10 +138,10 @@ const logWait = 2 * time.Second
 // jobTimeout bounds one request of the executor's background work.
 const jobTimeout = 10 * time.Second
 
-// New connects to NATS (or starts an embedded server), creates the stream,
-// consumer and bucket if they are missing, and starts watching for
-// results. It fails if the server cannot be started or reached, or the
-// objects cannot be created.
+// New connects to NATS, creates the stream, consumer and bucket if they
+// are missing, and starts watching for results. It fails without a URL or
+// a Server, or if the server cannot be reached or the objects cannot be
+// created.
 func New(opts Options) (*Executor, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -169,17 +175,13 @@ func New(opts Options) (*Executor, error) {
 		kick:       make(chan struct{}, 1),
 		watchDone:  make(chan struct{}),
 		janitorEnd: make(chan struct{}),
-	}
-	if opts.URL == "" && opts.Server == nil {
-		srv, err := StartServer(ServerOptions{Listen: opts.Listen, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		e.server, e.owned = srv, true
-		e.opts.Server = srv
+		room:       make(chan struct{}, opts.MaxPending),
+		closing:    make(chan struct{}),
 	}
 	if opts.URL != "" {
 		e.server = nil
+	} else if opts.Server != nil {
+		e.owned = opts.StopServer
 	}
 	if err := e.start(); err != nil {
 		e.teardown(context.Background())
@@ -203,7 +205,8 @@ func (e *Executor) start() error {
 		return err
 	}
 	e.js, err = jetstream.New(e.conn.nc,
-		jetstream.WithPublishAsyncMaxPending(e.opts.MaxPending),
+		// The room is e.room's: the client's own bound is never reached.
+		jetstream.WithPublishAsyncMaxPending(2*e.opts.MaxPending),
 		jetstream.WithPublishAsyncTimeout(e.opts.PublishTimeout),
 		jetstream.WithPublishAsyncAckHandler(e.onPubAck),
 		jetstream.WithPublishAsyncErrHandler(e.onPubErr),
@@ -236,13 +239,13 @@ func (e *Executor) start() error {
 	return nil
 }
 
-// Server returns the embedded server the executor is connected to (its
-// own, or the one in Options), or nil when it is connected to a URL.
-// Workers in the same process connect to it with Connection.Server.
-func (e *Executor) Server() *Server { return e.server }
+// Server returns the in-process server the executor is connected to (the
+// one in Options), or nil when it is connected to a URL. Workers in the
+// same process connect to it with Connection.Server.
+func (e *Executor) Server() Server { return e.server }
 
 // ClientURL returns the URL that worker processes connect to: the
-// Options' URL, or the embedded server's when it listens, or "" when
+// Options' URL, or the in-process server's when it listens, or "" when
 // workers can only connect in process (through Server).
 func (e *Executor) ClientURL() string {
 	if e.opts.URL != "" {
@@ -291,11 +294,12 @@ type pending struct {
 	lastLook time.Time
 }
 
-// Submit publishes call for a worker and returns its Future. It fails with
+// Submit publishes call for a worker and returns its Future. When
+// MaxPending submissions await the server's acknowledgement it waits for
+// room while ctx allows, and fails with exactly ctx.Err() if ctx ends
+// first, or with executor.ErrClosed if Shutdown begins. It fails with
 // executor.ErrClosed after Shutdown, with an error for a Call without a
-// Handler, with executor.ErrQueueFull when MaxPending submissions await
-// the server's acknowledgement for 200ms, and with the client's error when
-// the connection is closed. A context that has already ended gives a
+// Handler, and with the client's error when the connection is closed. A context that has already ended gives a
 // Future with an *executor.CanceledError and nothing is published; an
 // input the handler cannot encode, or whose message is over the server's
 // maximum payload, gives a Future with its *executor.InputError.
@@ -310,18 +314,30 @@ type pending struct {
 // reported started, once its worker reports that the call stopped (at
 // most the call's grace and TimeoutMargin later).
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, true)
+}
+
+// TrySubmit is Submit without the wait: when MaxPending submissions await
+// the server's acknowledgement it fails at once with
+// executor.ErrQueueFull and nothing is published.
+func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, false)
+}
+
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/cluster: Submit with a nil Handler")
 	}
 	if e.closed.Load() {
 		return nil, executor.ErrClosed
 	}
-	e.stats.Submitted.Add(1)
 	if ctx.Err() != nil {
+		e.stats.Submitted.Add(1)
 		err := executor.NewCanceledError(call.Name(), ctx)
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
+	e.stats.Submitted.Add(1)
 	data, err := call.Handler.EncodeInput(call.Input)
 	if err != nil {
 		e.stats.Ended(err)
@@ -355,10 +371,15 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
+	if err := e.takeRoom(ctx, wait); err != nil {
+		e.stats.Submitted.Add(^uint64(0))
+		return nil, err
+	}
 
 	e.mu.Lock()
 	if e.closed.Load() { // Shutdown began meanwhile
 		e.mu.Unlock()
+		e.giveRoom()
 		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
@@ -374,9 +395,11 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	e.mu.Unlock()
 
 	if ctx.Err() != nil {
+		e.giveRoom()
 		return p.promise.Future(), nil // cancelled already: nothing to publish
 	}
 	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
+		e.giveRoom()
 		e.mu.Lock()
 		removed := e.removeLocked(p)
 		e.mu.Unlock()
@@ -388,13 +411,36 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 			e.stats.Running.Add(-1)
 			e.release(p)
 		}
-		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return nil, fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
-		}
 		return nil, fmt.Errorf("executor/cluster: submit %s: %w", call.String(), err)
 	}
 	return p.promise.Future(), nil
 }
+
+// takeRoom takes a token of room for one publish. Without room it fails
+// at once with executor.ErrQueueFull unless wait is set; with wait, it
+// waits until there is room, ctx ends (it returns exactly ctx.Err()) or
+// Shutdown begins (executor.ErrClosed).
+func (e *Executor) takeRoom(ctx context.Context, wait bool) error {
+	select {
+	case e.room <- struct{}{}:
+		return nil
+	default:
+	}
+	if !wait {
+		return fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
+	}
+	select {
+	case e.room <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.closing:
+		return executor.ErrClosed
+	}
+}
+
+// giveRoom returns a token taken by takeRoom.
+func (e *Executor) giveRoom() { <-e.room }
 
 // headerBudget is what a message's headers (the dedup id, the key-value
 // store's expected-revision header) may take of the server's maximum
@@ -608,6 +654,7 @@ func failureRecord(err error, delivery uint64, logger hclog.Logger) []byte {
 
 // onPubAck runs when the server acknowledges a published call.
 func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	e.giveRoom()
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -633,14 +680,24 @@ func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.P
 	}
 }
 
+// errNoRoom is why a publish was not repeated yet: MaxPending others
+// await the server's answer.
+var errNoRoom = errors.New("executor/cluster: no room to publish again yet")
+
 // retryable reports whether a failed publish may be repeated.
 func retryable(err error) bool {
-	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+	return errors.Is(err, errNoRoom) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // onPubErr runs when a published call was not acknowledged.
 func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	e.giveRoom()
+	e.failedPub(m, err)
+}
+
+// failedPub schedules a failed publish of m again, or fails its call.
+func (e *Executor) failedPub(m *nats.Msg, err error) {
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	now := time.Now()
 	e.mu.Lock()
@@ -944,8 +1001,13 @@ func (e *Executor) janitor() {
 			e.finish(p, p.want, nil)
 		}
 		for _, p := range retry {
+			if e.takeRoom(context.Background(), false) != nil {
+				e.failedPub(p.msg, errNoRoom) // again, a little later
+				continue
+			}
 			if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
-				e.onPubErr(e.js, p.msg, err)
+				e.giveRoom()
+				e.failedPub(p.msg, err)
 			}
 		}
 		for _, job := range jobs {
@@ -988,12 +1050,15 @@ func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 // for every accepted call's result. If ctx ends first it returns an
 // *executor.ShutdownError naming those calls; they stay pending and a
 // later Shutdown waits for them again. Once no call is pending it stops
-// watching, closes the connection and, if the executor started its own
-// embedded server, stops it and removes its store: workers connected to
-// that server lose their connection, so shut them down first. Calls that
+// watching, closes the connection and, with Options.StopServer, stops the
+// in-process server: workers connected to that server lose their
+// connection, so shut them down first. Calls that
 // workers still run for cancelled or timed-out callers are the workers'.
 func (e *Executor) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
+	if !e.closed.Load() {
+		close(e.closing)
+	}
 	e.closed.Store(true)
 	var idle chan struct{}
 	if e.inflight > 0 {
@@ -1053,8 +1118,8 @@ func (e *Executor) teardown(ctx context.Context) {
 	if started {
 		<-e.watchDone
 	}
-	if e.owned {
-		e.server.Shutdown()
+	if s, ok := e.server.(interface{ Shutdown() }); ok && e.owned {
+		s.Shutdown()
 	}
 }
 

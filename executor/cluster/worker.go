@@ -24,8 +24,8 @@ import (
 
 // WorkerOptions configure a Worker.
 type WorkerOptions struct {
-	// Connection says which NATS to use: a URL, or an embedded Server in
-	// the same process (Executor.Server). One of them is required.
+	// Connection says which NATS to use: a URL, or a Server in the same
+	// process (Executor.Server). One of them is required.
 	Connection
 
 	// Setup names the stream, consumer and bucket; it must match the
