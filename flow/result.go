@@ -239,9 +239,11 @@ func (r *Result) Report() string {
 // with the flow's state, one row per task run (label, state, attempts,
 // duration, its error, or for a run that succeeded after failed attempts
 // the last of their errors), and a count of tasks per state. A mapped
-// node's attempts column shows its children's count, as "×N". Errors are
-// never cut: see ReportOptions.Width. A nil Result writes one line that
-// says no run started.
+// node's attempts column shows its children's count, as "×N"; attempts
+// whose calls were delivered more than once (a cluster call taken over
+// from a worker that died) are counted after it, as "1 (+1 redelivered)".
+// Errors are never cut: see ReportOptions.Width. A nil Result writes one
+// line that says no run started.
 func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 	if r == nil {
 		_, err := io.WriteString(w, "no flow run: Run failed before any task started (see its error)\n")
@@ -273,6 +275,11 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		t := &r.Tasks[i]
 		counts[t.State%16]++
 		attempts := strconv.Itoa(len(t.Attempts))
+		if extra := redeliveries(t.Attempts); extra > 0 {
+			// Redeliveries are not attempts (the task runner did not
+			// retry), but the caller should see them.
+			attempts += fmt.Sprintf(" (+%d redelivered)", extra)
+		}
 		if t.Mapped {
 			attempts = "×" + strconv.Itoa(t.Children)
 		}
@@ -377,4 +384,15 @@ func round(d time.Duration) time.Duration {
 
 func childLabel(name string, i int) string {
 	return name + "[" + strconv.Itoa(i) + "]"
+}
+
+// redeliveries counts the deliveries of attempts' calls beyond the first.
+func redeliveries(as []task.Attempt) int {
+	n := 0
+	for _, a := range as {
+		if a.Deliveries > 1 {
+			n += a.Deliveries - 1
+		}
+	}
+	return n
 }

@@ -591,6 +591,7 @@ func (r *run) submit(i int32, call executor.Call) {
 		return
 	}
 	if v, err, ok := fut.Result(); ok {
+		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return
 	}
@@ -649,6 +650,9 @@ func (r *run) handle(e event) {
 		w.fut = nil
 		r.waiters = append(r.waiters, w)
 		v, err, _ := fut.Result()
+		if u := &r.units[i]; u.phase == running {
+			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
+		}
 		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return
 	}

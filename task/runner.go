@@ -52,6 +52,11 @@ type Attempt struct {
 	End    time.Time
 	Err    error
 	Worker string // where it ran, as the executor names it; may be empty
+	// Deliveries is how many times the executor delivered the attempt's
+	// call (executor.Future.Deliveries): 2 or more for a cluster call
+	// redelivered after its worker died; 0 where the executor does not
+	// count deliveries.
+	Deliveries int
 }
 
 // Result records a finished (or unfinished) task run.
@@ -178,6 +183,16 @@ func (r *Runner) begin() executor.Call {
 //
 // The outcome of any other attempt than the current one is ignored (again
 // is false and nothing changes), as is any outcome once the run is final.
+// AttemptDeliveries records how many times the executor delivered attempt
+// n's call (executor.Future.Deliveries); call it before AttemptDone. It is
+// ignored for an attempt other than the current running one.
+func (r *Runner) AttemptDeliveries(n, deliveries int) {
+	if n != r.attempt || r.state != Running || len(r.res.Attempts) == 0 {
+		return
+	}
+	r.res.Attempts[len(r.res.Attempts)-1].Deliveries = deliveries
+}
+
 func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay time.Duration, again bool) {
 	if n != r.attempt || r.state != Running {
 		return 0, false
@@ -322,6 +337,7 @@ func Run(ctx context.Context, ex executor.TimeoutHandler, spec Spec, input any, 
 			// attempt by then.
 			value, err = f.Wait(context.Background())
 			worker = f.Worker()
+			r.AttemptDeliveries(call.Attempt, f.Deliveries())
 		} else if ctx.Err() != nil {
 			err = executor.NewCanceledError(call.Name(), ctx)
 		} else {

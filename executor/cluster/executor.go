@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -784,6 +785,9 @@ func (e *Executor) finish(p *pending, rec envelope.Result, derr error) {
 	if derr != nil {
 		e.complete(p, nil, &executor.CrashError{Task: task, Reason: "malformed result record: " + derr.Error()}, "")
 		return
+	}
+	if rec.Delivery > 0 {
+		p.promise.SetDeliveries(int(min(rec.Delivery, math.MaxInt32)))
 	}
 	switch rec.Kind {
 	case envelope.Output:

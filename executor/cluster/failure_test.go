@@ -78,12 +78,14 @@ func TestKilledWorkerProcessLosesNoCall(t *testing.T) {
 	kv, err := js.KeyValue(ctx, "flowline-results")
 	require.NoError(t, err)
 	redelivered := 0
-	for _, c := range calls {
+	for i, c := range calls {
 		history, err := kv.History(ctx, envelope.Key(c.ID()))
 		require.NoError(t, err)
 		require.Len(t, history, 1, "call %s has %d results", c.ID(), len(history))
 		rec, err := envelope.DecodeResult(history[0].Value())
 		require.NoError(t, err)
+		// The caller sees the deliveries its call took.
+		assert.Equal(t, int(rec.Delivery), futures[i].Deliveries(), "call %s", c.ID())
 		if rec.Delivery > 1 {
 			redelivered++
 			assert.True(t, strings.HasPrefix(rec.Worker, "b"), "redelivered call %s ran on %s", c.ID(), rec.Worker)
