@@ -15,8 +15,9 @@
 //	total := flow.Add(b, load, clean)          // load: Task[[]Row, int]
 //	f, err := b.Build()                        // cycles, duplicate names, foreign nodes
 //	res, err := f.Run(ctx, ex, flow.RunOptions{Args: []flow.Arg{day.Set("2025-01-31")}})
+//	if res == nil { ... }                      // a *ParamError: no task started
+//	fmt.Print(res.Report())                    // every task run; err joins the failures
 //	n, ok := flow.Value(res, total)
-//	fmt.Print(res.Report())
 //
 // Run is event-driven: one scheduler loop per run, on the caller's
 // goroutine, submits each task to the executor the moment its upstream

@@ -45,7 +45,7 @@ type RunOptions struct {
 type Change struct {
 	Task    string // the run's label
 	RunID   string
-	Attempt int // the attempt the change belongs to; 0 before the first
+	Attempt int // the attempt the change belongs to; 0 before the first, and always for a mapped node, which makes none of its own
 	From    State
 	To      State
 	Err     error // the attempt's error, for Retrying and the final failures

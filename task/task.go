@@ -173,8 +173,11 @@ func Value[Out any](r Result) (Out, bool) {
 }
 
 // NewRegistry returns a registry of the given tasks, for executors whose
-// workers find tasks by name. Two tasks with one name are an error matching
-// executor.ErrDuplicateTask.
+// workers find tasks by name (subprocess.ServeIfWorker, a cluster
+// worker's Options.Registry). It is the registry constructor a program
+// with tasks calls; executor.NewRegistry takes bare executor.Handlers, for
+// code that does not use this package. Two tasks with one name are an
+// error matching executor.ErrDuplicateTask; a nil task is an error.
 func NewRegistry(tasks ...Spec) (*executor.Registry, error) {
 	r := &executor.Registry{}
 	for _, t := range tasks {

@@ -150,8 +150,9 @@ func serve(reg *executor.Registry, spec string) int {
 }
 
 // signals handles the worker's two signals. SIGTERM comes from the
-// parent: it ends the running call's context, and the worker exits once
-// the call returns (the parent sends SIGKILL after the grace period).
+// parent when a stop has a grace period: it ends the running call's
+// context, and the worker exits once the call returns (the parent sends
+// SIGKILL when the grace period ends; without one it sends only that).
 // SIGHUP is the parent-death signal (Pdeathsig): the worker kills its
 // group. The parent-death signal cannot be SIGTERM: Linux sends it when the
 // thread that forked the worker exits, and when a multi-threaded parent is

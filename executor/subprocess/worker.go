@@ -26,7 +26,8 @@ type stopReason uint8
 
 const (
 	_ stopReason = iota // the zero value: not stopping
-	// Graceful: SIGTERM to the group now, SIGKILL after the grace period.
+	// Graceful: SIGTERM to the group now and SIGKILL after the grace
+	// period, or SIGKILL now without one.
 	stopTimeout
 	stopCancel
 	stopIdle
@@ -243,24 +244,41 @@ func (e *Executor) stopLocked(w *worker, reason stopReason, detail string) {
 		return
 	}
 	w.stopping, w.reason, w.detail, w.stopAt = true, reason, detail, time.Now()
-	w.grace = e.opts.Grace
-	if w.job != nil && w.job.call.Grace > 0 && (reason == stopTimeout || reason == stopCancel) {
-		w.grace = w.job.call.Grace
+	w.grace = 0
+	if reason.graceful() {
+		w.grace = e.opts.Grace
+		if w.job != nil && (reason == stopTimeout || reason == stopCancel) {
+			w.grace = callGrace(w.job.call.Grace, e.opts.Grace)
+		}
 	}
 	if i := indexOf(e.idle, w); i >= 0 {
 		e.idle = append(e.idle[:i], e.idle[i+1:]...)
 	}
 	w.timer.Stop()
 	switch {
-	case reason.graceful():
+	case reason.graceful() && w.grace > 0:
 		w.cancel() // Cmd.Cancel: SIGTERM to the group
 	case reason != stopCrash:
+		// No grace: the work stops now, whatever it does with SIGTERM.
 		_ = w.group.kill()
 	}
 	select {
 	case w.events <- struct{}{}:
 	default:
 	}
+}
+
+// callGrace is the grace period of a call whose Call.Grace is g, on an
+// executor whose Options.Grace is def: g if positive, none if negative,
+// def if zero.
+func callGrace(g, def time.Duration) time.Duration {
+	switch {
+	case g > 0:
+		return g
+	case g < 0:
+		return 0
+	}
+	return def
 }
 
 func indexOf(ws []*worker, w *worker) int {
@@ -583,9 +601,9 @@ func (w *worker) stop() (confirmed bool) {
 
 	// The leader first: only once exec.Cmd.Wait has reaped it may the group
 	// be reaped here (procgroup.Reap would otherwise steal its status).
-	killAt := stopAt
-	if reason.graceful() || reason == stopCrash {
-		killAt = stopAt.Add(grace)
+	killAt := stopAt.Add(grace) // grace is zero unless the stop is graceful
+	if reason == stopCrash {
+		killAt = stopAt.Add(crashWait)
 	}
 	if !waitUntil(w.exited, killAt) {
 		_ = w.group.kill()
