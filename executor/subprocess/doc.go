@@ -58,11 +58,14 @@
 //
 // # Workers and the protocol
 //
-// Options.Workers worker processes run one call at a time each; they start
-// lazily, are reused across calls, and can be recycled after
-// Options.MaxCalls calls or retired after Options.IdleTimeout. A worker
-// that is lost with a call, or recycled, is replaced at once, so the next
-// call finds it warm. Each worker leads a process group of its own
+// Options.Workers worker processes run one call at a time each; further
+// calls wait in a FIFO queue. With Options.MaxQueue set and that many
+// waiting, Submit waits for room while its context allows (errgroup's Go)
+// and TrySubmit fails at once with executor.ErrQueueFull (errgroup's
+// TryGo). Workers start lazily, are reused across calls, and can be
+// recycled after Options.MaxCalls calls or retired after
+// Options.IdleTimeout. A worker that is lost with a call, or recycled, is
+// replaced at once, so the next call finds it warm. Each worker leads a process group of its own
 // (Setpgid): the tasks' children are in it, and signals go to all of them.
 //
 // Calls and results travel as length-prefixed frames on two pipes of

@@ -39,8 +39,9 @@ type Executor struct {
 
 	mu       sync.Mutex
 	closed   bool
-	queue    []*job // FIFO; jobs cancelled while queued stay until popped
-	queued   int    // jobs in queue that still wait
+	queue    []*job        // FIFO; jobs cancelled while queued stay until popped
+	queued   int           // jobs in queue that still wait
+	room     chan struct{} // closed (and dropped) when room appears for submitters waiting on it
 	idle     []*worker
 	live     map[*worker]struct{}
 	slots    int           // slot goroutines alive
@@ -131,10 +132,12 @@ type job struct {
 
 // Submit hands call to an idle worker (writing it to the worker's pipe) or
 // queues it for the next free one, and returns its Future; it never waits
-// for a worker. It fails with executor.ErrClosed after Shutdown, with
-// executor.ErrQueueFull when Options.MaxQueue calls already wait, and with
-// an error for a Call without a Handler. The call's limit counts from the
-// moment a worker takes it.
+// for a worker to finish a call. When Options.MaxQueue calls already wait,
+// it waits for room while ctx allows: it fails with exactly ctx.Err() if
+// ctx ends first, and with executor.ErrClosed if Shutdown begins; the call
+// is then not accepted. It fails with executor.ErrClosed after Shutdown,
+// and with an error for a Call without a Handler. The call's limit counts
+// from the moment a worker takes it.
 //
 // A context that has already ended gives a Future with an
 // *executor.CanceledError, and an input that does not encode (or whose
@@ -145,6 +148,17 @@ type job struct {
 // one; then reap) before the Future completes with an error matching
 // context.Canceled.
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, true)
+}
+
+// TrySubmit is Submit without the wait: when Options.MaxQueue calls
+// already wait, it fails at once with executor.ErrQueueFull and the call
+// is not accepted. Otherwise it is Submit.
+func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, false)
+}
+
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/subprocess: Submit with a nil Handler")
 	}
@@ -173,6 +187,25 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	}
 
 	e.mu.Lock()
+	for e.opts.MaxQueue > 0 && e.queued >= e.opts.MaxQueue && len(e.idle) == 0 && !e.closed && j.canceled == nil {
+		if !wait {
+			e.mu.Unlock()
+			j.stopWatching()
+			return nil, executor.ErrQueueFull
+		}
+		if e.room == nil {
+			e.room = make(chan struct{})
+		}
+		room := e.room
+		e.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			j.stopWatching()
+			return nil, ctx.Err()
+		}
+		e.mu.Lock()
+	}
 	if e.closed {
 		e.mu.Unlock()
 		j.stopWatching()
@@ -193,11 +226,6 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		e.mu.Unlock()
 		w.send(j)
 		return j.promise.Future(), nil
-	}
-	if e.opts.MaxQueue > 0 && e.queued >= e.opts.MaxQueue {
-		e.mu.Unlock()
-		j.stopWatching()
-		return nil, executor.ErrQueueFull
 	}
 	e.stats.Submitted.Add(1)
 	j.state = jobQueued
@@ -243,6 +271,7 @@ func (e *Executor) cancel(j *job, err error) {
 	case jobQueued:
 		j.state = jobDone
 		e.queued--
+		e.roomLocked()
 		e.mu.Unlock()
 		e.finish(j, nil, nil, err)
 		return
@@ -280,6 +309,7 @@ func (e *Executor) nextLocked(w *worker) *job {
 			continue
 		}
 		e.queued--
+		e.roomLocked()
 		e.beginLocked(w, j)
 		return j
 	}
@@ -292,6 +322,15 @@ func (e *Executor) nextLocked(w *worker) *job {
 	return nil
 }
 
+// roomLocked wakes the submitters waiting for room in the queue (and for
+// Shutdown); each checks again.
+func (e *Executor) roomLocked() {
+	if e.room != nil {
+		close(e.room)
+		e.room = nil
+	}
+}
+
 // popLocked takes the first waiting call off the queue, or returns nil.
 func (e *Executor) popLocked() *job {
 	for len(e.queue) > 0 {
@@ -300,6 +339,7 @@ func (e *Executor) popLocked() *job {
 		e.queue = e.queue[1:]
 		if j.state == jobQueued {
 			e.queued--
+			e.roomLocked()
 			j.state = jobDone
 			return j
 		}
@@ -332,6 +372,7 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	if !e.closed {
 		e.closed = true
 		e.closedFlag.Store(true)
+		e.roomLocked() // waiting submitters fail with ErrClosed
 		for _, w := range slices.Clone(e.idle) {
 			e.stopLocked(w, stopShutdown, "")
 		}

@@ -17,9 +17,10 @@ type Options struct {
 	// runtime.GOMAXPROCS(0).
 	Workers int
 
-	// MaxQueue bounds the calls waiting for a worker: Submit fails with
-	// executor.ErrQueueFull when that many are waiting. Zero or less means
-	// no bound.
+	// MaxQueue bounds the calls waiting for a worker: when that many are
+	// waiting, Submit waits for room while its context allows, and
+	// TrySubmit fails at once with executor.ErrQueueFull. Zero or less
+	// means no bound.
 	MaxQueue int
 
 	// Grace is the time between SIGTERM and SIGKILL when a worker's process

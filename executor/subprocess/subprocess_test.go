@@ -301,7 +301,7 @@ func TestCancelWhileWaitingLeavesTheWorkerAlone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	waiting, err := ex.Submit(ctx, executor.Call{Handler: pidTask})
 	require.NoError(t, err)
-	_, err = ex.Submit(context.Background(), executor.Call{Handler: pidTask})
+	_, err = ex.TrySubmit(context.Background(), executor.Call{Handler: pidTask})
 	require.ErrorIs(t, err, executor.ErrQueueFull, "MaxQueue calls already wait")
 
 	cancel()
