@@ -271,7 +271,7 @@ func (e *Executor) noteRev(rev uint64) {
 
 // watchCheck is how often the watchdog compares the bucket's last
 // revision with what the watcher delivered.
-const watchCheck = time.Second
+const watchCheck = 500 * time.Millisecond
 
 // watchdog re-creates the result watcher when it stalls. The watcher is
 // an ordered consumer, a single copy on one server: when that server

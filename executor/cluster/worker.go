@@ -545,8 +545,11 @@ func (w *Worker) store(key, task string, rec []byte) bool {
 	}
 }
 
-// storeTimeout bounds one attempt to record a result.
-const storeTimeout = 5 * time.Second
+// storeTimeout bounds one attempt to record a result. It is short: a
+// write sent to a server that just died is never answered, and is better
+// repeated soon (create-if-absent makes a repeat safe: a write that did
+// land answers the repeat with "key exists") than waited for.
+const storeTimeout = time.Second
 
 // errorPayload is err in the wire form of a failure record.
 func errorPayload(err error) []byte {
