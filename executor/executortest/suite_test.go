@@ -86,7 +86,8 @@ func TestBrokenTarget(t *testing.T) {
 		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
 			return &broken{Executor: local.New(local.Options{Logger: logger}), how: how}
 		},
-		Synctest: true,
+		Synctest:     true,
+		RunsOnCaller: true,
 	})
 }
 
