@@ -20,6 +20,7 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
 			return local.New(local.Options{Logger: logger})
 		},
-		Synctest: true,
+		Synctest:     true,
+		RunsOnCaller: true,
 	})
 }
