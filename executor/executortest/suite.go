@@ -86,6 +86,12 @@ type Config struct {
 	// *executor.PanicError. The suite checks the Stats still balance.
 	RunsOnCaller bool
 
+	// SkipGoexit skips the checks of a task that calls runtime.Goexit. It
+	// is transitional, for executors whose workers do not answer Goexit
+	// yet (their worker loop must run tasks with Handler.RunIsolated or
+	// Handler.RunOnGoexit); it will be removed once every executor does.
+	SkipGoexit bool
+
 	// SoftSlack is how late after the limit a soft executor may answer a
 	// timed-out call ("within a few milliseconds"). Zero means 5ms, which
 	// is exact in a synctest bubble; an executor whose answers cross a
@@ -122,6 +128,9 @@ func Run(t *testing.T, cfg Config) {
 			if c.inProcess && cfg.OutOfProcess {
 				t.Skip("counts abandoned work, which an out-of-process executor's workers own")
 			}
+			if c.goexit && cfg.SkipGoexit {
+				t.Skip("Config.SkipGoexit: this executor does not answer runtime.Goexit yet")
+			}
 			if c.crashable && !cfg.Crashable {
 				t.Skip("applies to executors whose worker processes can crash")
 			}
@@ -137,6 +146,7 @@ type check struct {
 	outOfProcess bool                 // out-of-process executors only
 	inProcess    bool                 // in-process executors only
 	crashable    bool                 // executors whose workers can crash
+	goexit       bool                 // a task calls runtime.Goexit (see Config.SkipGoexit)
 	fn           func(t *testing.T, s *session)
 }
 
@@ -294,7 +304,7 @@ var checks = []check{
 	{name: "Stats/CountEveryOutcome", fn: checkStats},
 	{name: "Concurrency/ManySubmitters", fn: checkManySubmitters},
 	{name: "G3/LateIsDecidedAtTheDeadline", fn: checkLateRule},
-	{name: "G6/GoexitIsAPanic", fn: checkGoexit},
+	{name: "G6/GoexitIsAPanic", goexit: true, fn: checkGoexit},
 	{name: "Classes/SameClassOnEveryExecutor", fn: checkClasses},
 }
 
@@ -1029,6 +1039,9 @@ func checkClasses(t *testing.T, s *session) {
 			continue
 		}
 		for _, limit := range []time.Duration{0, time.Minute} {
+			if c.Handler == Goexit && s.cfg.SkipGoexit {
+				continue
+			}
 			if c.Handler == Goexit && limit <= 0 && s.cfg.RunsOnCaller {
 				continue // ends the caller's goroutine: see checkGoexit
 			}

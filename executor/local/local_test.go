@@ -24,3 +24,12 @@ func TestConformance(t *testing.T) {
 		RunsOnCaller: true,
 	})
 }
+
+func TestStress(t *testing.T) {
+	executortest.Stress(t, executortest.StressConfig{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			return local.New(local.Options{Logger: logger})
+		},
+		RunsOnCaller: true,
+	})
+}

@@ -16,6 +16,7 @@ func TestConformance(t *testing.T) {
 			return subprocess.New(subprocess.Options{Workers: 2, Logger: logger})
 		},
 		OutOfProcess: true,
+		SkipGoexit:   true, // issue 10: the worker does not answer runtime.Goexit yet
 		Crashable:    true,
 	})
 }
