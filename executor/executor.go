@@ -35,8 +35,13 @@ type Call struct {
 	// (time spent queued does not count). Zero or less means no limit.
 	Limit time.Duration
 
-	// Grace is how long a hard executor waits between SIGTERM and SIGKILL.
-	// Zero means the executor's default; soft executors ignore it.
+	// Grace is how long a hard executor lets the call's processes run
+	// between SIGTERM and SIGKILL at its limit or cancellation, for
+	// cooperative cleanup. Zero means the executor's own setting (none by
+	// default for executor/subprocess: SIGKILL at the limit), negative
+	// means none, positive is that grace period. During it the call's work
+	// still runs until it returns: Go code that ignores its context keeps
+	// running until SIGKILL. Soft executors ignore it.
 	Grace time.Duration
 
 	// Logger receives the task's log lines, with the task name, run id and

@@ -10,14 +10,15 @@ import (
 // once; its result never changes afterwards. The zero Future is not usable:
 // executors create futures with NewPromise or Completed.
 type Future struct {
-	state  atomic.Uint32 // futurePending, futureCompleting, futureDone
-	mu     sync.Mutex    // guards done, first and more while pending
-	done   chan struct{} // made on first demand, closed at completion
-	first  func()        // the first OnDone callback: most futures have one, kept without a slice
-	more   []func()      // any further callbacks
-	value  any
-	err    error
-	worker string
+	state      atomic.Uint32 // futurePending, futureCompleting, futureDone
+	mu         sync.Mutex    // guards done, first and more while pending
+	done       chan struct{} // made on first demand, closed at completion
+	first      func()        // the first OnDone callback: most futures have one, kept without a slice
+	more       []func()      // any further callbacks
+	value      any
+	err        error
+	worker     string
+	deliveries int
 }
 
 const (
@@ -81,6 +82,19 @@ func (f *Future) Worker() string {
 	return f.worker
 }
 
+// Deliveries is how many times the call was delivered to a worker before
+// it was answered, for executors that can deliver a call again: 1 for a
+// call run once, 2 or more for a cluster call taken over from a worker
+// that died, 0 where the executor does not count deliveries (every
+// in-process executor, and a call answered without a delivery, such as
+// one cancelled while queued). It is valid once the future is done.
+func (f *Future) Deliveries() int {
+	if f.state.Load() != futureDone {
+		return 0
+	}
+	return f.deliveries
+}
+
 // OnDone arranges for fn to run once the future completes: at once on the
 // calling goroutine if it already has, otherwise on the goroutine that
 // completes it. fn must be quick and must not block; it is how a scheduler
@@ -122,6 +136,10 @@ func (p Promise) Future() *Future { return p.f }
 // SetWorker records where the call runs. Call it before Complete, from the
 // goroutine that completes the future or one ordered before it.
 func (p Promise) SetWorker(worker string) { p.f.worker = worker }
+
+// SetDeliveries records how many times the call was delivered (see
+// Future.Deliveries). Call it before Complete, as SetWorker.
+func (p Promise) SetDeliveries(n int) { p.f.deliveries = n }
 
 // Complete completes the future with value and err and reports whether this
 // call did it. Only the first Complete counts: a late result of a call that

@@ -237,6 +237,11 @@ type Registry struct {
 }
 
 // NewRegistry returns a registry holding handlers. It fails like Register.
+//
+// Programs whose tasks are task.New tasks call task.NewRegistry instead,
+// which takes the tasks themselves; this constructor is for code below
+// the task layer: executors' tests and programs that submit
+// executor.Handlers directly with executor.Run.
 func NewRegistry(handlers ...*Handler) (*Registry, error) {
 	r := &Registry{}
 	for _, h := range handlers {

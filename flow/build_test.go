@@ -10,37 +10,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowline-go/flowline/executor"
-	"github.com/flowline-go/flowline/executor/subprocess"
 	"github.com/flowline-go/flowline/flow"
-	"github.com/flowline-go/flowline/flow/flowtest"
 	"github.com/flowline-go/flowline/task"
 )
 
 func TestMain(m *testing.M) {
-	// The subprocess executor's workers are this test binary, serving the
-	// tasks flowtest.CheckStop runs.
-	reg := flowtest.Registry()
-	for _, t := range []task.Spec{procDouble, procSum} {
-		if err := reg.Register(t.Handler()); err != nil {
-			panic(err)
-		}
-	}
-	subprocess.ServeIfWorker(reg)
+	serveIfWorker() // subprocess_*_test.go: Linux only
 	goleak.VerifyTestMain(m)
 }
-
-// Tasks that run in the subprocess executor's workers, so registered in
-// TestMain.
-var (
-	procDouble = task.New("proc.double", func(ctx context.Context, n int) (int, error) { return 2 * n, nil }, task.Options{})
-	procSum    = task.New("proc.sum", func(ctx context.Context, ns []int) (int, error) {
-		t := 0
-		for _, n := range ns {
-			t += n
-		}
-		return t, nil
-	}, task.Options{})
-)
 
 // intTask returns a task that adds add to its input.
 func intTask(name string, add int, opts task.Options) *task.Task[int, int] {

@@ -45,6 +45,7 @@ type jsonAttempt struct {
 	Error      string        `json:"error,omitempty"`
 	ErrorClass string        `json:"error_class,omitempty"`
 	Worker     string        `json:"worker,omitempty"`
+	Deliveries int           `json:"deliveries,omitempty"`
 }
 
 func errText(err error) (string, string) {
@@ -80,7 +81,7 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		}
 		jt.Error, jt.ErrorClass = errText(t.Err)
 		for _, a := range t.Attempts {
-			ja := jsonAttempt{N: a.N, Start: a.Start, End: a.End, DurationNS: a.End.Sub(a.Start), Worker: a.Worker}
+			ja := jsonAttempt{N: a.N, Start: a.Start, End: a.End, DurationNS: a.End.Sub(a.Start), Worker: a.Worker, Deliveries: a.Deliveries}
 			ja.Error, ja.ErrorClass = errText(a.Err)
 			jt.Attempts = append(jt.Attempts, ja)
 		}

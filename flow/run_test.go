@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowline-go/flowline/executor"
-	"github.com/flowline-go/flowline/executor/subprocess"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/flow/flowtest"
 	"github.com/flowline-go/flowline/task"
@@ -453,37 +452,6 @@ func TestCancelStopsTheRun(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, map[string]task.State{"block": task.Cancelled, "after": task.Cancelled}, states(res))
 	})
-}
-
-// TestStopOnAHardExecutor stops a flow whose running calls ignore their
-// context, on worker processes: they are killed, and dead when Run
-// returns.
-func TestStopOnAHardExecutor(t *testing.T) {
-	ex := subprocess.New(subprocess.Options{Workers: 2, Grace: 100 * time.Millisecond})
-	t.Cleanup(func() { assert.NoError(t, ex.Shutdown(context.Background())) })
-	flowtest.CheckStop(t, ex, flowtest.Options{Limit: 500 * time.Millisecond})
-}
-
-// TestRunsInWorkerProcesses runs a flow whose values cross a process
-// boundary both ways.
-func TestRunsInWorkerProcesses(t *testing.T) {
-	ex := subprocess.New(subprocess.Options{Workers: 2})
-	t.Cleanup(func() { assert.NoError(t, ex.Shutdown(context.Background())) })
-	b := flow.New("procs", flow.Options{})
-	doubled := flow.Map(b, procDouble, flow.Const([]int{1, 2, 3}))
-	total := flow.Add(b, procSum, doubled)
-	f, err := b.Build()
-	require.NoError(t, err)
-
-	res, err := f.Run(context.Background(), ex, flow.RunOptions{})
-	require.NoError(t, err)
-	d, _ := flow.Value(res, doubled)
-	assert.Equal(t, []int{2, 4, 6}, d)
-	v, _ := flow.Value(res, total)
-	assert.Equal(t, 12, v)
-	tr, _ := res.Task("proc.double[2]")
-	require.Len(t, tr.Attempts, 1)
-	assert.NotEmpty(t, tr.Attempts[0].Worker, "the worker that ran it is recorded")
 }
 
 func TestStopOnAnyExecutor(t *testing.T) {

@@ -32,13 +32,20 @@ type RunOptions struct {
 	// that drives the run. It must be quick and must not block. Nil means
 	// no hook.
 	OnState func(Change)
+
+	// Prior are attempts of this task run made before (by a process that
+	// crashed, or by a run being restarted), as recorded in a store: they
+	// are kept at the head of Result.Attempts, and this run's first
+	// attempt is numbered after the last of them. The retry budget
+	// (Options.MaxRetries) counts only this run's own attempts.
+	Prior []Attempt
 }
 
 // Change is one state change of a task run, as OnState sees it.
 type Change struct {
 	Task    string // the run's label
 	RunID   string
-	Attempt int // the attempt the change belongs to; 0 before the first
+	Attempt int // the attempt the change belongs to; 0 before the first, and always for a mapped node, which makes none of its own
 	From    State
 	To      State
 	Err     error // the attempt's error, for Retrying and the final failures
@@ -52,6 +59,11 @@ type Attempt struct {
 	End    time.Time
 	Err    error
 	Worker string // where it ran, as the executor names it; may be empty
+	// Deliveries is how many times the executor delivered the attempt's
+	// call (executor.Future.Deliveries): 2 or more for a cluster call
+	// redelivered after its worker died; 0 where the executor does not
+	// count deliveries.
+	Deliveries int
 }
 
 // Result records a finished (or unfinished) task run.
@@ -91,6 +103,7 @@ type Runner struct {
 	run     RunOptions
 	state   State
 	attempt int // current attempt, 0 before Start
+	first   int // the number of the first attempt this Runner makes
 	res     Result
 }
 
@@ -105,13 +118,20 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 	if opts.Label == "" {
 		opts.Label = spec.Name()
 	}
-	return &Runner{
+	r := &Runner{
 		spec:  spec,
 		opts:  spec.Options(),
 		input: input,
 		run:   opts,
 		res:   Result{Task: opts.Label, RunID: opts.RunID},
 	}
+	if n := len(opts.Prior); n > 0 {
+		r.res.Attempts = append([]Attempt(nil), opts.Prior...)
+		r.attempt = opts.Prior[n-1].N
+		r.res.Start = opts.Prior[0].Start
+	}
+	r.first = r.attempt + 1
+	return r
 }
 
 func newRunID() string {
@@ -123,7 +143,8 @@ func newRunID() string {
 // State returns the run's current state.
 func (r *Runner) State() State { return r.state }
 
-// Attempt returns the current attempt's number, 0 before Start.
+// Attempt returns the current attempt's number: 0 before Start, or the
+// last prior attempt's number for a run with RunOptions.Prior.
 func (r *Runner) Attempt() int { return r.attempt }
 
 // Result returns the run's record so far; it is complete once the state is
@@ -155,7 +176,7 @@ func (r *Runner) Retry() executor.Call {
 func (r *Runner) begin() executor.Call {
 	r.attempt++
 	now := time.Now()
-	if r.attempt == 1 {
+	if r.res.Start.IsZero() {
 		r.res.Start = now
 	}
 	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
@@ -178,6 +199,16 @@ func (r *Runner) begin() executor.Call {
 //
 // The outcome of any other attempt than the current one is ignored (again
 // is false and nothing changes), as is any outcome once the run is final.
+// AttemptDeliveries records how many times the executor delivered attempt
+// n's call (executor.Future.Deliveries); call it before AttemptDone. It is
+// ignored for an attempt other than the current running one.
+func (r *Runner) AttemptDeliveries(n, deliveries int) {
+	if n != r.attempt || r.state != Running || len(r.res.Attempts) == 0 {
+		return
+	}
+	r.res.Attempts[len(r.res.Attempts)-1].Deliveries = deliveries
+}
+
 func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay time.Duration, again bool) {
 	if n != r.attempt || r.state != Running {
 		return 0, false
@@ -216,7 +247,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 
 // retryable reports whether a failed attempt is tried again.
 func (r *Runner) retryable(class executor.Class, err error) bool {
-	if r.attempt > max(r.opts.MaxRetries, 0) {
+	if r.attempt-r.first+1 > max(r.opts.MaxRetries, 0) {
 		return false
 	}
 	switch class {
@@ -256,6 +287,20 @@ func (r *Runner) End(state State, err error) {
 		a.End, a.Err = now, err
 	}
 	r.finish(state, err, now)
+}
+
+// Cached ends a Pending run Cached with value, a result found in the
+// cache, without an attempt. It panics on a run that is not Pending.
+func (r *Runner) Cached(value any) {
+	if r.state != Pending {
+		panic("task: Runner.Cached on a run that is " + r.state.String())
+	}
+	now := time.Now()
+	r.res.Value = value
+	if r.res.Start.IsZero() {
+		r.res.Start = now
+	}
+	r.finish(Cached, nil, now)
 }
 
 // Take returns the final run's record without copying it, for a driver
@@ -322,6 +367,7 @@ func Run(ctx context.Context, ex executor.TimeoutHandler, spec Spec, input any, 
 			// attempt by then.
 			value, err = f.Wait(context.Background())
 			worker = f.Worker()
+			r.AttemptDeliveries(call.Attempt, f.Deliveries())
 		} else if ctx.Err() != nil {
 			err = executor.NewCanceledError(call.Name(), ctx)
 		} else {

@@ -33,8 +33,10 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
+	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/flow"
+	"github.com/flowline-go/flowline/internal/procgroup"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -110,8 +112,17 @@ func serve(name, url string) error {
 
 func run(kill bool) error {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "distributed", Level: hclog.Warn})
-	ex, err := cluster.New(cluster.Options{Listen: "127.0.0.1:0", Setup: setup, Logger: logger})
+	// The submitter embeds the NATS server (package natsserver); the
+	// workers only connect to its URL, so their code needs no server: a
+	// worker program of its own would import executor/cluster alone.
+	srv, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {
+		return err
+	}
+	ex, err := cluster.New(cluster.Options{Connection: cluster.Connection{Server: srv}, StopServer: true,
+		Setup: setup, Logger: logger})
+	if err != nil {
+		srv.Shutdown()
 		return err
 	}
 	defer ex.Shutdown(context.Background())
@@ -141,7 +152,7 @@ func run(kill bool) error {
 		// Kill worker-1 once it is busy: its calls must be redelivered.
 		timer := time.AfterFunc(250*time.Millisecond, func() {
 			fmt.Printf("killing worker-1 (pid %d) with SIGKILL\n", victim.Process.Pid)
-			killedIt.Store(victim.Process.Signal(syscall.SIGKILL) == nil)
+			killedIt.Store(victim.Process.Kill() == nil)
 		})
 		defer timer.Stop()
 	}
@@ -210,7 +221,7 @@ func startWorkers(url string, names ...string) (*workerSet, error) {
 		cmd := exec.Command(self)
 		cmd.Env = append(os.Environ(), workerEnv+"="+name, urlEnv+"="+url)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		dieWithParent(cmd) // Linux: Pdeathsig (os_*.go)
 		if err := cmd.Start(); err != nil {
 			ws.stop()
 			return nil, err
@@ -224,7 +235,7 @@ func startWorkers(url string, names ...string) (*workerSet, error) {
 // stop asks every worker to drain and waits for them all.
 func (ws *workerSet) stop() {
 	for _, cmd := range ws.cmds {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		terminate(cmd)
 	}
 	ws.wg.Wait()
 }
@@ -234,7 +245,7 @@ func (ws *workerSet) stop() {
 // it.
 func exited(cmd *exec.Cmd) bool {
 	for range 50 {
-		if err := syscall.Kill(cmd.Process.Pid, 0); err != nil {
+		if !procgroup.Alive(cmd.Process.Pid) {
 			return true
 		}
 		time.Sleep(10 * time.Millisecond)

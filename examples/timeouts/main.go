@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"github.com/flowline-go/flowline/executor/local"
 	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/executor/subprocess"
+	"github.com/flowline-go/flowline/internal/procgroup"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -48,7 +50,12 @@ type Job struct {
 // allowed to finish, so that soft executors, which cannot stop it, still
 // leave nothing behind once it returns.
 var runaway = task.New("runaway", func(ctx context.Context, job Job) (int, error) {
-	child := exec.Command("sh", "-c", `trap "" TERM; sleep 30`)
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	child := exec.Command(self) // a grandchild that ignores SIGTERM: see main
+	child.Env = append(os.Environ(), sleeperEnv+"=1")
 	if err := child.Start(); err != nil {
 		return 0, err
 	}
@@ -71,7 +78,16 @@ func registry() *executor.Registry {
 	return reg
 }
 
+// sleeperEnv makes this program the runaway task's grandchild: it ignores
+// SIGTERM and sleeps for 30s.
+const sleeperEnv = "FLOWLINE_EXAMPLE_SLEEPER"
+
 func main() {
+	if os.Getenv(sleeperEnv) != "" {
+		signal.Ignore(syscall.SIGTERM)
+		time.Sleep(30 * time.Second)
+		return
+	}
 	// In a subprocess worker this serves the task and never returns.
 	subprocess.ServeIfWorker(registry())
 	if err := run(); err != nil {
@@ -97,16 +113,20 @@ func run() error {
 
 	executors := []struct {
 		name string
-		new  func() executor.Executor
+		new  func() (executor.Executor, error)
 	}{
-		{"local", func() executor.Executor { return local.New(local.Options{}) }},
-		{"pool", func() executor.Executor { return pool.New(pool.Options{Workers: 2}) }},
-		{"subprocess", func() executor.Executor { return subprocess.New(subprocess.Options{Workers: 1}) }},
+		{"local", func() (executor.Executor, error) { return local.New(local.Options{}), nil }},
+		{"pool", func() (executor.Executor, error) { return pool.New(pool.Options{Workers: 2}), nil }},
+		{"subprocess", func() (executor.Executor, error) { return subprocess.New(subprocess.Options{Workers: 1}) }},
 	}
 	var results []outcome
 	var failures []string
 	for _, e := range executors {
-		o, err := try(e.name, e.new(), filepath.Join(dir, e.name+".pid"))
+		ex, err := e.new()
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.name, err)
+		}
+		o, err := try(e.name, ex, filepath.Join(dir, e.name+".pid"))
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.name, err)
 		}
@@ -186,6 +206,5 @@ func processAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return procgroup.Alive(pid)
 }

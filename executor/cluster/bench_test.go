@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
+	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/local"
 	"github.com/flowline-go/flowline/executor/pool"
 )
@@ -27,7 +28,12 @@ var benchRun atomic.Int64
 func benchCluster(b *testing.B, slots int, memory bool) executor.Executor {
 	b.Helper()
 	setup := cluster.Setup{Memory: memory}
-	ex, err := cluster.New(cluster.Options{Setup: setup, MaxPending: 1 << 16})
+	srv, err := natsserver.Start(natsserver.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ex, err := cluster.New(cluster.Options{Setup: setup, MaxPending: 1 << 16,
+		Connection: cluster.Connection{Server: srv}, StopServer: true})
 	if err != nil {
 		b.Fatal(err)
 	}

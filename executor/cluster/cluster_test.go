@@ -19,6 +19,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
+	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/executortest"
 	"github.com/flowline-go/flowline/executor/local"
 )
@@ -96,7 +97,7 @@ func startWorkerProcess(t *testing.T, url, name string) *workerProcess {
 	cmd.Env = append(os.Environ(), workerEnv+"="+url, workerEnv+"_NAME="+name, "GORACE="+gorace)
 	wp := &workerProcess{cmd: cmd, stderr: &executortest.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = wp.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent() // Linux only: sysproc_*_test.go
 	require.NoError(t, cmd.Start())
 	go func() {
 		wp.err = cmd.Wait()
@@ -156,6 +157,16 @@ func waitPulling(t *testing.T, url string, setup cluster.Setup, n int) {
 	}
 }
 
+// startServer starts an embedded server listening on loopback, stopped
+// when the test ends (a second Shutdown is harmless).
+func startServer(t *testing.T) *natsserver.Server {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
 // startWorker starts an in-process worker on a local executor and shuts
 // both down when the test ends (after the executor under test, if that
 // one's cleanup is registered later).
@@ -187,7 +198,9 @@ func TestConformance(t *testing.T) {
 	n := 0
 	executortest.Run(t, executortest.Config{
 		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
-			ex, err := cluster.New(cluster.Options{Logger: logger, Setup: fast(cluster.Setup{}), Listen: "127.0.0.1:0"})
+			srv := startServer(t)
+			ex, err := cluster.New(cluster.Options{Logger: logger, Setup: fast(cluster.Setup{}),
+				Connection: cluster.Connection{Server: srv}, StopServer: true})
 			require.NoError(t, err)
 			// Workers are processes: the suite leaves stubborn soft work
 			// running (an hour-long sleep that ignores its context), which

@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
+	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/local"
 )
 
@@ -16,10 +17,17 @@ var double = executor.NewHandler("example.double", func(ctx context.Context, n i
 	return 2 * n, nil
 }, nil)
 
-// The whole round trip in one process: an executor with its own embedded
-// NATS server, a worker connected to it in process, a few calls.
+// The whole round trip in one process: an embedded NATS server
+// (natsserver), an executor that owns it, a worker connected to it in
+// process, a few calls. A program that connects to a real NATS gives
+// Connection{URL: ...} instead and links no server code.
 func Example() {
-	ex, err := cluster.New(cluster.Options{})
+	srv, err := natsserver.Start(natsserver.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ex, err := cluster.New(cluster.Options{Connection: cluster.Connection{Server: srv}, StopServer: true})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,7 +66,7 @@ func Example() {
 // it serves an embedded server; a real one connects to a URL with
 // Connection{URL: "nats://...", CredsFile: "..."}.
 func ExampleServe() {
-	srv, err := cluster.StartServer(cluster.ServerOptions{})
+	srv, err := natsserver.Start(natsserver.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,24 +26,22 @@ import (
 	"github.com/flowline-go/flowline/internal/wire"
 )
 
-// Options configure an Executor. The zero value is ready to use: an
-// embedded server of the executor's own, default names and settings, soft
-// enforcement declared.
+// Options configure an Executor. A Connection (a URL or a Server) is
+// required; every other zero field means its documented default: default
+// names and settings, soft enforcement declared.
 type Options struct {
-	// Connection says which NATS to use. With neither URL nor Server, New
-	// starts an embedded server that the executor owns and stops at
-	// Shutdown (see Listen).
+	// Connection says which NATS to use: a URL, or a Server in the same
+	// process (a *natsserver.Server). One of them is required.
 	Connection
+
+	// StopServer makes Shutdown stop Connection.Server once the
+	// executor's connection is closed, for a server started for this
+	// executor alone. The server must then have a Shutdown method
+	// (*natsserver.Server has). Ignored with a URL.
+	StopServer bool
 
 	// Setup names the stream, consumer and bucket, and their settings.
 	Setup
-
-	// Listen is where the executor's own embedded server listens for
-	// worker processes, e.g. "127.0.0.1:0" for a free port on loopback
-	// (ClientURL tells which). Empty means no port: only workers in this
-	// process can connect, through Server. Ignored when Connection names
-	// a URL or a Server.
-	Listen string
 
 	// Enforcement declares how the workers enforce limits: executor.Soft
 	// (the default) when they run calls on an in-process executor such as
@@ -53,12 +53,17 @@ type Options struct {
 	// silently.
 	Enforcement executor.Enforcement
 
-	// TimeoutMargin is added to a call's limit and grace to give the time
-	// after the call started on a worker by which its result must have
-	// arrived; past it the call fails with an *executor.TimeoutError (not
-	// Stopped: the work may still run somewhere). It covers a worker that
-	// is alive but cannot report, and should exceed the workers' default
-	// grace and any leader election (several seconds). Default 10s.
+	// TimeoutMargin is added to a call's limit, grace and the consumer's
+	// ack wait to give the time after the call started on a worker by
+	// which its result must have arrived; past it, unless a result is
+	// recorded in the bucket, the call fails with an
+	// *executor.TimeoutError (Soft and not Stopped: the work may still
+	// run somewhere). The ack wait is in the sum so that a dead worker's
+	// call is delivered again, and restarts the clock, before it fires.
+	// It covers a worker that is alive but cannot report, and should
+	// exceed any leader election (several seconds). With Hard declared
+	// it also bounds, with the call's grace, how long a cancellation
+	// waits for the worker's report that the call stopped. Default 10s.
 	TimeoutMargin time.Duration
 
 	// PublishTimeout is how long the executor waits for the server to
@@ -68,13 +73,14 @@ type Options struct {
 	PublishTimeout time.Duration
 
 	// MaxPending bounds the submitted calls awaiting the server's
-	// acknowledgement; Submit waits up to 200ms for room and then fails
-	// with executor.ErrQueueFull. Default 4096.
+	// acknowledgement (a call is pending only until the server has stored
+	// it, not until it is answered). Submit waits for room while its
+	// context allows; TrySubmit fails at once with executor.ErrQueueFull.
+	// Default 4096.
 	MaxPending int
 
-	// Logger receives the executor's own messages, named "cluster" (the
-	// embedded server's are named "cluster.nats-server"). Nil means no
-	// logging. Task log lines go to each Call's Logger.
+	// Logger receives the executor's own messages, named "cluster". Nil
+	// means no logging. Task log lines go to each Call's Logger.
 	Logger hclog.Logger
 }
 
@@ -82,15 +88,16 @@ type Options struct {
 // and learns their results from a key-value bucket. It is safe for
 // concurrent use. The zero value is not usable: call New.
 type Executor struct {
-	opts   Options
-	logger hclog.Logger
-	server *Server // embedded server, if any
-	owned  bool    // the executor started server and stops it
-	conn   *conn
-	js     jetstream.JetStream
-	obj    objects
-	id     string
-	events string // subject the workers send events to
+	opts    Options
+	logger  hclog.Logger
+	server  Server // in-process server, if any
+	owned   bool   // Shutdown stops server (StopServer)
+	conn    *conn
+	js      jetstream.JetStream
+	obj     objects
+	id      string
+	events  string        // subject the workers send events to
+	ackWait time.Duration // the consumer's
 
 	watcher    jetstream.KeyWatcher
 	stopWatch  context.CancelFunc
@@ -101,7 +108,15 @@ type Executor struct {
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
 
-	closed atomic.Bool // set under mu; read without it on Submit's fast path
+	// room holds one token per publish awaiting the server's answer, at
+	// most MaxPending (its capacity); the answer (the ack or error
+	// callback) takes the token out. closing is closed when Shutdown
+	// begins, which ends every wait for room.
+	room    chan struct{}
+	closing chan struct{}
+
+	closed atomic.Bool   // set under mu; read without it on Submit's fast path
+	seq    atomic.Uint64 // numbers the calls without a RunID (callID)
 
 	mu       sync.Mutex
 	inflight int                 // accepted calls whose futures are not complete yet
@@ -124,10 +139,10 @@ const logWait = 2 * time.Second
 // jobTimeout bounds one request of the executor's background work.
 const jobTimeout = 10 * time.Second
 
-// New connects to NATS (or starts an embedded server), creates the stream,
-// consumer and bucket if they are missing, and starts watching for
-// results. It fails if the server cannot be started or reached, or the
-// objects cannot be created.
+// New connects to NATS, creates the stream, consumer and bucket if they
+// are missing, and starts watching for results. It fails without a URL or
+// a Server, or if the server cannot be reached or the objects cannot be
+// created.
 func New(opts Options) (*Executor, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -161,17 +176,13 @@ func New(opts Options) (*Executor, error) {
 		kick:       make(chan struct{}, 1),
 		watchDone:  make(chan struct{}),
 		janitorEnd: make(chan struct{}),
-	}
-	if opts.URL == "" && opts.Server == nil {
-		srv, err := StartServer(ServerOptions{Listen: opts.Listen, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		e.server, e.owned = srv, true
-		e.opts.Server = srv
+		room:       make(chan struct{}, opts.MaxPending),
+		closing:    make(chan struct{}),
 	}
 	if opts.URL != "" {
 		e.server = nil
+	} else if opts.Server != nil {
+		e.owned = opts.StopServer
 	}
 	if err := e.start(); err != nil {
 		e.teardown(context.Background())
@@ -195,7 +206,8 @@ func (e *Executor) start() error {
 		return err
 	}
 	e.js, err = jetstream.New(e.conn.nc,
-		jetstream.WithPublishAsyncMaxPending(e.opts.MaxPending),
+		// The room is e.room's: the client's own bound is never reached.
+		jetstream.WithPublishAsyncMaxPending(2*e.opts.MaxPending),
 		jetstream.WithPublishAsyncTimeout(e.opts.PublishTimeout),
 		jetstream.WithPublishAsyncAckHandler(e.onPubAck),
 		jetstream.WithPublishAsyncErrHandler(e.onPubErr),
@@ -208,6 +220,7 @@ func (e *Executor) start() error {
 	if e.obj, err = e.opts.Setup.ensure(ctx, e.js, e.logger); err != nil {
 		return err
 	}
+	e.ackWait = e.obj.consumer.CachedInfo().Config.AckWait
 	e.events = e.opts.Setup.eventsSubject(e.id)
 	if e.eventSub, err = e.conn.nc.Subscribe(e.events, e.onEvent); err != nil {
 		return fmt.Errorf("executor/cluster: subscribe to events: %w", err)
@@ -227,13 +240,13 @@ func (e *Executor) start() error {
 	return nil
 }
 
-// Server returns the embedded server the executor is connected to (its
-// own, or the one in Options), or nil when it is connected to a URL.
-// Workers in the same process connect to it with Connection.Server.
-func (e *Executor) Server() *Server { return e.server }
+// Server returns the in-process server the executor is connected to (the
+// one in Options), or nil when it is connected to a URL. Workers in the
+// same process connect to it with Connection.Server.
+func (e *Executor) Server() Server { return e.server }
 
 // ClientURL returns the URL that worker processes connect to: the
-// Options' URL, or the embedded server's when it listens, or "" when
+// Options' URL, or the in-process server's when it listens, or "" when
 // workers can only connect in process (through Server).
 func (e *Executor) ClientURL() string {
 	if e.opts.URL != "" {
@@ -271,40 +284,67 @@ type pending struct {
 	want     envelope.Result   // that result
 	logLines map[uint64]uint64 // lines received per delivery
 	done     bool              // removed from the map
+
+	// A cancelled call of a hard submitter that a worker runs waits for
+	// the worker's report that its executor returned it (the process is
+	// dead) before its Future completes with verdict.
+	stopping bool
+	verdict  error
+	// lastLook is when the backstop fired: the bucket is read, and the
+	// timeout written create-if-absent, before a timeout is declared.
+	lastLook time.Time
 }
 
-// Submit publishes call for a worker and returns its Future. It fails with
+// Submit publishes call for a worker and returns its Future. When
+// MaxPending submissions await the server's acknowledgement it waits for
+// room while ctx allows, and fails with exactly ctx.Err() if ctx ends
+// first, or with executor.ErrClosed if Shutdown begins. It fails with
 // executor.ErrClosed after Shutdown, with an error for a Call without a
-// Handler, with executor.ErrQueueFull when MaxPending submissions await
-// the server's acknowledgement for 200ms, and with the client's error when
-// the connection is closed. A context that has already ended gives a
+// Handler, and with the client's error when the connection is closed. A context that has already ended gives a
 // Future with an *executor.CanceledError and nothing is published; an
-// input the handler cannot encode gives a Future with its
-// *executor.InputError.
+// input the handler cannot encode, or whose message is over the server's
+// maximum payload, gives a Future with its *executor.InputError.
 //
-// Cancelling ctx later completes the Future at once with an
-// *executor.CanceledError, tells the workers to cancel the call, records
-// the cancellation as the call's result, and removes the call from the
-// stream if it is still queued.
+// A call with a RunID is deduplicated by its executor.Call.ID within the
+// dedup window; a call without one never is (see the package doc).
+//
+// Cancelling ctx later tells the workers to cancel the call, records the
+// cancellation as the call's result, removes the call from the stream if
+// it is still queued, and completes the Future with an
+// *executor.CanceledError: at once, or with Hard declared and the call
+// reported started, once its worker reports that the call stopped (at
+// most the call's grace and TimeoutMargin later).
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, true)
+}
+
+// TrySubmit is Submit without the wait: when MaxPending submissions await
+// the server's acknowledgement it fails at once with
+// executor.ErrQueueFull and nothing is published.
+func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return e.submit(ctx, call, false)
+}
+
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/cluster: Submit with a nil Handler")
 	}
 	if e.closed.Load() {
 		return nil, executor.ErrClosed
 	}
-	e.stats.Submitted.Add(1)
 	if ctx.Err() != nil {
+		e.stats.Submitted.Add(1)
 		err := executor.NewCanceledError(call.Name(), ctx)
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
+	e.stats.Submitted.Add(1)
 	data, err := call.Handler.EncodeInput(call.Input)
 	if err != nil {
 		e.stats.Ended(err)
 		return executor.Completed(nil, err), nil
 	}
-	id := call.ID()
+	id := e.callID(&call)
 	ident := call.Identity()
 	p := &pending{
 		key:     envelope.Key(id),
@@ -318,7 +358,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
 		Hard: e.opts.Enforcement == executor.Hard,
 	}
-	if call.Limit > 0 || call.Logger != nil {
+	if call.Limit > 0 || call.Logger != nil || hc.Hard {
 		hc.Reply = e.events
 	}
 	p.msg = &nats.Msg{
@@ -326,10 +366,21 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		Data:    envelope.AppendCall(make([]byte, 0, 64+len(data)), hc, data),
 		Header:  nats.Header{envelope.HeaderMsgID: []string{id}},
 	}
+	if limit := e.conn.nc.MaxPayload() - headerBudget; int64(len(p.msg.Data)) > limit {
+		err := &executor.InputError{Task: call.Name(), Type: call.Handler.InputType().String(),
+			Err: fmt.Errorf("the call's message is %d bytes, over the %d bytes the NATS server takes", len(p.msg.Data), limit)}
+		e.stats.Ended(err)
+		return executor.Completed(nil, err), nil
+	}
+	if err := e.takeRoom(ctx, wait); err != nil {
+		e.stats.Submitted.Add(^uint64(0))
+		return nil, err
+	}
 
 	e.mu.Lock()
 	if e.closed.Load() { // Shutdown began meanwhile
 		e.mu.Unlock()
+		e.giveRoom()
 		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
@@ -345,9 +396,11 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	e.mu.Unlock()
 
 	if ctx.Err() != nil {
+		e.giveRoom()
 		return p.promise.Future(), nil // cancelled already: nothing to publish
 	}
 	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
+		e.giveRoom()
 		e.mu.Lock()
 		removed := e.removeLocked(p)
 		e.mu.Unlock()
@@ -359,12 +412,53 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 			e.stats.Running.Add(-1)
 			e.release(p)
 		}
-		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return nil, fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
-		}
 		return nil, fmt.Errorf("executor/cluster: submit %s: %w", call.String(), err)
 	}
 	return p.promise.Future(), nil
+}
+
+// takeRoom takes a token of room for one publish. Without room it fails
+// at once with executor.ErrQueueFull unless wait is set; with wait, it
+// waits until there is room, ctx ends (it returns exactly ctx.Err()) or
+// Shutdown begins (executor.ErrClosed).
+func (e *Executor) takeRoom(ctx context.Context, wait bool) error {
+	select {
+	case e.room <- struct{}{}:
+		return nil
+	default:
+	}
+	if !wait {
+		return fmt.Errorf("%w: %d submissions await the server's acknowledgement", executor.ErrQueueFull, e.opts.MaxPending)
+	}
+	select {
+	case e.room <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.closing:
+		return executor.ErrClosed
+	}
+}
+
+// giveRoom returns a token taken by takeRoom.
+func (e *Executor) giveRoom() { <-e.room }
+
+// headerBudget is what a message's headers (the dedup id, the key-value
+// store's expected-revision header) may take of the server's maximum
+// payload; the rest is for the data.
+const headerBudget = 512
+
+// callID returns the id under which call is published and its result
+// recorded. With a RunID it is call.ID() ("run/task/attempt"): the same
+// attempt submitted twice within the dedup window is one call, and gets
+// one result. Without a RunID nothing says two calls are the same one, so
+// each gets an id of its own: "~<submitter id>.<sequence>" before
+// "/task/attempt", never deduplicated against another call.
+func (e *Executor) callID(call *executor.Call) string {
+	if call.RunID != "" {
+		return call.ID()
+	}
+	return "~" + e.id + "." + strconv.FormatUint(e.seq.Add(1), 36) + call.ID()
 }
 
 // removeLocked takes p out of the map and the timers and reports whether
@@ -424,14 +518,31 @@ func (e *Executor) release(p *pending) {
 	e.mu.Unlock()
 }
 
-// cancel runs when a call's context ends before its result arrives.
+// cancel runs when a call's context ends before its result arrives. With
+// Hard declared, a call that a worker reported started is answered only
+// once that worker reports that its executor returned the call (so the
+// process group is dead), or after the call's grace and TimeoutMargin
+// without a report; any other call is answered at once.
 func (e *Executor) cancel(p *pending, ctx context.Context) {
 	err := executor.NewCanceledError(p.call.Name(), ctx)
 	e.mu.Lock()
-	if !e.removeLocked(p) {
+	if p.done || p.stopping {
 		e.mu.Unlock()
 		return
 	}
+	if e.opts.Enforcement == executor.Hard && !p.started.IsZero() && !p.parked {
+		p.stopping, p.verdict = true, err
+		if p.heapIdx >= 0 {
+			heap.Remove(&e.timers, p.heapIdx)
+		}
+		p.lastLook = time.Time{}
+		p.when = time.Now().Add(p.call.Grace + e.opts.TimeoutMargin)
+		e.pushLocked(p)
+		e.verdictLocked(p, err)
+		e.mu.Unlock()
+		return
+	}
+	e.removeLocked(p)
 	e.verdictLocked(p, err)
 	e.mu.Unlock()
 	e.complete(p, nil, err, "")
@@ -444,20 +555,69 @@ func (e *Executor) cancel(p *pending, ctx context.Context) {
 // call, and its message is removed if still queued. e.mu is held, so
 // Shutdown sees the job.
 func (e *Executor) verdictLocked(p *pending, verdict error) {
-	seq := p.seq
 	e.jobLocked(func(ctx context.Context) {
 		// The verdict first: the worker answers a cancellation with a
 		// result of its own, which must not be the one recorded.
 		writeFailure(ctx, e.obj.kv, p.key, verdict, 0, e.logger)
-		if err := e.conn.nc.Publish(e.opts.Setup.cancelSubject(), []byte(p.key)); err != nil {
-			e.logger.Debug("cannot send a cancellation", "key", p.key, "error", err)
-		}
-		if seq > 0 {
-			if err := e.obj.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-				e.logger.Debug("cannot remove a cancelled call from the stream", "seq", seq, "error", err)
-			}
-		}
+		e.stopCall(ctx, p)
 	})
+}
+
+// stopCall tells the workers to stop p's call and removes its message
+// from the stream if it is still queued.
+func (e *Executor) stopCall(ctx context.Context, p *pending) {
+	e.mu.Lock()
+	seq := p.seq
+	e.mu.Unlock()
+	if err := e.conn.nc.Publish(e.opts.Setup.cancelSubject(), []byte(p.key)); err != nil {
+		e.logger.Debug("cannot send a cancellation", "key", p.key, "error", err)
+	}
+	if seq > 0 {
+		if err := e.obj.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			e.logger.Debug("cannot remove a cancelled call from the stream", "seq", seq, "error", err)
+		}
+	}
+}
+
+// lastLook runs when p's backstop fired: a result recorded by then wins
+// (the watcher may have missed it, for example while it was re-created
+// after a server failed), so the timeout is written create-if-absent and
+// only declared if it is the call's recorded result. While the bucket
+// cannot be written, it looks again every second, for up to another
+// TimeoutMargin, and then declares the timeout without a record.
+func (e *Executor) lastLook(ctx context.Context, p *pending) {
+	e.mu.Lock()
+	at := p.lastLook
+	e.mu.Unlock()
+	verdict := e.backstop(p, at)
+	_, err := e.obj.kv.Create(ctx, p.key, failureRecord(verdict, 0, e.logger))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		entry, gerr := e.obj.kv.Get(ctx, p.key)
+		if gerr == nil {
+			e.deliver(p.key, entry.Value())
+			return
+		}
+		err = gerr
+	}
+	if err != nil && time.Since(at) < e.opts.TimeoutMargin {
+		e.logger.Debug("cannot record a timeout yet; looking again", "call", p.call.String(), "error", err)
+		e.mu.Lock()
+		if !p.done {
+			p.when = time.Now().Add(time.Second)
+			e.pushLocked(p)
+		}
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Lock()
+	removed := e.removeLocked(p)
+	e.mu.Unlock()
+	if !removed {
+		return
+	}
+	e.stopCall(ctx, p)
+	e.logger.Warn("no result by the call's limit, grace, ack wait and margin", "call", p.call.String(), "started", p.started)
+	e.complete(p, nil, verdict, "")
 }
 
 // jobLocked queues work for the janitor; e.mu is held.
@@ -477,19 +637,25 @@ func (e *Executor) wake() {
 // writeFailure records err as the result under key, unless a result is
 // already there.
 func writeFailure(ctx context.Context, kv jetstream.KeyValue, key string, err error, delivery uint64, logger hclog.Logger) {
-	payload, jerr := json.Marshal(wire.EncodeError(err))
-	if jerr != nil {
-		logger.Error("cannot encode an error", "key", key, "error", jerr)
-		return
-	}
-	rec := envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Delivery: delivery, Payload: payload})
+	rec := failureRecord(err, delivery, logger)
 	if _, cerr := kv.Create(ctx, key, rec); cerr != nil && !errors.Is(cerr, jetstream.ErrKeyExists) {
 		logger.Warn("cannot record a call's failure", "key", key, "error", cerr)
 	}
 }
 
+// failureRecord is the result record of a verdict err.
+func failureRecord(err error, delivery uint64, logger hclog.Logger) []byte {
+	payload, jerr := json.Marshal(wire.EncodeError(err))
+	if jerr != nil {
+		logger.Error("cannot encode an error", "error", jerr)
+		payload, _ = json.Marshal(wire.EncodeError(errors.New(err.Error())))
+	}
+	return envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Delivery: delivery, Payload: payload})
+}
+
 // onPubAck runs when the server acknowledges a published call.
 func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	e.giveRoom()
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -515,14 +681,24 @@ func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.P
 	}
 }
 
+// errNoRoom is why a publish was not repeated yet: MaxPending others
+// await the server's answer.
+var errNoRoom = errors.New("executor/cluster: no room to publish again yet")
+
 // retryable reports whether a failed publish may be repeated.
 func retryable(err error) bool {
-	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+	return errors.Is(err, errNoRoom) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // onPubErr runs when a published call was not acknowledged.
 func (e *Executor) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	e.giveRoom()
+	e.failedPub(m, err)
+}
+
+// failedPub schedules a failed publish of m again, or fails its call.
+func (e *Executor) failedPub(m *nats.Msg, err error) {
 	key := envelope.Key(m.Header.Get(envelope.HeaderMsgID))
 	now := time.Now()
 	e.mu.Lock()
@@ -564,9 +740,17 @@ func (e *Executor) dispatch() {
 // deliver completes the calls waiting under key with the record value.
 func (e *Executor) deliver(key string, value []byte) {
 	rec, derr := envelope.DecodeResult(value)
-	var ready []*pending
+	var ready, stopped []*pending
 	e.mu.Lock()
 	for p := e.pending[key]; p != nil; p = p.next {
+		if p.stopping {
+			// Only a worker's result says its executor returned the
+			// call; the submitter's own verdict does not.
+			if derr == nil && rec.Worker != "" {
+				stopped = append(stopped, p)
+			}
+			continue
+		}
 		if derr == nil && p.call.Logger != nil && p.logLines[rec.Delivery] < rec.Logs {
 			if !p.parked {
 				p.parked, p.want = true, rec
@@ -583,9 +767,15 @@ func (e *Executor) deliver(key string, value []byte) {
 	for _, p := range ready {
 		e.removeLocked(p)
 	}
+	for _, p := range stopped {
+		e.removeLocked(p)
+	}
 	e.mu.Unlock()
 	for _, p := range ready {
 		e.finish(p, rec, derr)
+	}
+	for _, p := range stopped {
+		e.complete(p, nil, p.verdict, "")
 	}
 }
 
@@ -595,6 +785,9 @@ func (e *Executor) finish(p *pending, rec envelope.Result, derr error) {
 	if derr != nil {
 		e.complete(p, nil, &executor.CrashError{Task: task, Reason: "malformed result record: " + derr.Error()}, "")
 		return
+	}
+	if rec.Delivery > 0 {
+		p.promise.SetDeliveries(int(min(rec.Delivery, math.MaxInt32)))
 	}
 	switch rec.Kind {
 	case envelope.Output:
@@ -631,17 +824,38 @@ func (e *Executor) onEvent(m *nats.Msg) {
 		now := time.Now()
 		e.mu.Lock()
 		for p := e.pending[ev.Key]; p != nil; p = p.next {
-			if p.call.Limit <= 0 || p.parked {
+			if p.parked || p.stopping || !p.lastLook.IsZero() {
+				continue
+			}
+			p.started = now
+			if p.call.Limit <= 0 {
 				continue
 			}
 			if p.heapIdx >= 0 {
 				heap.Remove(&e.timers, p.heapIdx)
 			}
-			p.started = now
-			p.when = now.Add(p.call.Limit + p.call.Grace + e.opts.TimeoutMargin)
+			// Past the limit and grace, a dead worker's call is delivered
+			// again within the ack wait; this delivery's Started moves
+			// the backstop, so it never fires before a redelivery could.
+			p.when = now.Add(p.call.Limit + p.call.Grace + e.ackWait + e.opts.TimeoutMargin)
 			e.pushLocked(p)
 		}
 		e.mu.Unlock()
+	case envelope.Stopped:
+		var stopped []*pending
+		e.mu.Lock()
+		for p := e.pending[ev.Key]; p != nil; p = p.next {
+			if p.stopping {
+				stopped = append(stopped, p)
+			}
+		}
+		for _, p := range stopped {
+			e.removeLocked(p)
+		}
+		e.mu.Unlock()
+		for _, p := range stopped {
+			e.complete(p, nil, p.verdict, "")
+		}
 	case envelope.Log:
 		var loggers []hclog.Logger
 		e.mu.Lock()
@@ -759,11 +973,15 @@ func (e *Executor) janitor() {
 		})
 		var timeouts []*pending
 		for _, p := range expired {
-			if !p.parked {
-				e.verdictLocked(p, e.backstop(p, now))
+			if p.parked || p.stopping {
+				e.removeLocked(p)
+				timeouts = append(timeouts, p)
+				continue
 			}
-			e.removeLocked(p)
-			timeouts = append(timeouts, p)
+			if p.lastLook.IsZero() {
+				p.lastLook = now
+			}
+			e.jobLocked(func(ctx context.Context) { e.lastLook(ctx, p) })
 		}
 		var next time.Time
 		if e.timers.Len() > 0 {
@@ -778,18 +996,22 @@ func (e *Executor) janitor() {
 		e.mu.Unlock()
 
 		for _, p := range timeouts {
-			if p.parked {
-				e.logger.Debug("some log lines of a call did not arrive", "call", p.call.String())
-				e.finish(p, p.want, nil)
+			if p.stopping {
+				e.logger.Warn("no report that a cancelled call stopped on its worker", "call", p.call.String())
+				e.complete(p, nil, p.verdict, "")
 				continue
 			}
-			err := e.backstop(p, now)
-			e.logger.Warn("no result by the call's limit, grace and margin", "call", p.call.String(), "started", p.started)
-			e.complete(p, nil, err, "")
+			e.logger.Debug("some log lines of a call did not arrive", "call", p.call.String())
+			e.finish(p, p.want, nil)
 		}
 		for _, p := range retry {
+			if e.takeRoom(context.Background(), false) != nil {
+				e.failedPub(p.msg, errNoRoom) // again, a little later
+				continue
+			}
 			if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
-				e.onPubErr(e.js, p.msg, err)
+				e.giveRoom()
+				e.failedPub(p.msg, err)
 			}
 		}
 		for _, job := range jobs {
@@ -815,13 +1037,16 @@ func (e *Executor) janitor() {
 }
 
 // backstop is the executor's own timeout for a call whose result did not
-// arrive by its limit, grace and margin after it started.
+// arrive by its limit, grace, ack wait and margin after it started. It is
+// Soft and not Stopped whatever the declared enforcement: the submitter
+// has heard nothing from the worker and cannot tell whether the work
+// still runs.
 func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 	return &executor.TimeoutError{
 		Task:        p.call.Name(),
 		Limit:       p.call.Limit,
 		Elapsed:     now.Sub(p.started),
-		Enforcement: e.opts.Enforcement,
+		Enforcement: executor.Soft,
 	}
 }
 
@@ -829,12 +1054,15 @@ func (e *Executor) backstop(p *pending, now time.Time) *executor.TimeoutError {
 // for every accepted call's result. If ctx ends first it returns an
 // *executor.ShutdownError naming those calls; they stay pending and a
 // later Shutdown waits for them again. Once no call is pending it stops
-// watching, closes the connection and, if the executor started its own
-// embedded server, stops it and removes its store: workers connected to
-// that server lose their connection, so shut them down first. Calls that
+// watching, closes the connection and, with Options.StopServer, stops the
+// in-process server: workers connected to that server lose their
+// connection, so shut them down first. Calls that
 // workers still run for cancelled or timed-out callers are the workers'.
 func (e *Executor) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
+	if !e.closed.Load() {
+		close(e.closing)
+	}
 	e.closed.Store(true)
 	var idle chan struct{}
 	if e.inflight > 0 {
@@ -894,8 +1122,8 @@ func (e *Executor) teardown(ctx context.Context) {
 	if started {
 		<-e.watchDone
 	}
-	if e.owned {
-		e.server.Shutdown()
+	if s, ok := e.server.(interface{ Shutdown() }); ok && e.owned {
+		s.Shutdown()
 	}
 }
 

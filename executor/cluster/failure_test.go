@@ -15,6 +15,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/executortest"
 )
 
@@ -46,7 +47,7 @@ func doneBy(futures []*executor.Future, prefix string) int {
 }
 
 func TestKilledWorkerProcessLosesNoCall(t *testing.T) {
-	ex := newExecutor(t, cluster.Options{Listen: "127.0.0.1:0"})
+	ex := newExecutor(t, cluster.Options{})
 	url := ex.ClientURL()
 	a := startWorkerProcess(t, url, "a")
 	startWorkerProcess(t, url, "b")
@@ -77,12 +78,14 @@ func TestKilledWorkerProcessLosesNoCall(t *testing.T) {
 	kv, err := js.KeyValue(ctx, "flowline-results")
 	require.NoError(t, err)
 	redelivered := 0
-	for _, c := range calls {
+	for i, c := range calls {
 		history, err := kv.History(ctx, envelope.Key(c.ID()))
 		require.NoError(t, err)
 		require.Len(t, history, 1, "call %s has %d results", c.ID(), len(history))
 		rec, err := envelope.DecodeResult(history[0].Value())
 		require.NoError(t, err)
+		// The caller sees the deliveries its call took.
+		assert.Equal(t, int(rec.Delivery), futures[i].Deliveries(), "call %s", c.ID())
 		if rec.Delivery > 1 {
 			redelivered++
 			assert.True(t, strings.HasPrefix(rec.Worker, "b"), "redelivered call %s ran on %s", c.ID(), rec.Worker)
@@ -115,7 +118,7 @@ func freePorts(t *testing.T, n int) []int {
 
 func TestStreamLeaderFailover(t *testing.T) {
 	ports := freePorts(t, 3)
-	servers := make([]*cluster.Server, 3)
+	servers := make([]*natsserver.Server, 3)
 	var urls []string
 	for i := range servers {
 		var routes []string
@@ -124,10 +127,10 @@ func TestStreamLeaderFailover(t *testing.T) {
 				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 			}
 		}
-		srv, err := cluster.StartServer(cluster.ServerOptions{
+		srv, err := natsserver.Start(natsserver.Options{
 			Name:    fmt.Sprintf("s%d", i),
 			Listen:  "127.0.0.1:0",
-			Cluster: &cluster.ServerCluster{Name: "flowline-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes},
+			Cluster: &natsserver.Cluster{Name: "flowline-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes},
 		})
 		require.NoError(t, err)
 		t.Cleanup(srv.Shutdown)

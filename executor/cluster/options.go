@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"time"
 
@@ -24,11 +25,11 @@ type Connection struct {
 	// requires TLS. Empty means Server.
 	URL string
 
-	// Server is an embedded server to connect to in process, without a
-	// network. Used only when URL is empty. When both are empty, New starts
-	// an embedded server of its own and NewWorker fails. An in-process
-	// connection does not outlive its server.
-	Server *Server
+	// Server is a server in the same process to connect to without a
+	// network (a *natsserver.Server). Used only when URL is empty. One of
+	// URL and Server is required. An in-process connection does not
+	// outlive its server.
+	Server Server
 
 	// User and Password authenticate with a user name and password.
 	User, Password string
@@ -56,6 +57,19 @@ type Connection struct {
 	// NATSOptions are more client options, applied after all the above
 	// (for example nats.ReconnectWait).
 	NATSOptions []nats.Option
+}
+
+// Server is a NATS server in the same process, which clients reach
+// without a network. *natsserver.Server (package
+// executor/cluster/natsserver) is one; this package does not import it,
+// so a program that connects to a URL links no server code.
+type Server interface {
+	// InProcessConn returns a new connection to the server, as
+	// nats.InProcessConnProvider.
+	InProcessConn() (net.Conn, error)
+	// ClientURL returns the URL that other processes connect to, or ""
+	// when the server does not listen.
+	ClientURL() string
 }
 
 // Setup names the JetStream objects that submitters and workers share, and
@@ -273,7 +287,9 @@ func transient(err error) bool {
 		return apiErr.Code == 503
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
 // retry calls fn, with 5 seconds for each try, until it succeeds, fails
@@ -336,9 +352,9 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 	case url != "":
 		opts = append(opts, nats.MaxReconnects(-1))
 	case c.Server != nil:
-		opts = append(opts, nats.InProcessServer(c.Server.srv), nats.NoReconnect())
+		opts = append(opts, nats.InProcessServer(c.Server), nats.NoReconnect())
 	default:
-		return nil, errors.New("executor/cluster: no NATS URL and no embedded server to connect to")
+		return nil, errors.New("executor/cluster: no NATS URL and no in-process Server to connect to (natsserver.Start starts one)")
 	}
 	if c.User != "" || c.Password != "" {
 		opts = append(opts, nats.UserInfo(c.User, c.Password))

@@ -24,8 +24,8 @@ import (
 
 // WorkerOptions configure a Worker.
 type WorkerOptions struct {
-	// Connection says which NATS to use: a URL, or an embedded Server in
-	// the same process (Executor.Server). One of them is required.
+	// Connection says which NATS to use: a URL, or a Server in the same
+	// process (Executor.Server). One of them is required.
 	Connection
 
 	// Setup names the stream, consumer and bucket; it must match the
@@ -102,8 +102,11 @@ type Worker struct {
 	closeOnce sync.Once
 	lostOnce  sync.Once
 
-	mu        sync.Mutex
-	cancelled map[string]time.Time // keys cancelled lately, and when
+	mu         sync.Mutex
+	cancelled  map[string]time.Time // keys cancelled lately, and when
+	advisories []advisory           // exhausted calls for the jobs goroutine
+	jobKick    chan struct{}        // wakes the jobs goroutine; size 1
+	jobsDone   chan struct{}
 
 	received, ran, skipped, handedBack atomic.Uint64
 }
@@ -156,6 +159,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		beatDone:  make(chan struct{}),
 		abort:     make(chan struct{}),
 		cancelled: make(map[string]time.Time),
+		jobKick:   make(chan struct{}, 1),
+		jobsDone:  make(chan struct{}),
 	}
 	if err := w.start(); err != nil {
 		if w.conn != nil {
@@ -168,6 +173,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		go w.serve(s)
 	}
 	go w.heartbeat()
+	go w.jobs()
 	w.logger.Info("worker started", "concurrency", len(w.slots), "tasks", len(opts.Registry.Names()))
 	return w, nil
 }
@@ -374,7 +380,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if w.wasCancelled(hc.Key) { // a cancellation that came while we looked
 		cancel()
 	}
-	if hc.Reply != "" && hc.Limit > 0 {
+	if hc.Reply != "" && (hc.Limit > 0 || hc.Hard) {
 		ev := envelope.AppendEvent(nil, envelope.Event{Kind: envelope.Started, Delivery: delivery, Key: hc.Key})
 		if err := w.conn.nc.Publish(hc.Reply, ev); err != nil {
 			w.logger.Debug("cannot send a start event", "error", err)
@@ -392,6 +398,14 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 	v, err := f.Wait(context.Background())
+	if hc.Hard && hc.Reply != "" {
+		// A hard submitter that cancelled the call waits for this: the
+		// executor returned it, so its process group is dead.
+		ev := envelope.AppendEvent(nil, envelope.Event{Kind: envelope.Stopped, Delivery: delivery, Key: hc.Key})
+		if err := w.conn.nc.Publish(hc.Reply, ev); err != nil {
+			w.logger.Debug("cannot send a stop event", "error", err)
+		}
+	}
 	if s.ran() {
 		s.end()
 		return // handed back by Shutdown; another worker runs it
@@ -400,8 +414,8 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if fwd != nil {
 		logs = fwd.n.Load()
 	}
-	rec := w.result(h, v, err, delivery, logs, f.Worker())
-	w.settle(s, msg, w.store(hc.Key, rec))
+	rec := w.result(h, hc.Task, v, err, delivery, logs, f.Worker())
+	w.settle(s, msg, w.store(hc.Key, hc.Task, rec))
 }
 
 // settle ends s's call: it acknowledges msg once its result is stored, and
@@ -432,19 +446,28 @@ func (w *Worker) skip(msg jetstream.Msg) {
 func (w *Worker) fail(s *slot, msg jetstream.Msg, key string, delivery uint64, err error) {
 	s.begin(msg, key, key, nil)
 	s.ran()
-	w.settle(s, msg, w.store(key, w.result(nil, nil, err, delivery, 0, "")))
+	w.settle(s, msg, w.store(key, "", w.result(nil, "", nil, err, delivery, 0, "")))
 }
 
-// result encodes a call's outcome as a result record.
-func (w *Worker) result(h *executor.Handler, v any, err error, delivery, logs uint64, where string) []byte {
+// result encodes a call's outcome as a result record. A result that
+// cannot be encoded, or whose record is over what the server takes, is an
+// *executor.OutputError; an error whose record is too large keeps its
+// class and the start of its message.
+func (w *Worker) result(h *executor.Handler, task string, v any, err error, delivery, logs uint64, where string) []byte {
 	worker := w.name
 	if where != "" {
 		worker += "/" + where
 	}
+	limit := w.conn.nc.MaxPayload() - headerBudget
 	r := envelope.Result{Kind: envelope.Output, Delivery: delivery, Logs: logs, Worker: worker}
 	if err == nil {
 		if r.Payload, err = h.EncodeOutput(v); err == nil {
-			return envelope.AppendResult(nil, r)
+			rec := envelope.AppendResult(nil, r)
+			if int64(len(rec)) <= limit {
+				return rec
+			}
+			err = &executor.OutputError{Task: task, Type: h.OutputType().String(),
+				Err: fmt.Errorf("the result record is %d bytes, over the %d bytes the NATS server takes", len(rec), limit)}
 		}
 	}
 	r.Kind = envelope.Failure
@@ -452,17 +475,40 @@ func (w *Worker) result(h *executor.Handler, v any, err error, delivery, logs ui
 	if r.Payload, jerr = json.Marshal(wire.EncodeError(err)); jerr != nil {
 		r.Payload, _ = json.Marshal(wire.EncodeError(fmt.Errorf("%s (its details could not be encoded: %v)", err.Error(), jerr)))
 	}
-	return envelope.AppendResult(nil, r)
+	rec := envelope.AppendResult(nil, r)
+	if int64(len(rec)) > limit {
+		msg := err.Error()
+		msg = msg[:min(len(msg), 4096)]
+		r.Payload, _ = json.Marshal(wire.EncodeError(&classed{msg: msg + " ... (message cut: too large to record)", class: executor.ClassOf(err)}))
+		rec = envelope.AppendResult(nil, r)
+	}
+	return rec
 }
 
+// classed is an error message with a class, for an error too large to
+// record whole.
+type classed struct {
+	msg   string
+	class executor.Class
+}
+
+func (c *classed) Error() string { return c.msg }
+
+// ErrorClass returns the class of the error it stands for.
+func (c *classed) ErrorClass() executor.Class { return c.class }
+
 // store writes a result record, create-if-absent, retrying while the
-// servers cannot take it (a leader election, a reconnect). It reports
-// false when it gave up: the connection is closed, or Shutdown stopped
-// waiting.
-func (w *Worker) store(key string, rec []byte) bool {
+// servers cannot take it for now (a leader election, a reconnect). A
+// record refused for good (transient says which) is replaced once by an
+// *executor.OutputError naming the refusal, so the call is answered
+// promptly instead of delivered again. It reports false when it gave up:
+// the connection is closed, the replacement was refused too, or Shutdown
+// stopped waiting.
+func (w *Worker) store(key, task string, rec []byte) bool {
 	backoff := 50 * time.Millisecond
+	replaced := false
 	for warned := false; ; {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		_, err := w.obj.kv.Create(ctx, key, rec)
 		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
@@ -471,6 +517,18 @@ func (w *Worker) store(key string, rec []byte) bool {
 		if w.conn.nc.IsClosed() {
 			w.logger.Error("cannot record a result: connection closed", "key", key, "error", err)
 			return false
+		}
+		if !transient(err) {
+			if replaced {
+				w.logger.Error("cannot record a result", "key", key, "error", err)
+				return false
+			}
+			w.logger.Warn("the server refused a result; recording the refusal instead", "key", key, "error", err)
+			old, _ := envelope.DecodeResult(rec)
+			rec = envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Delivery: old.Delivery, Worker: old.Worker,
+				Payload: errorPayload(&executor.OutputError{Task: task, Type: "result record", Err: fmt.Errorf("the server refused it: %w", err)})})
+			replaced = true
+			continue
 		}
 		if !warned {
 			w.logger.Warn("cannot record a result; retrying", "key", key, "error", err)
@@ -485,6 +543,18 @@ func (w *Worker) store(key string, rec []byte) bool {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// storeTimeout bounds one attempt to record a result.
+const storeTimeout = 5 * time.Second
+
+// errorPayload is err in the wire form of a failure record.
+func errorPayload(err error) []byte {
+	b, jerr := json.Marshal(wire.EncodeError(err))
+	if jerr != nil {
+		b, _ = json.Marshal(wire.EncodeError(errors.New(err.Error())))
+	}
+	return b
 }
 
 func (s *slot) begin(msg jetstream.Msg, key, what string, cancel context.CancelFunc) {
@@ -556,7 +626,9 @@ func (w *Worker) wasCancelled(key string) bool {
 	return ok
 }
 
-// onCancel cancels a call that a submitter gave up on.
+// onCancel cancels a call that a submitter gave up on. It runs on the
+// connection's callback goroutine: no lock is held while a call's context
+// is cancelled or a line is logged.
 func (w *Worker) onCancel(m *nats.Msg) {
 	key := string(m.Data)
 	w.mu.Lock()
@@ -564,23 +636,62 @@ func (w *Worker) onCancel(m *nats.Msg) {
 	w.mu.Unlock()
 	for _, s := range w.slots {
 		s.mu.Lock()
-		if s.key == key && s.cancel != nil {
-			s.cancel()
-			w.logger.Debug("call cancelled by its submitter", "call", s.what)
+		var cancel context.CancelFunc
+		what := s.what
+		if s.key == key {
+			cancel = s.cancel
 		}
 		s.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			w.logger.Debug("call cancelled by its submitter", "call", what)
+		}
 	}
 }
 
+// onAdvisory queues a call whose deliveries are exhausted for the
+// worker's jobs goroutine: the connection's callback goroutine makes no
+// JetStream requests.
 func (w *Worker) onAdvisory(m *nats.Msg) {
 	var a advisory
 	if err := json.Unmarshal(m.Data, &a); err != nil {
 		w.logger.Debug("malformed advisory", "error", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
-	defer cancel()
-	exhausted(ctx, w.obj, a, w.logger)
+	w.mu.Lock()
+	w.advisories = append(w.advisories, a)
+	w.mu.Unlock()
+	select {
+	case w.jobKick <- struct{}{}:
+	default:
+	}
+}
+
+// jobs records the failures of calls whose deliveries are exhausted, one
+// at a time, until the worker stops.
+func (w *Worker) jobs() {
+	defer close(w.jobsDone)
+	for {
+		select {
+		case <-w.beatStop:
+			return
+		case <-w.jobKick:
+		}
+		for {
+			w.mu.Lock()
+			todo := w.advisories
+			w.advisories = nil
+			w.mu.Unlock()
+			if len(todo) == 0 {
+				break
+			}
+			for _, a := range todo {
+				ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+				exhausted(ctx, w.obj, a, w.logger)
+				cancel()
+			}
+		}
+	}
 }
 
 // Shutdown drains the worker: it stops pulling, lets the calls it runs
@@ -612,6 +723,8 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	case <-w.done:
 	case <-ctx.Done():
 		var running []string
+		var back []jetstream.Msg
+		var cancels []context.CancelFunc
 		for _, s := range w.slots {
 			s.mu.Lock()
 			if s.msg != nil {
@@ -619,12 +732,19 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 				if s.running && !s.handedBack {
 					s.handedBack = true
 					if s.cancel != nil {
-						s.cancel()
+						cancels = append(cancels, s.cancel)
 					}
-					w.handBackMsg(s.msg)
+					back = append(back, s.msg)
 				}
 			}
 			s.mu.Unlock()
+		}
+		// Outside the slots' locks: a Nak is a round trip to the server.
+		for _, c := range cancels {
+			c()
+		}
+		for _, m := range back {
+			w.handBackMsg(m)
 		}
 		w.abortOnce.Do(func() { close(w.abort) })
 		if len(running) > 0 {
@@ -639,6 +759,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.closeOnce.Do(func() {
 		close(w.beatStop)
 		<-w.beatDone
+		<-w.jobsDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		w.conn.close(cctx)

@@ -45,7 +45,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -651,13 +650,6 @@ func checkShutdownNamesStuck(t *testing.T, s *session) {
 	// The suite's own Shutdown, with a longer context, then waits it out.
 }
 
-// alive reports whether any process of the group (pgid > 0) or the process
-// (pid > 0) exists, zombies included.
-func alive(id int) bool {
-	err := syscall.Kill(id, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
 func checkHardKill(t *testing.T, s *session) {
 	// The task dies at SIGTERM but leaves a grandchild that traps it: the
 	// executor must not stop at the worker's death.
@@ -672,7 +664,7 @@ func checkHardKill(t *testing.T, s *session) {
 	var g GrandchildReport
 	require.NoError(t, json.Unmarshal(data, &g))
 	require.Positive(t, g.PGID)
-	assert.NotEqual(t, syscall.Getpgrp(), g.PGID, "the worker must have a process group of its own")
+	assert.NotEqual(t, ownGroup(), g.PGID, "the worker must have a process group of its own")
 	assert.False(t, alive(-g.PGID), "a process of the call's group is still alive (or a zombie)")
 	assert.False(t, alive(g.PID), "the grandchild is still alive (or a zombie)")
 }

@@ -288,7 +288,7 @@ func grandchild(ctx context.Context, a Args) (Reply, error) {
 	if err := cmd.Start(); err != nil {
 		return Reply{}, err
 	}
-	pgid, err := syscall.Getpgid(cmd.Process.Pid)
+	pgid, err := groupOf(cmd.Process.Pid)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -315,7 +315,10 @@ func exit(ctx context.Context, a Args) (Reply, error) {
 
 func kill(ctx context.Context, a Args) (Reply, error) {
 	fmt.Fprintln(os.Stderr, "executortest: killing myself")
-	err := syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	self, err := os.FindProcess(os.Getpid())
+	if err == nil {
+		err = self.Kill() // SIGKILL on Unix, TerminateProcess on Windows
+	}
 	time.Sleep(time.Minute)
 	return Reply{}, err
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -56,7 +58,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			name += "-with-limit"
 		}
 		b.Run(name, func(b *testing.B) {
-			ex := subprocess.New(subprocess.Options{Workers: 1})
+			ex := mustNew(b, subprocess.Options{Workers: 1})
 			defer shutdown(b, ex)
 			call := executor.Call{Handler: executortest.Echo, Input: args, Limit: limit}
 			if _, err := executor.Run(ctx, ex, call); err != nil { // start the worker
@@ -97,7 +99,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // reports calls per second.
 func BenchmarkThroughput(b *testing.B) {
 	ctx := context.Background()
-	ex := subprocess.New(subprocess.Options{Workers: 2})
+	ex := mustNew(b, subprocess.Options{Workers: 2})
 	defer shutdown(b, ex)
 	call := executor.Call{Handler: executortest.Echo, Input: executortest.Args{N: 1}}
 	for range 2 {
@@ -137,7 +139,7 @@ func BenchmarkDeadlineToDeath(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			ex := subprocess.New(subprocess.Options{Workers: 1, Grace: grace})
+			ex := mustNew(b, subprocess.Options{Workers: 1, Grace: grace})
 			defer shutdown(b, ex)
 			warm := executor.Call{Handler: executortest.Echo, Input: executortest.Args{}}
 			call := executor.Call{Handler: executortest.Sleep, Input: tc.args, Limit: limit}
@@ -165,4 +167,14 @@ func BenchmarkDeadlineToDeath(b *testing.B) {
 			}
 		})
 	}
+}
+
+// mustNew returns a new Executor, or fails the benchmark.
+func mustNew(b *testing.B, opts subprocess.Options) *subprocess.Executor {
+	b.Helper()
+	ex, err := subprocess.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ex
 }

@@ -1,9 +1,12 @@
+//go:build linux
+
 package subprocess_test
 
 import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/executortest"
@@ -13,7 +16,9 @@ import (
 func TestConformance(t *testing.T) {
 	executortest.Run(t, executortest.Config{
 		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
-			return subprocess.New(subprocess.Options{Workers: 2, Logger: logger})
+			ex, err := subprocess.New(subprocess.Options{Workers: 2, Logger: logger})
+			require.NoError(t, err)
+			return ex
 		},
 		OutOfProcess: true,
 		SkipGoexit:   true, // issue 10: the worker does not answer runtime.Goexit yet

@@ -5,7 +5,9 @@
 // really stop (it ignores its context, spins in C code, starts processes
 // of its own), when a task may crash the process it runs in, or when it
 // leaks; pick executor/pool when tasks are well-behaved Go code and a
-// call must cost nanoseconds rather than tens of microseconds. Linux only.
+// call must cost nanoseconds rather than tens of microseconds. It runs on
+// Linux, macOS and Windows, with each system's own mechanics (see
+// Operating systems).
 //
 // # Use
 //
@@ -16,7 +18,8 @@
 //
 //	func main() {
 //		subprocess.ServeIfWorker(tasks.Registry())
-//		ex := subprocess.New(subprocess.Options{})
+//		ex, err := subprocess.New(subprocess.Options{})
+//		if err != nil { ... } // an *UnsupportedError: see Operating systems
 //		defer ex.Shutdown(context.Background())
 //		v, err := executor.Run(ctx, ex, executor.Call{Handler: tasks.Resize, Input: img, Limit: time.Minute})
 //		...
@@ -34,6 +37,7 @@
 //	what happened                         the Future's error                                  the worker
 //	the task returned in time             its result, or its error (message and class kept)   kept
 //	the task panicked                     *executor.PanicError with the task's stack          kept
+//	the task called runtime.Goexit        *executor.PanicError, at once                       kept
 //	the limit passed                      *executor.TimeoutError{Hard, Stopped: true}         killed, replaced
 //	the caller's context ended            *executor.CanceledError (matches context.Canceled)  killed, replaced
 //	the worker exited or was killed       *executor.CrashError{Reason: "exit status 3"}       replaced
@@ -70,30 +74,46 @@
 // after the task, with its run, attempt and worker (lines read between
 // calls go to the last call's logger); the task's own log lines
 // (executor.Logger(ctx) in the worker) reach the call's Logger with their
-// level, message and pairs, task, run and attempt among them.
+// level, message and pairs, task, run and attempt among them. Loggers run
+// with no lock of the executor held: a logger that blocks holds up only
+// its worker's output (and the task, once the pipe is full); the call is
+// still answered at its limit, other calls go on, and the worker's slot is
+// replaced only once the logger returns.
 //
 // # Stopping a worker
 //
-// At a call's limit, or when its caller's context ends, the executor
-// cancels the worker's exec.Cmd context; the Cmd's Cancel sends SIGTERM to
-// the whole process group. After the grace period (Call.Grace, else
-// Options.Grace) it sends SIGKILL to the group. The worker itself is
-// reaped by exec.Cmd.Wait; only then are the rest of the group, orphans
-// this process adopted, reaped with wait4(-pgid, WNOHANG), which never
-// takes another child's exit status. exec.Cmd.WaitDelay is not used: it is
+// At a call's limit, or when its caller's context ends, the executor stops
+// the worker's whole process group. By default there is no grace period:
+// the group gets SIGKILL at once, so the call's work stops at its limit,
+// whatever it does (Prefect's own test of its timeout handler, a task
+// writing a line every 260ms under a 1s limit, leaves at most 4 lines).
+//
+// A grace period for cooperative cleanup is opt-in: Options.Grace for
+// every call, Call.Grace for one (positive: that grace; negative: none;
+// zero: Options.Grace). With one, the executor cancels the worker's
+// exec.Cmd context, whose Cancel sends SIGTERM to the group, and sends
+// SIGKILL to the group when the grace period ends. The worker catches
+// SIGTERM: it ends the task's context (as a timeout past the deadline, a
+// cancellation before it) and exits as soon as the task returns, so a
+// task that honours its context costs a millisecond or so past the
+// deadline, not the grace period. Until it returns or SIGKILL comes,
+// everything of the call runs on: the task's goroutine and the goroutines
+// it started, even if they ignore their context (SIGTERM only ends a
+// context), and its child processes that ignore or trap SIGTERM (others
+// die of it). A task that calls signal.Ignore(SIGTERM) changes the worker
+// for the rest of the call only: the worker's handler is restored before
+// the next.
+//
+// The worker itself is reaped by exec.Cmd.Wait; only then are the rest of
+// the group, orphans this process adopted, reaped with wait4(-pgid,
+// WNOHANG), which never takes another child's exit status; they get what
+// is left of the grace period. exec.Cmd.WaitDelay is not used: it is
 // fixed when the command starts, while a grace period is per call, and it
 // would kill the leader only.
 //
 // In the worker, the task's context carries the call's deadline and ends
 // at it with the *executor.TimeoutError as its cause, so cooperative code
-// stops by itself, at the moment the SIGTERM arrives. The worker handles
-// SIGTERM by ending the task's context (as a timeout past the deadline, a
-// cancellation before it) and exits as soon as the task returns: a task
-// that honours its context costs a millisecond or so past the deadline,
-// not the grace period; one that ignores it, or ignores SIGTERM, is killed
-// when the grace period ends. A task that calls signal.Ignore(SIGTERM)
-// changes the worker for the rest of the call only: the worker's handler is
-// restored before the next.
+// can stop by itself; without a grace period it is killed at that moment.
 //
 // # Orphans, zombies and the subreaper
 //
@@ -129,6 +149,33 @@
 // protocol pipe closes, which happens only when the parent is gone (a
 // task that ignores SIGHUP does not escape). Processes that leave the group
 // (setsid) are beyond both.
+//
+// # Operating systems
+//
+// The process mechanics live in one file per system (os_linux.go,
+// os_darwin.go, os_windows.go, with internal/procgroup); what a system
+// cannot do is refused by New with an *UnsupportedError, never dropped
+// silently.
+//
+//	                     Linux                        macOS                         Windows
+//	a worker's tree      its process group            its process group             a Job Object (no breakaway)
+//	stop request         SIGTERM to the group         SIGTERM to the group          an inherited event, set
+//	kill                 SIGKILL to the group         SIGKILL to the group          TerminateJobObject
+//	"dead" means         kill(-pgid, 0) fails ESRCH   kill(-pgid, 0) fails ESRCH    no active process in the job
+//	orphans              reaped here (subreaper)      reaped by launchd             held by the job
+//	parent dies          Pdeathsig and pipe EOF       pipe EOF: it kills its group  KILL_ON_JOB_CLOSE
+//	Options.MemoryLimit  yes (/proc/<pid>/statm)      refused by New                refused by New
+//	Options.NoSubreaper  honoured                     nothing to do                 nothing to do
+//	tested here          yes, in CI                   cross-compiled and vetted     cross-compiled and vetted
+//
+// On Windows a worker starts suspended, is put in its job, then resumed,
+// so it starts nothing outside it; the job's handle is this process's
+// alone, and when this process dies Windows closes it and kills the job.
+// A task cannot turn the stop event off as signal.Ignore turns SIGTERM
+// off; it still gets the grace period to return after its context ends.
+// On macOS a worker that is killed leaves its task's children to launchd,
+// which reaps them, so a group whose members are dead but owned by
+// launchd counts as stopped. Other systems: New refuses the executor.
 //
 // Under the race detector, a Go program sleeps a second before it exits;
 // workers of a race-enabled program are started with GORACE

@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -21,7 +23,11 @@ var double = executor.NewHandler("example.double", func(ctx context.Context, n i
 func Example() {
 	// First thing in main (here, in TestMain):
 	//	subprocess.ServeIfWorker(registry)
-	ex := subprocess.New(subprocess.Options{Workers: 1})
+	ex, err := subprocess.New(subprocess.Options{Workers: 1})
+	if err != nil { // an *UnsupportedError: this OS cannot keep what the Options ask
+		fmt.Println(err)
+		return
+	}
 	defer ex.Shutdown(context.Background())
 
 	v, err := executor.Run(context.Background(), ex, executor.Call{Handler: double, Input: 21, Limit: time.Second})
@@ -30,7 +36,11 @@ func Example() {
 }
 
 func ExampleExecutor_Submit_timeout() {
-	ex := subprocess.New(subprocess.Options{Workers: 1, Grace: 100 * time.Millisecond})
+	ex, err := subprocess.New(subprocess.Options{Workers: 1, Grace: 100 * time.Millisecond})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer ex.Shutdown(context.Background())
 
 	// The task sleeps for an hour and ignores its context: only the kill

@@ -16,7 +16,6 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/internal/callstats"
-	"github.com/flowline-go/flowline/internal/procgroup"
 )
 
 // Executor runs calls in warm worker processes and enforces limits by
@@ -55,10 +54,18 @@ type Executor struct {
 var _ executor.Executor = (*Executor)(nil)
 
 // New returns an Executor. It starts nothing: workers start when calls
-// need them. Unless opts.NoSubreaper is set, it makes this process a child
-// subreaper (see the package documentation); if that fails, it logs a
-// warning and goes on as with NoSubreaper.
-func New(opts Options) *Executor {
+// need them. On Linux, unless opts.NoSubreaper is set, it makes this
+// process a child subreaper (see the package documentation); if that
+// fails, it logs a warning and goes on as with NoSubreaper.
+//
+// New fails with an *UnsupportedError, and returns no Executor, when this
+// operating system cannot keep what opts ask for (Options.MemoryLimit
+// outside Linux) or cannot run the executor at all: see the package
+// documentation's table of operating systems.
+func New(opts Options) (*Executor, error) {
+	if err := supported(runtime.GOOS, opts); err != nil {
+		return nil, err
+	}
 	opts = opts.withDefaults()
 	e := &Executor{
 		opts:    opts,
@@ -83,13 +90,13 @@ func New(opts Options) *Executor {
 			"it starts no workers of its own, which would recurse")
 	}
 	if !opts.NoSubreaper {
-		if err := procgroup.SetChildSubreaper(); err != nil {
+		on, err := becomeSubreaper() // os_*.go: Linux only
+		if err != nil {
 			e.logger.Warn("cannot become a child subreaper; orphans of killed workers go to init", "error", err)
-		} else {
-			e.foreignZombies = true
 		}
+		e.foreignZombies = on
 	}
-	return e
+	return e, nil
 }
 
 // Enforcement returns executor.Hard.
@@ -134,8 +141,9 @@ type job struct {
 // encoding is over Options.MaxFrame) one with an *executor.InputError;
 // neither starts anything. Cancelling ctx later removes a waiting call from
 // the queue, or stops the running call's worker as a timeout does
-// (SIGTERM, grace, SIGKILL, reap) before the Future completes with an
-// error matching context.Canceled.
+// (SIGKILL, or SIGTERM and SIGKILL after the call's grace period if it has
+// one; then reap) before the Future completes with an error matching
+// context.Canceled.
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/subprocess: Submit with a nil Handler")
@@ -313,7 +321,8 @@ func (e *Executor) finish(j *job, w *worker, value any, err error) {
 
 // Shutdown stops intake (Submit fails with executor.ErrClosed from then
 // on), lets the calls already submitted run, then stops every worker
-// (SIGTERM to its group, SIGKILL after Options.Grace) and reaps it, and
+// (SIGKILL to its group, or SIGTERM and SIGKILL after Options.Grace if
+// set) and reaps it, and
 // waits for all of it. If ctx ends first it returns an
 // *executor.ShutdownError naming the calls still running or waiting; they
 // go on, and a later Shutdown waits again. Shutdown is safe to call more

@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -95,7 +97,7 @@ var (
 func registry() *executor.Registry {
 	reg := executortest.Registry()
 	for _, h := range []*executor.Handler{pidTask, garbageTask, oversizeTask, printTask, bigTask, hogTask,
-		goPanicTask, ignoreTermTask, orphanTask, double} {
+		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask} {
 		if err := reg.Register(h); err != nil {
 			panic(err)
 		}
@@ -178,7 +180,11 @@ func leftovers() []procgroup.Process {
 // and waits to be killed.
 func playParent() int {
 	_ = os.Unsetenv(helperEnv) // its workers are plain workers
-	ex := subprocess.New(subprocess.Options{Workers: 2})
+	ex, err := subprocess.New(subprocess.Options{Workers: 2})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	var futures []*executor.Future
 	for range 2 {
 		f, err := ex.Submit(context.Background(), executor.Call{Handler: orphanTask})

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +76,7 @@ type server struct {
 	limit int
 	out   *os.File
 	sigs  chan os.Signal
+	stop  stopper // where the parent's stop requests come from
 
 	wmu  sync.Mutex // serialises frames on out
 	wbuf []byte
@@ -108,25 +109,21 @@ func serve(reg *executor.Registry, spec string) int {
 		fmt.Fprintf(os.Stderr, "executor/subprocess: bad %s=%q: %v\n", envWorker, spec, err)
 		return 2
 	}
-	for _, fd := range []int{3, 4} {
-		var st syscall.Stat_t
-		if err := syscall.Fstat(fd, &st); err != nil {
-			fmt.Fprintf(os.Stderr, "executor/subprocess: started as a worker without its protocol pipe on fd %d: %v\n", fd, err)
-			return 2
-		}
-		// Not inherited by the processes tasks start; pollable by Go.
-		syscall.CloseOnExec(fd)
-		_ = syscall.SetNonblock(fd, true)
+	callsIn, resultsOut, stop, err := workerFiles() // os_*.go
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "executor/subprocess: %v\n", err)
+		return 2
 	}
 	s := &server{
 		reg:   reg,
 		pid:   os.Getpid(),
-		pgid:  syscall.Getpgrp(),
+		pgid:  ownGroup(),
 		limit: limit,
-		out:   os.NewFile(4, "flowline-results"),
+		out:   resultsOut,
 		sigs:  make(chan os.Signal, 2),
+		stop:  stop,
 	}
-	signal.Notify(s.sigs, syscall.SIGTERM, syscall.SIGHUP)
+	stop.watch(s.sigs)
 	go s.signals()
 	calls := make(chan proto.Call, 1)
 	go s.runner(calls)
@@ -134,7 +131,7 @@ func serve(reg *executor.Registry, spec string) int {
 	if err := s.send(&proto.Hello{Version: proto.Version, PID: s.pid}); err != nil {
 		s.lost()
 	}
-	r := frame.NewReader(os.NewFile(3, "flowline-calls"), limit)
+	r := frame.NewReader(callsIn, limit)
 	for {
 		kind, body, err := r.Next()
 		if err != nil {
@@ -154,8 +151,9 @@ func serve(reg *executor.Registry, spec string) int {
 }
 
 // signals handles the worker's two signals. SIGTERM comes from the
-// parent: it ends the running call's context, and the worker exits once
-// the call returns (the parent sends SIGKILL after the grace period).
+// parent when a stop has a grace period: it ends the running call's
+// context, and the worker exits once the call returns (the parent sends
+// SIGKILL when the grace period ends; without one it sends only that).
 // SIGHUP is the parent-death signal (Pdeathsig): the worker kills its
 // group. The parent-death signal cannot be SIGTERM: Linux sends it when the
 // thread that forked the worker exits, and when a multi-threaded parent is
@@ -182,9 +180,7 @@ func (s *server) lost() {
 // orphaned kills the worker's whole group, itself included: the parent is
 // gone and nobody else would stop what the task started.
 func (s *server) orphaned() {
-	if s.pgid == s.pid { // never the group of a parent that did not give us our own
-		_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
-	}
+	killOwnGroup(s.pid, s.pgid) // never the group of a parent that did not give us our own
 	os.Exit(1)
 }
 
@@ -214,9 +210,7 @@ func (s *server) runner(calls <-chan proto.Call) {
 		s.sendResult(&res)
 		// A task that ignored SIGTERM or SIGHUP (signal.Ignore) turned off
 		// the worker's handler too; turn it back on for the next call.
-		if signal.Ignored(syscall.SIGTERM) || signal.Ignored(syscall.SIGHUP) {
-			signal.Notify(s.sigs, syscall.SIGTERM, syscall.SIGHUP)
-		}
+		s.stop.rewatch(s.sigs)
 	}
 }
 
@@ -262,7 +256,7 @@ func (s *server) call(c proto.Call) proto.Result {
 		r.stop()
 	}
 
-	out, err := h.Run(ctx, executor.Raw(c.Input))
+	out, err := runTask(ctx, h, executor.Raw(c.Input))
 	res.Expired = !r.deadline.IsZero() && !time.Now().Before(r.deadline)
 	if err == nil {
 		res.Output, err = h.EncodeOutput(out)
@@ -277,6 +271,32 @@ func (s *server) call(c proto.Call) proto.Result {
 	}
 	return res
 }
+
+// runTask runs h on a goroutine of its own, so that a task that calls
+// runtime.Goexit (directly, or through a helper that does) ends only that
+// goroutine: the call is then answered with an *executor.PanicError, the
+// stack where Goexit was called in it, and the worker serves on. A panic
+// is Handler.Run's to recover.
+func runTask(ctx context.Context, h *executor.Handler, input any) (out any, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		returned := false
+		defer func() {
+			if !returned {
+				out, err = nil, &executor.PanicError{Task: h.Name(), Value: errGoexit, Stack: debug.Stack()}
+			}
+		}()
+		out, err = h.Run(ctx, input)
+		returned = true
+	}()
+	<-done
+	return out, err
+}
+
+// errGoexit is the value of the *executor.PanicError of a task that
+// called runtime.Goexit.
+var errGoexit = errors.New("runtime.Goexit called in the task")
 
 // resultOverhead bounds the bytes of a Result frame besides the output.
 const resultOverhead = 32

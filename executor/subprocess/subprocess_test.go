@@ -1,3 +1,5 @@
+//go:build linux
+
 package subprocess_test
 
 import (
@@ -25,7 +27,8 @@ import (
 // newExecutor returns an executor that the test shuts down at its end.
 func newExecutor(t *testing.T, opts subprocess.Options) *subprocess.Executor {
 	t.Helper()
-	ex := subprocess.New(opts)
+	ex, err := subprocess.New(opts)
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -36,7 +39,7 @@ func newExecutor(t *testing.T, opts subprocess.Options) *subprocess.Executor {
 }
 
 // run submits call and waits for it.
-func run(t *testing.T, ex *subprocess.Executor, call executor.Call) (any, error, *executor.Future) {
+func run(t *testing.T, ex *subprocess.Executor, call executor.Call) (any, *executor.Future, error) {
 	t.Helper()
 	f, err := ex.Submit(context.Background(), call)
 	require.NoError(t, err)
@@ -45,14 +48,14 @@ func run(t *testing.T, ex *subprocess.Executor, call executor.Call) (any, error,
 	v, err := f.Wait(ctx)
 	_, _, done := f.Result()
 	require.True(t, done, "the call did not complete within a minute")
-	return v, err, f
+	return v, f, err
 }
 
 // pidOf runs pidTask and returns the worker's pid, checked against the
 // Future's Worker.
 func pidOf(t *testing.T, ex *subprocess.Executor) int {
 	t.Helper()
-	v, err, f := run(t, ex, executor.Call{Handler: pidTask, Limit: time.Minute})
+	v, f, err := run(t, ex, executor.Call{Handler: pidTask, Limit: time.Minute})
 	require.NoError(t, err)
 	require.Equal(t, workerPID(t, f), v, "Future.Worker names the process that ran the call")
 	return v.(int)
@@ -103,7 +106,7 @@ func TestIdleWorkersAreRetired(t *testing.T) {
 func TestShutdownStopsAndReapsEveryWorker(t *testing.T) {
 	// The tasks leave grandchildren that ignore SIGTERM: Shutdown gives
 	// them the grace period, then SIGKILL.
-	ex := subprocess.New(subprocess.Options{Workers: 2, Grace: 200 * time.Millisecond})
+	ex := newExecutor(t, subprocess.Options{Workers: 2, Grace: 200 * time.Millisecond})
 	// Two calls at once start both workers.
 	var pids [2]int
 	var wg sync.WaitGroup
@@ -135,7 +138,7 @@ func TestCrashFailsOnlyItsCall(t *testing.T) {
 	slow, err := ex.Submit(context.Background(), executor.Call{Handler: executortest.Sleep,
 		Input: executortest.Args{N: 5, Sleep: 300 * time.Millisecond}, Limit: time.Minute})
 	require.NoError(t, err)
-	_, err, f := run(t, ex, executor.Call{Handler: executortest.Exit, Input: executortest.Args{N: 4}})
+	_, f, err := run(t, ex, executor.Call{Handler: executortest.Exit, Input: executortest.Args{N: 4}})
 	var ce *executor.CrashError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "exit status 4", ce.Reason)
@@ -151,7 +154,7 @@ func TestCrashFailsOnlyItsCall(t *testing.T) {
 
 func TestPanicInAGoroutineIsACrashWithTheTrace(t *testing.T) {
 	ex := newExecutor(t, subprocess.Options{Workers: 1})
-	_, err, _ := run(t, ex, executor.Call{Handler: goPanicTask, Input: "boom in a goroutine", Limit: time.Minute})
+	_, _, err := run(t, ex, executor.Call{Handler: goPanicTask, Input: "boom in a goroutine", Limit: time.Minute})
 	var ce *executor.CrashError
 	require.ErrorAs(t, err, &ce, "a panic outside the task's goroutine kills the worker")
 	assert.Equal(t, "exit status 2", ce.Reason)
@@ -172,7 +175,7 @@ func TestProtocolViolations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ex := newExecutor(t, subprocess.Options{Workers: 1, MaxFrame: 64 << 10})
 			before := pidOf(t, ex)
-			_, err, _ := run(t, ex, executor.Call{Handler: tc.task, Limit: time.Minute})
+			_, _, err := run(t, ex, executor.Call{Handler: tc.task, Limit: time.Minute})
 			var ce *executor.CrashError
 			require.ErrorAs(t, err, &ce)
 			assert.True(t, strings.HasPrefix(ce.Reason, "protocol:"), "reason %q", ce.Reason)
@@ -187,19 +190,19 @@ func TestFrameLimitOnInputsAndResults(t *testing.T) {
 	ex := newExecutor(t, subprocess.Options{Workers: 1, MaxFrame: 64 << 10})
 	before := pidOf(t, ex)
 
-	_, err, _ := run(t, ex, executor.Call{Handler: printTask, Input: strings.Repeat("y", 100<<10)})
+	_, _, err := run(t, ex, executor.Call{Handler: printTask, Input: strings.Repeat("y", 100<<10)})
 	var ie *executor.InputError
 	require.ErrorAs(t, err, &ie)
 	assert.Contains(t, ie.Err.Error(), "over the frame limit")
 
-	_, err, _ = run(t, ex, executor.Call{Handler: bigTask, Input: 100 << 10})
+	_, _, err = run(t, ex, executor.Call{Handler: bigTask, Input: 100 << 10})
 	var oe *executor.OutputError
 	require.ErrorAs(t, err, &oe)
 	assert.Equal(t, bigTask.Name(), oe.Task)
 	assert.Equal(t, "string", oe.Type)
 	assert.Contains(t, err.Error(), "over the frame limit")
 
-	v, err, _ := run(t, ex, executor.Call{Handler: bigTask, Input: 10 << 10})
+	v, _, err := run(t, ex, executor.Call{Handler: bigTask, Input: 10 << 10})
 	require.NoError(t, err)
 	assert.Len(t, v, 10<<10)
 	assert.Equal(t, before, pidOf(t, ex), "refusing a result is not a crash")
@@ -208,7 +211,7 @@ func TestFrameLimitOnInputsAndResults(t *testing.T) {
 func TestMemoryLimitKillsTheWorker(t *testing.T) {
 	ex := newExecutor(t, subprocess.Options{Workers: 1, MemoryLimit: 128 << 20, MemoryPoll: 10 * time.Millisecond})
 	start := time.Now()
-	_, err, f := run(t, ex, executor.Call{Handler: hogTask, Limit: time.Minute})
+	_, f, err := run(t, ex, executor.Call{Handler: hogTask, Limit: time.Minute})
 	var ce *executor.CrashError
 	require.ErrorAs(t, err, &ce)
 	assert.True(t, strings.HasPrefix(ce.Reason, "memory limit: resident set of"), "reason %q", ce.Reason)
@@ -223,7 +226,7 @@ func TestOutputStreamsReachTheCallersLogger(t *testing.T) {
 	logger := buf.Logger()
 	ex := newExecutor(t, subprocess.Options{Workers: 1})
 	call := executor.Call{Handler: printTask, Input: "hello", RunID: "run-7", Attempt: 3, Logger: logger}
-	_, err, f := run(t, ex, call)
+	_, f, err := run(t, ex, call)
 	require.NoError(t, err)
 	for _, want := range []string{
 		`"@module":"subprocess.print"`, `"stream":"stdout"`, `"line":"out: hello"`,
@@ -237,7 +240,7 @@ func TestOutputStreamsReachTheCallersLogger(t *testing.T) {
 
 func TestUnknownTaskNamesTheWorker(t *testing.T) {
 	ex := newExecutor(t, subprocess.Options{Workers: 1})
-	_, err, f := run(t, ex, executor.Call{Handler: executortest.Unregistered})
+	_, f, err := run(t, ex, executor.Call{Handler: executortest.Unregistered})
 	var ue *executor.UnknownTaskError
 	require.ErrorAs(t, err, &ue)
 	assert.Equal(t, "worker "+f.Worker(), ue.Where)
@@ -247,7 +250,7 @@ func TestStartFailures(t *testing.T) {
 	t.Run("MainWithoutTheHookExits", func(t *testing.T) {
 		ex := newExecutor(t, subprocess.Options{Workers: 1, Env: []string{helperEnv + "=no-hook-exit"}})
 		start := time.Now()
-		_, err, _ := run(t, ex, executor.Call{Handler: pidTask})
+		_, _, err := run(t, ex, executor.Call{Handler: pidTask})
 		var ce *executor.CrashError
 		require.ErrorAs(t, err, &ce)
 		assert.True(t, strings.HasPrefix(ce.Reason, "start:"), "reason %q", ce.Reason)
@@ -259,17 +262,17 @@ func TestStartFailures(t *testing.T) {
 	t.Run("MainWithoutTheHookRunsOn", func(t *testing.T) {
 		ex := newExecutor(t, subprocess.Options{Workers: 1, Env: []string{helperEnv + "=no-hook-hang"},
 			StartTimeout: 300 * time.Millisecond})
-		_, err, _ := run(t, ex, executor.Call{Handler: pidTask})
+		_, _, err := run(t, ex, executor.Call{Handler: pidTask})
 		var ce *executor.CrashError
 		require.ErrorAs(t, err, &ce)
 		assert.Contains(t, ce.Reason, "sent no handshake within 300ms")
 		// The next call tries again, and fails the same way.
-		_, err, _ = run(t, ex, executor.Call{Handler: pidTask})
+		_, _, err = run(t, ex, executor.Call{Handler: pidTask})
 		require.ErrorAs(t, err, &ce)
 	})
 	t.Run("NoSuchProgram", func(t *testing.T) {
 		ex := newExecutor(t, subprocess.Options{Path: "/nonexistent/program"})
-		_, err, _ := run(t, ex, executor.Call{Handler: pidTask})
+		_, _, err := run(t, ex, executor.Call{Handler: pidTask})
 		var ce *executor.CrashError
 		require.ErrorAs(t, err, &ce)
 		assert.Contains(t, ce.Reason, "/nonexistent/program")
@@ -279,7 +282,7 @@ func TestStartFailures(t *testing.T) {
 		// executor: it must not start workers of its own.
 		t.Setenv("FLOWLINE_SUBPROCESS_WORKER", "v1,1,1024")
 		ex := newExecutor(t, subprocess.Options{Workers: 1})
-		_, err, _ := run(t, ex, executor.Call{Handler: pidTask})
+		_, _, err := run(t, ex, executor.Call{Handler: pidTask})
 		var ce *executor.CrashError
 		require.ErrorAs(t, err, &ce)
 		assert.Contains(t, ce.Reason, "did not call subprocess.ServeIfWorker")
@@ -316,12 +319,12 @@ func TestCancelWhileWaitingLeavesTheWorkerAlone(t *testing.T) {
 
 func TestSIGTERMHandlingSurvivesATaskThatIgnoredIt(t *testing.T) {
 	ex := newExecutor(t, subprocess.Options{Workers: 1})
-	_, err, f := run(t, ex, executor.Call{Handler: ignoreTermTask})
+	_, f, err := run(t, ex, executor.Call{Handler: ignoreTermTask})
 	require.NoError(t, err)
 	// Same worker: its SIGTERM handler is back, so a cooperative call does
 	// not wait out a long grace period.
 	start := time.Now()
-	_, err, g := run(t, ex, executor.Call{Handler: executortest.Sleep, Input: executortest.Args{Sleep: time.Hour, Cooperative: true},
+	_, g, err := run(t, ex, executor.Call{Handler: executortest.Sleep, Input: executortest.Args{Sleep: time.Hour, Cooperative: true},
 		Limit: 100 * time.Millisecond, Grace: time.Minute})
 	require.ErrorIs(t, err, executor.ErrTimeout)
 	assert.Equal(t, f.Worker(), g.Worker())

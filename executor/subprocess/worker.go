@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,7 +18,6 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
 	"github.com/flowline-go/flowline/internal/frame"
-	"github.com/flowline-go/flowline/internal/procgroup"
 	"github.com/flowline-go/flowline/internal/wire"
 )
 
@@ -27,8 +25,9 @@ import (
 type stopReason uint8
 
 const (
-	stopNone stopReason = iota
-	// Graceful: SIGTERM to the group now, SIGKILL after the grace period.
+	_ stopReason = iota // the zero value: not stopping
+	// Graceful: SIGTERM to the group now and SIGKILL after the grace
+	// period, or SIGKILL now without one.
 	stopTimeout
 	stopCancel
 	stopIdle
@@ -53,7 +52,8 @@ func (r stopReason) graceful() bool { return r >= stopTimeout && r <= stopShutdo
 type worker struct {
 	e      *Executor
 	cmd    *exec.Cmd
-	pid    int // also its process group's id
+	pid    int
+	group  *group // its process tree: process group (Unix) or job (Windows)
 	name   string
 	logger hclog.Logger
 	cancel context.CancelFunc // ends the Cmd's context: Cmd.Cancel sends SIGTERM to the group
@@ -66,6 +66,7 @@ type worker struct {
 	hello  chan error  // the handshake's outcome, once
 	exited chan struct{}
 	events chan struct{} // wakes the slot when a stop is requested
+	done   chan struct{} // closed once wg's goroutines have ended; made by stop
 	wg     sync.WaitGroup
 	sendMu sync.Mutex
 	buf    []byte // the Call frame being sent, under sendMu
@@ -121,28 +122,44 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	if raceEnabled {
 		cmd.Env = raceEnv(cmd.Env)
 	}
-	cmd.ExtraFiles = []*os.File{reqR, respW} // fd 3 and fd 4
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
+	g := &group{}
+	if err := g.prepare(cmd, reqR, respW); err != nil { // the pipes, a group of its own (os_*.go)
+		cancel()
+		closeAll()
+		return nil, &startError{reason: err.Error()}
+	}
 	// Stopping a worker cancels ctx; Cancel then sends SIGTERM to the whole
 	// group, grandchildren included. WaitDelay is left at zero: it is fixed
 	// at Start, where a call's grace is per call, and it would SIGKILL the
 	// leader only; the slot sends SIGKILL to the group itself.
-	cmd.Cancel = func() error { return procgroup.Signal(cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.Cancel = g.term
 
-	err := e.spawner.run(cmd.Start)
+	err := e.spawner.run(func() error {
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if err := g.attach(cmd); err != nil { // Windows: into its job, then resumed
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
+		return nil
+	})
 	for _, f := range []*os.File{reqR, respW, outW, errW} {
 		f.Close() // the child has its copies
 	}
 	if err != nil {
 		cancel()
 		closeAll()
+		g.release()
 		return nil, &startError{reason: err.Error()}
 	}
 	w := &worker{
 		e:      e,
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,
+		group:  g,
 		cancel: cancel,
 		req:    reqW,
 		resp:   respR,
@@ -183,6 +200,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	e.stopLocked(w, stopStart, "")
 	e.mu.Unlock()
 	w.stop()
+	w.ended()
 	return nil, &startError{
 		reason: reason + "; does the program's main call subprocess.ServeIfWorker before anything else?",
 		stderr: w.tail.String(),
@@ -228,24 +246,41 @@ func (e *Executor) stopLocked(w *worker, reason stopReason, detail string) {
 		return
 	}
 	w.stopping, w.reason, w.detail, w.stopAt = true, reason, detail, time.Now()
-	w.grace = e.opts.Grace
-	if w.job != nil && w.job.call.Grace > 0 && (reason == stopTimeout || reason == stopCancel) {
-		w.grace = w.job.call.Grace
+	w.grace = 0
+	if reason.graceful() {
+		w.grace = e.opts.Grace
+		if w.job != nil && (reason == stopTimeout || reason == stopCancel) {
+			w.grace = callGrace(w.job.call.Grace, e.opts.Grace)
+		}
 	}
 	if i := indexOf(e.idle, w); i >= 0 {
 		e.idle = append(e.idle[:i], e.idle[i+1:]...)
 	}
 	w.timer.Stop()
 	switch {
-	case reason.graceful():
+	case reason.graceful() && w.grace > 0:
 		w.cancel() // Cmd.Cancel: SIGTERM to the group
 	case reason != stopCrash:
-		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+		// No grace: the work stops now, whatever it does with SIGTERM.
+		_ = w.group.kill()
 	}
 	select {
 	case w.events <- struct{}{}:
 	default:
 	}
+}
+
+// callGrace is the grace period of a call whose Call.Grace is g, on an
+// executor whose Options.Grace is def: g if positive, none if negative,
+// def if zero.
+func callGrace(g, def time.Duration) time.Duration {
+	switch {
+	case g > 0:
+		return g
+	case g < 0:
+		return 0
+	}
+	return def
 }
 
 func indexOf(ws []*worker, w *worker) int {
@@ -448,22 +483,32 @@ func (w *worker) detachLocked(j *job) {
 
 // outputLogger returns the logger for a line of the worker's output: the
 // running call's, else the last call's, named after the task, else the
-// executor's.
+// executor's. The user's Named and With run outside Executor.mu: a logger
+// that blocks stalls this worker's output only.
 func (w *worker) outputLogger() hclog.Logger {
 	w.e.mu.Lock()
-	defer w.e.mu.Unlock()
 	j := w.job
 	if j == nil {
 		j = w.last
 	}
 	if j == nil || j.call.Logger == nil {
+		w.e.mu.Unlock()
 		return w.logger
 	}
-	if j.output == nil {
-		j.output = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
-			"attempt", j.call.Identity().Attempt, "worker", w.name)
+	out := j.output
+	w.e.mu.Unlock()
+	if out != nil {
+		return out
 	}
-	return j.output
+	out = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
+		"attempt", j.call.Identity().Attempt, "worker", w.name)
+	w.e.mu.Lock()
+	if j.output == nil { // the other stream may have made one meanwhile
+		j.output = out
+	}
+	out = j.output
+	w.e.mu.Unlock()
+	return out
 }
 
 // serve offers the started worker to waiting calls, keeps it until it must
@@ -503,7 +548,7 @@ func (e *Executor) serve(w *worker) bool {
 			}
 			e.mu.Unlock()
 		case <-memC:
-			if rss, err := procgroup.RSS(w.pid); err == nil && rss > e.opts.MemoryLimit {
+			if rss, err := rss(w.pid); err == nil && rss > e.opts.MemoryLimit {
 				e.mu.Lock()
 				e.stopLocked(w, stopMemory, fmt.Sprintf("memory limit: resident set of %s over the limit of %s (Options.MemoryLimit)",
 					mib(rss), mib(e.opts.MemoryLimit)))
@@ -527,8 +572,7 @@ func (e *Executor) serve(w *worker) bool {
 
 	lg := w.logger.With("reason", reason.String(), "status", w.state.String(), "calls", calls)
 	if !confirmed {
-		members, _ := procgroup.Members(w.pid)
-		lg.Error("worker's process group is still there after SIGKILL", "members", fmt.Sprint(members))
+		lg.Error("worker's process group is still there after SIGKILL", "members", w.group.survivors())
 	} else if reason == stopCrash && j == nil {
 		lg.Warn("worker died between calls", "stderr", w.tail.String())
 	} else {
@@ -537,6 +581,7 @@ func (e *Executor) serve(w *worker) bool {
 	if j != nil {
 		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
 	}
+	w.ended()
 	return j != nil || calls > 0
 }
 
@@ -569,12 +614,12 @@ func (w *worker) stop() (confirmed bool) {
 
 	// The leader first: only once exec.Cmd.Wait has reaped it may the group
 	// be reaped here (procgroup.Reap would otherwise steal its status).
-	killAt := stopAt
-	if reason.graceful() || reason == stopCrash {
-		killAt = stopAt.Add(grace)
+	killAt := stopAt.Add(grace) // grace is zero unless the stop is graceful
+	if reason == stopCrash {
+		killAt = stopAt.Add(crashWait)
 	}
 	if !waitUntil(w.exited, killAt) {
-		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
+		_ = w.group.kill()
 		<-w.exited
 	}
 	// Then the rest of the group, orphans this process adopted: they get
@@ -582,28 +627,39 @@ func (w *worker) stop() (confirmed bool) {
 	if reason == stopCrash {
 		killAt = time.Now()
 	}
-	confirmed = procgroup.Drain(w.pid, killAt, e.foreignZombies)
+	confirmed = w.group.drain(killAt, e.foreignZombies)
 	if !confirmed {
-		_ = procgroup.Signal(w.pid, syscall.SIGKILL)
-		confirmed = procgroup.Drain(w.pid, time.Now().Add(killWait), e.foreignZombies)
+		_ = w.group.kill()
+		confirmed = w.group.drain(time.Now().Add(killWait), e.foreignZombies)
 	}
+	w.group.release() // Windows: closing the job kills what is left of it
 	w.cancel()
 	w.req.Close()
 
 	// Output ends at EOF once every holder is dead; a process that escaped
-	// the group (setsid) and still holds it is cut off.
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	if !waitUntil(done, time.Now().Add(streamDrain)) {
-		w.out.Close()
-		w.errOut.Close()
-		w.resp.Close()
-		<-done
+	// the group (setsid) and still holds it is cut off. A goroutine still
+	// inside the user's logger is not waited for here (see ended).
+	w.done = make(chan struct{})
+	go func() { w.wg.Wait(); close(w.done) }()
+	if !waitUntil(w.done, time.Now().Add(streamDrain)) {
+		w.closeOutput()
 	}
+	return confirmed
+}
+
+// ended waits for the worker's goroutines, which stop once its pipes are
+// closed, except that one may still be in the call's logger: the slot
+// calls it after the call is answered, so a logger that blocks holds this
+// slot, not the call's answer. Call it after stop.
+func (w *worker) ended() {
+	<-w.done
+	w.closeOutput()
+}
+
+func (w *worker) closeOutput() {
 	w.out.Close()
 	w.errOut.Close()
 	w.resp.Close()
-	return confirmed
 }
 
 // waitUntil waits for c to close until t, and reports whether it did.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/flow"
+	"github.com/flowline-go/flowline/internal/procgroup"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -150,7 +150,7 @@ func CheckStop(t *testing.T, ex executor.Executor, opts Options) {
 		pid := readPID(t, filepath.Join(dir, name))
 		if hard && pid != 0 {
 			t.Logf("%s ran in process %d", name, pid)
-			assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "%s: process %d must be dead when Run returns", name, pid)
+			assert.False(t, procgroup.Alive(pid), "%s: process %d must be dead (and reaped) when Run returns", name, pid)
 		}
 	}
 	assert.Positive(t, started, "at least one slow task was running when the limit fired")

@@ -114,6 +114,7 @@ const (
 	Failure Kind = 'e' // a result record: Payload is a JSON wire.Error
 	Started Kind = 's' // an event: the call started running on a worker
 	Log     Kind = 'l' // an event: Payload is one JSON log line of hclog
+	Stopped Kind = 'x' // an event: the worker's executor returned a call of a hard submitter
 )
 
 // Result is the record stored under a call's key: what the call gave back.
@@ -163,7 +164,7 @@ func DecodeResult(data []byte) (Result, error) {
 
 // Event is a message from a worker to the submitter of a call.
 type Event struct {
-	Kind     Kind   // Started or Log
+	Kind     Kind   // Started, Log or Stopped
 	Delivery uint64 // the delivery of the call's message that sends it
 	Key      string // the call's result key
 	Payload  []byte // Log: one JSON line
@@ -185,7 +186,7 @@ func DecodeEvent(data []byte) (Event, error) {
 	if err != nil {
 		return e, err
 	}
-	if kind != Started && kind != Log {
+	if kind != Started && kind != Log && kind != Stopped {
 		return e, fmt.Errorf("envelope: event of unknown kind %q", byte(kind))
 	}
 	e.Kind = kind

@@ -1,4 +1,14 @@
-package cluster
+// Package natsserver starts an embedded NATS server with JetStream, in the
+// process, for the cluster executor: tests, examples, demonstrations of
+// failover, and programs that want a queue without installing anything.
+// It is a package of its own so that a program that only submits to, or
+// serves for, an external NATS server or cluster links no server code:
+// such a program imports executor/cluster alone. Production clusters are
+// real NATS servers.
+//
+// A *Server is a cluster.Server: give it to cluster.Connection.Server for
+// in-process clients, or give ClientURL to other processes.
+package natsserver
 
 import (
 	"errors"
@@ -14,11 +24,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// ServerOptions configure an embedded NATS server. The zero value is a
-// single server with JetStream, a temporary store and no network port:
-// only clients in the same process can reach it (Executor and Worker do,
-// through Connection.Server).
-type ServerOptions struct {
+// Options configure an embedded NATS server. The zero value is a single
+// server with JetStream, a temporary store and no network port: only
+// clients in the same process can reach it (cluster.Executor and
+// cluster.Worker do, through cluster.Connection.Server).
+type Options struct {
 	// Name is the server's name, which JetStream clustering requires to be
 	// unique among the servers of a cluster. Empty means a generated one.
 	Name string
@@ -38,7 +48,7 @@ type ServerOptions struct {
 	// Cluster joins the server to a JetStream cluster of embedded servers
 	// (for tests and demonstrations of failover; production clusters are
 	// real NATS servers). Nil means a standalone server.
-	Cluster *ServerCluster
+	Cluster *Cluster
 
 	// Logger receives the server's messages, named "nats-server": errors
 	// and warnings at their levels, notices at Debug, and the server's own
@@ -46,13 +56,13 @@ type ServerOptions struct {
 	// per-message tracing is never enabled. Nil means no logging.
 	Logger hclog.Logger
 
-	// StartTimeout bounds how long StartServer waits for the server to be
+	// StartTimeout bounds how long Start waits for the server to be
 	// ready. Zero means 10 seconds.
 	StartTimeout time.Duration
 }
 
-// ServerCluster joins an embedded server to a cluster.
-type ServerCluster struct {
+// Cluster joins an embedded server to a cluster.
+type Cluster struct {
 	// Name is the cluster's name, the same on every server. Required.
 	Name string
 	// Listen is the host:port this server accepts route connections on.
@@ -63,8 +73,8 @@ type ServerCluster struct {
 	Routes []string
 }
 
-// Server is an embedded NATS server with JetStream, started by StartServer
-// or by New when Options name no server. It is safe for concurrent use.
+// Server is an embedded NATS server with JetStream, started by Start. It
+// is safe for concurrent use.
 type Server struct {
 	srv     *server.Server
 	tempDir string // removed by Shutdown; empty if the store was given
@@ -72,10 +82,10 @@ type Server struct {
 	once sync.Once
 }
 
-// StartServer starts an embedded server and waits until it accepts
+// Start starts an embedded server and waits until it accepts
 // connections. It fails if a port cannot be bound, the store cannot be
 // created, or the server is not ready within StartTimeout.
-func StartServer(opts ServerOptions) (*Server, error) {
+func Start(opts Options) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -94,23 +104,23 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if opts.Listen != "" {
 		host, port, err := splitHostPort(opts.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("executor/cluster: server listen address: %w", err)
+			return nil, fmt.Errorf("executor/cluster/natsserver: server listen address: %w", err)
 		}
 		sopts.Host, sopts.Port = host, port
 	}
 	if c := opts.Cluster; c != nil {
 		if c.Name == "" || c.Listen == "" {
-			return nil, errors.New("executor/cluster: a server cluster needs a name and a listen address")
+			return nil, errors.New("executor/cluster/natsserver: a server cluster needs a name and a listen address")
 		}
 		host, port, err := splitHostPort(c.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("executor/cluster: cluster listen address: %w", err)
+			return nil, fmt.Errorf("executor/cluster/natsserver: cluster listen address: %w", err)
 		}
 		sopts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
 		for _, r := range c.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
-				return nil, fmt.Errorf("executor/cluster: route %q: %w", r, err)
+				return nil, fmt.Errorf("executor/cluster/natsserver: route %q: %w", r, err)
 			}
 			sopts.Routes = append(sopts.Routes, u)
 		}
@@ -118,21 +128,21 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if sopts.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "flowline-nats-")
 		if err != nil {
-			return nil, fmt.Errorf("executor/cluster: server store: %w", err)
+			return nil, fmt.Errorf("executor/cluster/natsserver: server store: %w", err)
 		}
 		s.tempDir, sopts.StoreDir = dir, dir
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		s.removeTemp()
-		return nil, fmt.Errorf("executor/cluster: start server: %w", err)
+		return nil, fmt.Errorf("executor/cluster/natsserver: start server: %w", err)
 	}
 	srv.SetLoggerV2(&serverLogger{l: logger.Named("nats-server")}, logger.IsTrace(), false, false)
 	s.srv = srv
 	srv.Start()
 	if !srv.ReadyForConnections(opts.StartTimeout) {
 		s.Shutdown()
-		return nil, fmt.Errorf("executor/cluster: server not ready after %v", opts.StartTimeout)
+		return nil, fmt.Errorf("executor/cluster/natsserver: server not ready after %v", opts.StartTimeout)
 	}
 	return s, nil
 }
@@ -151,6 +161,10 @@ func splitHostPort(hp string) (string, int, error) {
 	}
 	return host, port, nil
 }
+
+// InProcessConn returns a connection to the server that needs no network,
+// for nats.InProcessServer: what makes a Server a cluster.Server.
+func (s *Server) InProcessConn() (net.Conn, error) { return s.srv.InProcessConn() }
 
 // Name returns the server's name.
 func (s *Server) Name() string { return s.srv.Name() }

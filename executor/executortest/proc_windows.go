@@ -1,0 +1,32 @@
+//go:build windows
+
+package executortest
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/flowline-go/flowline/internal/procgroup"
+)
+
+// Windows has no process groups: the checks of a hard executor's process
+// tree (Grandchild, checkHardKill) are written for Unix. A hard executor
+// on Windows fails them through groupOf's error, never by a check that
+// passes without looking.
+
+// alive reports whether process id exists; a group (id < 0) does not
+// exist on Windows, and asking is a bug in the suite.
+func alive(id int) bool {
+	if id < 0 {
+		panic("executortest: no process groups on windows")
+	}
+	return procgroup.Alive(id)
+}
+
+// ownGroup returns -1: no process has a group on Windows.
+func ownGroup() int { return -1 }
+
+// groupOf fails: Windows has no process groups.
+func groupOf(pid int) (int, error) {
+	return 0, fmt.Errorf("executortest: process group of %d: %w", pid, errors.ErrUnsupported)
+}
