@@ -18,6 +18,7 @@ var stateColors = [...]string{
 	task.Skipped:       "#cfe2f3",
 	task.TriggerFailed: "#ead1dc",
 	task.Cancelled:     "#d9d9d9",
+	task.Cached:        "#d9ead3",
 }
 
 func colorOf(s task.State) string {

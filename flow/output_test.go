@@ -8,6 +8,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -58,12 +59,18 @@ func TestReport(t *testing.T) {
 		assert.Equal(t, `flow etl: Failed in 8s (run run1)
 TASK            STATE          ATTEMPTS  DURATION  ERROR
 extract         Success        2         2s        retried after: connection reset
-transform       Failed         ×3        6s        flow: 1 of 3 children of "transform" failed; the first: bad row …
+transform       Failed         ×3        6s
+    flow: 1 of 3 children of "transform" failed; the first: bad row
+    with detail
   transform[0]  Success        1         2s
   transform[1]  Success        1         2s
-  transform[2]  Failed         1         2s        bad row …
+  transform[2]  Failed         1         2s
+      bad row
+      with detail
 migrate         Success        1         0s
-load            TriggerFailed  0         -         flow: task "load" not run: trigger all-successful refused upstream transform=Failed, migrate=Success
+load            TriggerFailed  0         -
+    flow: task "load" not run: trigger all-successful refused upstream transform=Failed,
+    migrate=Success
 7 task runs: 4 Success, 2 Failed, 1 TriggerFailed
 `, res.Report())
 
@@ -71,6 +78,64 @@ load            TriggerFailed  0         -         flow: task "load" not run: tr
 		require.NoError(t, res.WriteReport(&b, flow.ReportOptions{OmitTimes: true}))
 		assert.True(t, strings.HasPrefix(b.String(), "flow etl: Failed\nTASK            STATE          ATTEMPTS  ERROR\nextract         Success        2         retried after: connection reset\n"), b.String())
 	})
+}
+
+// TestReportFitsItsWidth fails a task with an error far wider than a
+// terminal whose important part is at its end: every line of the report
+// fits the width, and the whole error is there, word for word.
+func TestReportFitsItsWidth(t *testing.T) {
+	long := "told to stop " + strings.Repeat("and may still be running ", 12) + "THE-IMPORTANT-PART"
+	unbroken := strings.Repeat("x", 150) // a word wider than a line: cut, never dropped
+	b := flow.New("wide", flow.Options{})
+	flow.Add(b, task.New("short", func(ctx context.Context, _ struct{}) (int, error) {
+		return 0, errors.New("disk full")
+	}, task.Options{}), nil)
+	flow.Add(b, task.New("long", func(ctx context.Context, _ struct{}) (int, error) {
+		return 0, errors.New(long)
+	}, task.Options{}), nil)
+	flow.Add(b, task.New("unbroken", func(ctx context.Context, _ struct{}) (int, error) {
+		return 0, errors.New(unbroken)
+	}, task.Options{}), nil)
+	f, err := b.Build()
+	require.NoError(t, err)
+	res, err := f.Run(context.Background(), newLocal(t), flow.RunOptions{})
+	require.Error(t, err)
+
+	for _, width := range []int{0, 100, 60} {
+		var out strings.Builder
+		require.NoError(t, res.WriteReport(&out, flow.ReportOptions{Width: width}))
+		limit := width
+		if limit == 0 {
+			limit = 100
+		}
+		text := out.String()
+		for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+			assert.LessOrEqual(t, utf8.RuneCountInString(line), limit, "width %d: %q", width, line)
+			assert.Equal(t, strings.TrimRight(line, " "), line, "no trailing spaces")
+		}
+		assert.Regexp(t, `(?m)^short +Failed +1 +\S+ +disk full$`, text, "a short error stays on its row")
+		// The long error, wrapped under its row, reads back word for word.
+		words := strings.Join(strings.Fields(text), " ")
+		assert.Contains(t, words, long, "width %d: the whole error is there", width)
+		assert.Contains(t, strings.ReplaceAll(strings.Join(strings.Fields(text), ""), " ", ""), unbroken)
+		assert.Contains(t, text, "\n    told to stop and may", "the error starts on its own line, indented")
+		assert.NotContains(t, text, "…", "nothing is cut")
+	}
+}
+
+// TestReportOfNoRun is the report of the nil Result Run returns when it
+// fails before any task starts: a line that says so, not a panic.
+func TestReportOfNoRun(t *testing.T) {
+	b := flow.New("params", flow.Options{})
+	day := flow.Param[string](b, "day")
+	flow.Add(b, task.New("echo", func(ctx context.Context, s string) (string, error) { return s, nil }, task.Options{}), day)
+	f, err := b.Build()
+	require.NoError(t, err)
+	res, err := f.Run(context.Background(), newLocal(t), flow.RunOptions{}) // no value for day
+	var pe *flow.ParamError
+	require.ErrorAs(t, err, &pe)
+	require.Nil(t, res)
+	assert.Equal(t, "no flow run: Run failed before any task started (see its error)\n", res.Report())
 }
 
 func TestGraphs(t *testing.T) {

@@ -112,7 +112,7 @@ func (r *Result) Task(label string) (TaskRun, bool) {
 }
 
 // Value returns node n's result in res, and false if n's run did not end
-// Success or n is not a node of res's flow. For a mapped node it is the
+// Success (or Cached) or n is not a node of res's flow. For a mapped node it is the
 // children's results in order.
 func Value[T any](res *Result, n *Node[T]) (T, bool) {
 	var zero T
@@ -120,7 +120,7 @@ func Value[T any](res *Result, n *Node[T]) (T, bool) {
 		return zero, false
 	}
 	tr := &res.Tasks[res.index(n.d.id)]
-	if tr.State != task.Success {
+	if !tr.State.HasValue() {
 		return zero, false
 	}
 	v, ok := tr.Value.(T)
@@ -152,6 +152,9 @@ func (r *run) result() *Result {
 
 	var errs []error
 	switch {
+	case r.storeErr != nil:
+		res.State = task.Failed
+		errs = append(errs, r.storeErr)
 	case r.stopping && r.timeout != nil && context.Cause(r.ctx) == r.timeout:
 		res.State = task.TimedOut
 		errs = append(errs, r.timeout)
@@ -203,15 +206,32 @@ func refState(res *Result, refs []int32) task.State {
 }
 
 // ReportOptions configure Result.WriteReport. The zero value prints
-// everything.
+// everything, 100 columns wide.
 type ReportOptions struct {
 	// OmitTimes leaves out the run id, durations and the run's duration,
 	// for output that does not change from run to run (golden files,
 	// examples).
 	OmitTimes bool
+
+	// Width is the number of columns the report fits in. An error that
+	// fits after its task's row is printed there; one that would run past
+	// Width, or that has more than one line, is printed in full on lines
+	// of its own under the row, indented four spaces past its label, and wrapped at
+	// Width (a word longer than a line is cut across lines, never
+	// dropped). Only a task label longer than Width makes a row wider.
+	// Zero or less means 100; the floor is 40.
+	Width int
 }
 
-// Report returns the text report of WriteReport with default options.
+const (
+	defaultReportWidth = 100
+	minReportWidth     = 40
+	reportIndent       = "    "
+)
+
+// Report returns the text report of WriteReport with default options. A
+// nil Result, which Run returns when it fails before any task starts (its
+// error then says why), gives a one-line report that says so.
 func (r *Result) Report() string {
 	var b strings.Builder
 	_ = r.WriteReport(&b, ReportOptions{})
@@ -219,28 +239,41 @@ func (r *Result) Report() string {
 }
 
 // WriteReport writes a report a terminal user reads at a glance: a header
-// with the flow's state, one line per task run (label, state, attempts,
-// duration, the first line of its error, or for a run that succeeded after
-// failed attempts the last of their errors), and a count of tasks per
-// state.
-// A mapped node's attempts column shows its children's count, as "×N";
-// attempts whose calls were delivered more than once (a cluster call taken
-// over from a worker that died) are counted after it, as "1 (+1
-// redelivered)".
+// with the flow's state, one row per task run (label, state, attempts,
+// duration, its error, or for a run that succeeded after failed attempts
+// the last of their errors), and a count of tasks per state. A mapped
+// node's attempts column shows its children's count, as "×N"; attempts
+// whose calls were delivered more than once (a cluster call taken over
+// from a worker that died) are counted after it, as "1 (+1 redelivered)".
+// Errors are never cut: see ReportOptions.Width. A nil Result writes one
+// line that says no run started.
 func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
+	if r == nil {
+		_, err := io.WriteString(w, "no flow run: Run failed before any task started (see its error)\n")
+		return err
+	}
+	width := opts.Width
+	if width <= 0 {
+		width = defaultReportWidth
+	}
+	width = max(width, minReportWidth)
+
 	var b strings.Builder
 	if opts.OmitTimes {
 		fmt.Fprintf(&b, "flow %s: %v\n", r.Flow, r.State)
 	} else {
 		fmt.Fprintf(&b, "flow %s: %v in %v (run %s)\n", r.Flow, r.State, round(r.Duration()), r.RunID)
 	}
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	// The table without its errors: every row padded to the ERROR column.
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	if opts.OmitTimes {
 		fmt.Fprintln(tw, "TASK\tSTATE\tATTEMPTS\tERROR")
 	} else {
 		fmt.Fprintln(tw, "TASK\tSTATE\tATTEMPTS\tDURATION\tERROR")
 	}
 	var counts [16]int
+	msgs := make([]string, len(r.Tasks))
 	for i := range r.Tasks {
 		t := &r.Tasks[i]
 		counts[t.State%16]++
@@ -253,11 +286,12 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		if t.Mapped {
 			attempts = "×" + strconv.Itoa(t.Children)
 		}
-		msg := firstLine(t.Err)
-		if t.Err == nil {
+		if t.Err != nil {
+			msgs[i] = t.Err.Error()
+		} else {
 			for k := len(t.Attempts) - 1; k >= 0; k-- {
 				if t.Attempts[k].Err != nil {
-					msg = firstLine(fmt.Errorf("retried after: %w", t.Attempts[k].Err))
+					msgs[i] = "retried after: " + t.Attempts[k].Err.Error()
 					break
 				}
 			}
@@ -267,16 +301,38 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 			label = "  " + label
 		}
 		if opts.OmitTimes {
-			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", label, t.State, attempts, msg)
+			fmt.Fprintf(tw, "%s\t%v\t%s\t\n", label, t.State, attempts)
 		} else {
 			took := "-" // never started
 			if !t.Start.IsZero() {
 				took = round(t.Duration()).String()
 			}
-			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", label, t.State, attempts, took, msg)
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t\n", label, t.State, attempts, took)
 		}
 	}
 	_ = tw.Flush()
+	rows := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+	b.WriteString(strings.TrimRight(rows[0], " ") + "\n")
+	for i, row := range rows[1:] {
+		msg := msgs[i]
+		switch {
+		case msg == "":
+			b.WriteString(strings.TrimRight(row, " "))
+			b.WriteByte('\n')
+		case !strings.Contains(msg, "\n") && utf8.RuneCountInString(row)+utf8.RuneCountInString(msg) <= width:
+			b.WriteString(row + msg + "\n")
+		default:
+			b.WriteString(strings.TrimRight(row, " "))
+			b.WriteByte('\n')
+			indent := reportIndent
+			if r.Tasks[i].Index >= 0 { // under a mapped child's label, which is indented
+				indent += "  "
+			}
+			for _, l := range wrap(msg, width-len(indent)) {
+				b.WriteString(strings.TrimRight(indent+l, " ") + "\n")
+			}
+		}
+	}
 	var sum []string
 	for s, n := range counts {
 		if n > 0 {
@@ -284,12 +340,36 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		}
 	}
 	fmt.Fprintf(&b, "%d task runs: %s\n", len(r.Tasks), strings.Join(sum, ", "))
-	lines := strings.SplitAfter(b.String(), "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \n")
-	}
-	_, err := io.WriteString(w, strings.Join(lines, "\n"))
+	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// wrap breaks s into lines of at most width runes: at its own line breaks,
+// then between words; a word longer than width is cut across lines. Runs
+// of spaces between words become one.
+func wrap(s string, width int) []string {
+	var out []string
+	for _, para := range strings.Split(s, "\n") {
+		var line []rune
+		for _, word := range strings.Fields(para) {
+			wr := []rune(word)
+			if len(line) > 0 && len(line)+1+len(wr) <= width {
+				line = append(append(line, ' '), wr...)
+				continue
+			}
+			if len(line) > 0 {
+				out = append(out, string(line))
+				line = line[:0]
+			}
+			for len(wr) > width {
+				out = append(out, string(wr[:width]))
+				wr = wr[width:]
+			}
+			line = append(line, wr...)
+		}
+		out = append(out, string(line))
+	}
+	return out
 }
 
 // round makes a duration short enough to read at a glance.
@@ -303,22 +383,6 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Microsecond)
 	}
 	return d
-}
-
-// firstLine returns err's first line, cut to a width a terminal shows.
-func firstLine(err error) string {
-	if err == nil {
-		return ""
-	}
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i] + " …"
-	}
-	const width = 120
-	if utf8.RuneCountInString(s) > width {
-		s = string([]rune(s)[:width-1]) + "…"
-	}
-	return s
 }
 
 func childLabel(name string, i int) string {

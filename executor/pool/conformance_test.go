@@ -36,3 +36,23 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+func TestStress(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts pool.Options
+	}{
+		{"two workers, queue 1", pool.Options{Workers: 2, Queue: 1}},
+		{"many workers", pool.Options{Workers: 32}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			executortest.Stress(t, executortest.StressConfig{
+				New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+					opts := tc.opts
+					opts.Logger = logger
+					return pool.New(opts)
+				},
+			})
+		})
+	}
+}

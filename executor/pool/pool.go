@@ -118,18 +118,22 @@ type Executor struct {
 	mu          sync.Mutex
 	ring        []job // the queue: n calls from head, FIFO
 	head, n     int
-	idle        []*worker     // workers without a goroutine, last to stop on top
-	live        int           // worker goroutines running
-	stopping    bool          // Shutdown has begun (the locked check)
-	waiters     int           // submitters waiting for room
-	room        chan struct{} // closed (and dropped) when room appears for waiters
-	gone        bool          // workersGone is closed
-	workersGone chan struct{} // closed once stopping and no worker goroutine is left
-	drained     chan struct{} // closed by the watchdog as it ends, after the workers
+	idle        []*worker      // workers without a goroutine, last to stop on top
+	live        int            // worker goroutines running
+	stopping    bool           // Shutdown has begun (the locked check)
+	waiters     int            // submitters waiting for room
+	room        chan struct{}  // closed (and dropped) when room appears for waiters
+	gone        bool           // workersGone is closed
+	workersGone chan struct{}  // closed once stopping and no worker goroutine is left
+	drained     chan struct{}  // closed by the watchdog as it ends, after the workers and answers
+	answers     sync.WaitGroup // goroutines delivering timeouts (see worker.expire)
 	forgetOnce  sync.Once
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor     = (*Executor)(nil)
+	_ executor.TrySubmitter = (*Executor)(nil)
+)
 
 // New returns an Executor and starts its watchdog goroutine; workers'
 // goroutines start as calls arrive. Call Shutdown to stop them.
@@ -435,8 +439,13 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 		select {
 		case <-e.workersGone:
 			// Every call has returned; only the watchdog is still on
-			// its way out, which takes no time worth reporting.
-			<-e.drained
+			// its way out, after the answers it handed off, which take
+			// no time worth reporting unless an OnDone callback blocks.
+			select {
+			case <-e.drained:
+			case <-time.After(time.Millisecond):
+				return &executor.ShutdownError{Running: e.running(), Err: ctx.Err()}
+			}
 		default:
 			running := e.running()
 			if len(running) == 0 {
@@ -447,7 +456,11 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 				select {
 				case <-e.workersGone:
 					t.Stop()
-					<-e.drained
+					select {
+					case <-e.drained:
+					case <-time.After(time.Millisecond):
+						return &executor.ShutdownError{Running: e.running(), Err: ctx.Err()}
+					}
 					e.forgetCaches()
 					return nil
 				case <-t.C:

@@ -37,6 +37,7 @@
 //	what happened                         the Future's error                                  the worker
 //	the task returned in time             its result, or its error (message and class kept)   kept
 //	the task panicked                     *executor.PanicError with the task's stack          kept
+//	the task called runtime.Goexit        *executor.PanicError, at once                       kept
 //	the limit passed                      *executor.TimeoutError{Hard, Stopped: true}         killed, replaced
 //	the caller's context ended            *executor.CanceledError (matches context.Canceled)  killed, replaced
 //	the worker exited or was killed       *executor.CrashError{Reason: "exit status 3"}       replaced
@@ -73,30 +74,46 @@
 // after the task, with its run, attempt and worker (lines read between
 // calls go to the last call's logger); the task's own log lines
 // (executor.Logger(ctx) in the worker) reach the call's Logger with their
-// level, message and pairs, task, run and attempt among them.
+// level, message and pairs, task, run and attempt among them. Loggers run
+// with no lock of the executor held: a logger that blocks holds up only
+// its worker's output (and the task, once the pipe is full); the call is
+// still answered at its limit, other calls go on, and the worker's slot is
+// replaced only once the logger returns.
 //
 // # Stopping a worker
 //
-// At a call's limit, or when its caller's context ends, the executor
-// cancels the worker's exec.Cmd context; the Cmd's Cancel sends SIGTERM to
-// the whole process group. After the grace period (Call.Grace, else
-// Options.Grace) it sends SIGKILL to the group. The worker itself is
-// reaped by exec.Cmd.Wait; only then are the rest of the group, orphans
-// this process adopted, reaped with wait4(-pgid, WNOHANG), which never
-// takes another child's exit status. exec.Cmd.WaitDelay is not used: it is
+// At a call's limit, or when its caller's context ends, the executor stops
+// the worker's whole process group. By default there is no grace period:
+// the group gets SIGKILL at once, so the call's work stops at its limit,
+// whatever it does (Prefect's own test of its timeout handler, a task
+// writing a line every 260ms under a 1s limit, leaves at most 4 lines).
+//
+// A grace period for cooperative cleanup is opt-in: Options.Grace for
+// every call, Call.Grace for one (positive: that grace; negative: none;
+// zero: Options.Grace). With one, the executor cancels the worker's
+// exec.Cmd context, whose Cancel sends SIGTERM to the group, and sends
+// SIGKILL to the group when the grace period ends. The worker catches
+// SIGTERM: it ends the task's context (as a timeout past the deadline, a
+// cancellation before it) and exits as soon as the task returns, so a
+// task that honours its context costs a millisecond or so past the
+// deadline, not the grace period. Until it returns or SIGKILL comes,
+// everything of the call runs on: the task's goroutine and the goroutines
+// it started, even if they ignore their context (SIGTERM only ends a
+// context), and its child processes that ignore or trap SIGTERM (others
+// die of it). A task that calls signal.Ignore(SIGTERM) changes the worker
+// for the rest of the call only: the worker's handler is restored before
+// the next.
+//
+// The worker itself is reaped by exec.Cmd.Wait; only then are the rest of
+// the group, orphans this process adopted, reaped with wait4(-pgid,
+// WNOHANG), which never takes another child's exit status; they get what
+// is left of the grace period. exec.Cmd.WaitDelay is not used: it is
 // fixed when the command starts, while a grace period is per call, and it
 // would kill the leader only.
 //
 // In the worker, the task's context carries the call's deadline and ends
 // at it with the *executor.TimeoutError as its cause, so cooperative code
-// stops by itself, at the moment the SIGTERM arrives. The worker handles
-// SIGTERM by ending the task's context (as a timeout past the deadline, a
-// cancellation before it) and exits as soon as the task returns: a task
-// that honours its context costs a millisecond or so past the deadline,
-// not the grace period; one that ignores it, or ignores SIGTERM, is killed
-// when the grace period ends. A task that calls signal.Ignore(SIGTERM)
-// changes the worker for the rest of the call only: the worker's handler is
-// restored before the next.
+// can stop by itself; without a grace period it is killed at that moment.
 //
 // # Orphans, zombies and the subreaper
 //

@@ -141,8 +141,9 @@ type job struct {
 // encoding is over Options.MaxFrame) one with an *executor.InputError;
 // neither starts anything. Cancelling ctx later removes a waiting call from
 // the queue, or stops the running call's worker as a timeout does
-// (SIGTERM, grace, SIGKILL, reap) before the Future completes with an
-// error matching context.Canceled.
+// (SIGKILL, or SIGTERM and SIGKILL after the call's grace period if it has
+// one; then reap) before the Future completes with an error matching
+// context.Canceled.
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/subprocess: Submit with a nil Handler")
@@ -320,7 +321,8 @@ func (e *Executor) finish(j *job, w *worker, value any, err error) {
 
 // Shutdown stops intake (Submit fails with executor.ErrClosed from then
 // on), lets the calls already submitted run, then stops every worker
-// (SIGTERM to its group, SIGKILL after Options.Grace) and reaps it, and
+// (SIGKILL to its group, or SIGTERM and SIGKILL after Options.Grace if
+// set) and reaps it, and
 // waits for all of it. If ctx ends first it returns an
 // *executor.ShutdownError naming the calls still running or waiting; they
 // go on, and a later Shutdown waits again. Shutdown is safe to call more

@@ -8,7 +8,8 @@ import (
 )
 
 // Options configure an Executor. The zero value is ready to use: as many
-// workers as GOMAXPROCS, a 2s grace period, no recycling, no memory cap.
+// workers as GOMAXPROCS, no grace period (a call's work stops at its
+// limit), no recycling, no memory cap.
 type Options struct {
 	// Workers is the number of worker processes, and so the number of calls
 	// that run at once; further calls wait in a queue, first in first out.
@@ -23,8 +24,21 @@ type Options struct {
 
 	// Grace is the time between SIGTERM and SIGKILL when a worker's process
 	// group is stopped: at a call's limit and at its cancellation (unless
-	// the Call sets its own Grace), and when a worker is retired. Zero or
-	// less means 2s.
+	// the Call sets its own Grace, see below), and when a worker is retired
+	// or shut down. Zero or less means none: the group gets SIGKILL at
+	// once, so a call's work stops at its limit, whatever it does.
+	//
+	// A grace period is for cooperative cleanup, and is opt-in: during it
+	// the worker has caught SIGTERM and ended the task's context, but
+	// everything of the call still runs until it returns or SIGKILL comes
+	// at the end of the grace period: Go code that ignores its context
+	// (the task's goroutine and any it started), and the task's child
+	// processes that ignore or trap SIGTERM. The caller hears once the
+	// whole group is dead, at limit + grace at most.
+	//
+	// A Call's own Grace overrides it for that call's limit and
+	// cancellation: positive is that grace period, negative is none, zero
+	// is this one.
 	Grace time.Duration
 
 	// MaxCalls recycles a worker once it has served this many calls: it is
@@ -100,7 +114,6 @@ type Options struct {
 }
 
 const (
-	defaultGrace        = 2 * time.Second
 	defaultStartTimeout = 10 * time.Second
 	defaultMaxFrame     = 16 << 20
 	minMaxFrame         = 1 << 10
@@ -111,6 +124,11 @@ const (
 	// only a process stuck in the kernel (uninterruptible sleep) takes that
 	// long, and then the stop is reported as unconfirmed.
 	killWait = 5 * time.Second
+
+	// crashWait bounds the wait for a worker that broke its pipes (it is
+	// normally exiting) to exit by itself before its group gets SIGKILL;
+	// its exit status is the CrashError's reason.
+	crashWait = time.Second
 
 	// streamDrain bounds the wait for a dead worker's stdout and stderr to
 	// reach EOF; a process that escaped the group (setsid) and still holds
@@ -125,8 +143,8 @@ func (o Options) withDefaults() Options {
 	if o.MaxQueue < 0 {
 		o.MaxQueue = 0
 	}
-	if o.Grace <= 0 {
-		o.Grace = defaultGrace
+	if o.Grace < 0 {
+		o.Grace = 0
 	}
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = defaultStartTimeout

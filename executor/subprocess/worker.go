@@ -26,7 +26,8 @@ type stopReason uint8
 
 const (
 	_ stopReason = iota // the zero value: not stopping
-	// Graceful: SIGTERM to the group now, SIGKILL after the grace period.
+	// Graceful: SIGTERM to the group now and SIGKILL after the grace
+	// period, or SIGKILL now without one.
 	stopTimeout
 	stopCancel
 	stopIdle
@@ -65,6 +66,7 @@ type worker struct {
 	hello  chan error  // the handshake's outcome, once
 	exited chan struct{}
 	events chan struct{} // wakes the slot when a stop is requested
+	done   chan struct{} // closed once wg's goroutines have ended; made by stop
 	wg     sync.WaitGroup
 	sendMu sync.Mutex
 	buf    []byte // the Call frame being sent, under sendMu
@@ -198,6 +200,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	e.stopLocked(w, stopStart, "")
 	e.mu.Unlock()
 	w.stop()
+	w.ended()
 	return nil, &startError{
 		reason: reason + "; does the program's main call subprocess.ServeIfWorker before anything else?",
 		stderr: w.tail.String(),
@@ -243,24 +246,41 @@ func (e *Executor) stopLocked(w *worker, reason stopReason, detail string) {
 		return
 	}
 	w.stopping, w.reason, w.detail, w.stopAt = true, reason, detail, time.Now()
-	w.grace = e.opts.Grace
-	if w.job != nil && w.job.call.Grace > 0 && (reason == stopTimeout || reason == stopCancel) {
-		w.grace = w.job.call.Grace
+	w.grace = 0
+	if reason.graceful() {
+		w.grace = e.opts.Grace
+		if w.job != nil && (reason == stopTimeout || reason == stopCancel) {
+			w.grace = callGrace(w.job.call.Grace, e.opts.Grace)
+		}
 	}
 	if i := indexOf(e.idle, w); i >= 0 {
 		e.idle = append(e.idle[:i], e.idle[i+1:]...)
 	}
 	w.timer.Stop()
 	switch {
-	case reason.graceful():
+	case reason.graceful() && w.grace > 0:
 		w.cancel() // Cmd.Cancel: SIGTERM to the group
 	case reason != stopCrash:
+		// No grace: the work stops now, whatever it does with SIGTERM.
 		_ = w.group.kill()
 	}
 	select {
 	case w.events <- struct{}{}:
 	default:
 	}
+}
+
+// callGrace is the grace period of a call whose Call.Grace is g, on an
+// executor whose Options.Grace is def: g if positive, none if negative,
+// def if zero.
+func callGrace(g, def time.Duration) time.Duration {
+	switch {
+	case g > 0:
+		return g
+	case g < 0:
+		return 0
+	}
+	return def
 }
 
 func indexOf(ws []*worker, w *worker) int {
@@ -463,22 +483,32 @@ func (w *worker) detachLocked(j *job) {
 
 // outputLogger returns the logger for a line of the worker's output: the
 // running call's, else the last call's, named after the task, else the
-// executor's.
+// executor's. The user's Named and With run outside Executor.mu: a logger
+// that blocks stalls this worker's output only.
 func (w *worker) outputLogger() hclog.Logger {
 	w.e.mu.Lock()
-	defer w.e.mu.Unlock()
 	j := w.job
 	if j == nil {
 		j = w.last
 	}
 	if j == nil || j.call.Logger == nil {
+		w.e.mu.Unlock()
 		return w.logger
 	}
-	if j.output == nil {
-		j.output = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
-			"attempt", j.call.Identity().Attempt, "worker", w.name)
+	out := j.output
+	w.e.mu.Unlock()
+	if out != nil {
+		return out
 	}
-	return j.output
+	out = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
+		"attempt", j.call.Identity().Attempt, "worker", w.name)
+	w.e.mu.Lock()
+	if j.output == nil { // the other stream may have made one meanwhile
+		j.output = out
+	}
+	out = j.output
+	w.e.mu.Unlock()
+	return out
 }
 
 // serve offers the started worker to waiting calls, keeps it until it must
@@ -551,6 +581,7 @@ func (e *Executor) serve(w *worker) bool {
 	if j != nil {
 		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
 	}
+	w.ended()
 	return j != nil || calls > 0
 }
 
@@ -583,9 +614,9 @@ func (w *worker) stop() (confirmed bool) {
 
 	// The leader first: only once exec.Cmd.Wait has reaped it may the group
 	// be reaped here (procgroup.Reap would otherwise steal its status).
-	killAt := stopAt
-	if reason.graceful() || reason == stopCrash {
-		killAt = stopAt.Add(grace)
+	killAt := stopAt.Add(grace) // grace is zero unless the stop is graceful
+	if reason == stopCrash {
+		killAt = stopAt.Add(crashWait)
 	}
 	if !waitUntil(w.exited, killAt) {
 		_ = w.group.kill()
@@ -606,19 +637,29 @@ func (w *worker) stop() (confirmed bool) {
 	w.req.Close()
 
 	// Output ends at EOF once every holder is dead; a process that escaped
-	// the group (setsid) and still holds it is cut off.
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	if !waitUntil(done, time.Now().Add(streamDrain)) {
-		w.out.Close()
-		w.errOut.Close()
-		w.resp.Close()
-		<-done
+	// the group (setsid) and still holds it is cut off. A goroutine still
+	// inside the user's logger is not waited for here (see ended).
+	w.done = make(chan struct{})
+	go func() { w.wg.Wait(); close(w.done) }()
+	if !waitUntil(w.done, time.Now().Add(streamDrain)) {
+		w.closeOutput()
 	}
+	return confirmed
+}
+
+// ended waits for the worker's goroutines, which stop once its pipes are
+// closed, except that one may still be in the call's logger: the slot
+// calls it after the call is answered, so a logger that blocks holds this
+// slot, not the call's answer. Call it after stop.
+func (w *worker) ended() {
+	<-w.done
+	w.closeOutput()
+}
+
+func (w *worker) closeOutput() {
 	w.out.Close()
 	w.errOut.Close()
 	w.resp.Close()
-	return confirmed
 }
 
 // waitUntil waits for c to close until t, and reports whether it did.

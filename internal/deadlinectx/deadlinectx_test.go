@@ -71,3 +71,15 @@ func TestParentCancelAndParentDeadline(t *testing.T) {
 		c2.Release()
 	})
 }
+
+func TestLateIsDecidedAtTheDeadline(t *testing.T) {
+	start := time.Now()
+	limit := 10 * time.Millisecond
+	assert.Nil(t, deadlinectx.Late("t", limit, start, start.Add(limit-1), executor.Soft), "observed before the deadline: on time")
+	te := deadlinectx.Late("t", limit, start, start.Add(limit), executor.Soft)
+	require.NotNil(t, te, "observed at the deadline: late")
+	assert.Equal(t, &executor.TimeoutError{Task: "t", Limit: limit, Elapsed: limit, Enforcement: executor.Soft, Stopped: true}, te)
+	assert.NotNil(t, deadlinectx.Late("t", limit, start, start.Add(time.Hour), executor.Hard))
+	assert.Nil(t, deadlinectx.Late("t", 0, start, start.Add(time.Hour), executor.Soft), "no limit is never late")
+	assert.Nil(t, deadlinectx.Late("t", -time.Second, start, start.Add(time.Hour), executor.Soft))
+}

@@ -100,7 +100,11 @@ func (w *Error) Decode(task string) error {
 		}
 		return &executor.TimeoutError{Task: task, Limit: w.Limit, Elapsed: w.Elapsed, Enforcement: enf, Stopped: w.Stopped}
 	case executor.ClassPanic:
-		return &executor.PanicError{Task: task, Value: w.Value, Stack: []byte(w.Stack)}
+		var v any = w.Value
+		if w.Value == executor.ErrGoexit.Error() {
+			v = executor.ErrGoexit // errors.Is(err, executor.ErrGoexit) holds across the boundary
+		}
+		return &executor.PanicError{Task: task, Value: v, Stack: []byte(w.Stack)}
 	case executor.ClassCrash:
 		return &executor.CrashError{Task: task, Reason: w.Reason, Stderr: w.Stderr}
 	case executor.ClassBadInput:
