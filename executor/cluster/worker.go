@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -296,8 +297,49 @@ func (w *Worker) serve(ctx context.Context, s *slot) {
 			w.handBackMsg(msg)
 			continue
 		}
-		w.handle(s, msg)
+		if !w.handleGuarded(ctx, s, msg) {
+			return // runtime.Goexit: a new goroutine serves the slot
+		}
 	}
+}
+
+// handleGuarded is handle, surviving a task that calls runtime.Goexit on
+// this goroutine (an executor that runs calls inline, as executor/local
+// does without a limit, runs the task here). Nothing can stop Goexit: the
+// deferred function answers the call as a *executor.PanicError matching
+// executor.ErrGoexit, records it, and starts a new goroutine for the slot
+// before this one ends. It reports false in that case.
+func (w *Worker) handleGuarded(ctx context.Context, s *slot, msg jetstream.Msg) (returned bool) {
+	defer func() {
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			panic(v) // the worker's own bug, not a task's: never hidden
+		}
+		s.mu.Lock()
+		key, what := s.key, s.what
+		s.mu.Unlock()
+		task := ""
+		if hc, _, err := envelope.DecodeCall(msg.Data()); err == nil {
+			task = hc.Task
+		}
+		delivery := uint64(1)
+		if meta, err := msg.Metadata(); err == nil {
+			delivery = meta.NumDelivered
+		}
+		w.logger.Warn("a task called runtime.Goexit; answering it as a panic", "call", what)
+		if key != "" && !s.ran() {
+			perr := &executor.PanicError{Task: task, Value: executor.ErrGoexit, Stack: debug.Stack()}
+			w.settle(s, msg, w.store(key, task, w.result(nil, task, nil, perr, delivery, 0, "")))
+		} else {
+			s.end()
+		}
+		w.live.Add(1) // before this goroutine's serve counts itself out
+		go w.serve(ctx, s)
+	}()
+	w.handle(s, msg)
+	return true
 }
 
 // pause waits for d unless the worker stops draining first; it reports
