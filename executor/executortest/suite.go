@@ -304,6 +304,7 @@ var checks = []check{
 	{name: "Concurrency/ManySubmitters", fn: checkManySubmitters},
 	{name: "G3/LateIsDecidedAtTheDeadline", fn: checkLateRule},
 	{name: "G6/GoexitIsAPanic", goexit: true, fn: checkGoexit},
+	{name: "G5/CallersDeadlineIsACancellation", fn: checkCallersDeadline},
 	{name: "Classes/SameClassOnEveryExecutor", fn: checkClasses},
 }
 
@@ -1056,5 +1057,20 @@ func checkClasses(t *testing.T, s *session) {
 				assert.NotErrorIs(t, err, executor.ErrTimeout, "%s, limit %v", c.Name, limit)
 			}
 		}
+	}
+}
+
+// checkCallersDeadline: a cooperative task that gives up because its
+// caller's context passed its deadline (returning ctx.Err(), a bare
+// context.DeadlineExceeded) was cancelled: the answer is of
+// ClassCanceled, never a timeout and never the task's failure.
+func checkCallersDeadline(t *testing.T, s *session) {
+	for _, limit := range []time.Duration{0, time.Hour} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		r := s.run(t, ctx, s.call(t, Sleep, Args{Sleep: time.Hour, Cooperative: true}, limit))
+		cancel()
+		require.Error(t, r.err, "limit %v", limit)
+		assert.Equal(t, executor.ClassCanceled, executor.ClassOf(r.err), "limit %v: %v", limit, r.err)
+		assert.NotErrorIs(t, r.err, executor.ErrTimeout, "limit %v", limit)
 	}
 }

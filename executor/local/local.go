@@ -131,6 +131,9 @@ func (e *Executor) runInline(ctx context.Context, call *executor.Call) *executor
 	returned = true
 	e.stats.Running.Add(-1)
 	_, err, _ := f.Result()
+	if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
+		f, err = executor.Completed(nil, cerr), cerr // the task gave up because its caller did
+	}
 	e.stats.Ended(err)
 	return f
 }
@@ -180,7 +183,7 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 
 	select {
 	case <-h.done:
-		return e.collect(h), nil
+		return e.collect(ctx, h), nil
 	case now := <-h.timer.C:
 		terr := &executor.TimeoutError{
 			Task:        call.Name(),
@@ -203,16 +206,19 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 	// The call returned while we decided to give up on it: it was seen
 	// returning first, so the late rule decides.
 	<-h.done
-	return e.collect(h), nil
+	return e.collect(ctx, h), nil
 }
 
 // collect takes the result of a call that returned before its submitter
-// gave up on it, applies the late rule, and makes its helper idle again.
-func (e *Executor) collect(h *helper) *executor.Future {
+// gave up on it, applies the late rule, answers a task that gave up on its
+// caller's ended context as cancelled, and makes its helper idle again.
+func (e *Executor) collect(ctx context.Context, h *helper) *executor.Future {
 	h.timer.Stop()
 	v, err := h.value, h.err
 	if te := deadlinectx.Late(h.call.Name(), h.call.Limit, h.began, h.returned, executor.Soft); te != nil {
 		v, err = nil, te
+	} else if cerr := deadlinectx.CallerEnded(h.call.Name(), ctx, err); cerr != err {
+		v, err = nil, cerr // the task gave up because its caller did
 	}
 	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
 	e.stats.Ended(err)

@@ -154,6 +154,11 @@ func (w *worker) finish(g uint64, v any, err error) {
 			v, err = nil, te
 		}
 	}
+	if err != nil && j.ctx != nil {
+		if cerr := deadlinectx.CallerEnded(j.call.Name(), j.ctx, err); cerr != err {
+			v, err = nil, cerr // the task gave up because its caller did
+		}
+	}
 	w.count(err)
 	if j.promise == (executor.Promise{}) {
 		if pe := panicOf(err); pe != nil {

@@ -77,3 +77,23 @@ func Late(task string, limit time.Duration, start, observed time.Time, enf execu
 	}
 	return &executor.TimeoutError{Task: task, Limit: limit, Elapsed: observed.Sub(start), Enforcement: enf, Stopped: true}
 }
+
+// CallerEnded returns the answer for a call of task whose work returned
+// err, when the submitter's context ctx may have ended meanwhile: if ctx
+// has ended and err is ctx's own error (the task gave up because its
+// caller did, typically by returning ctx.Err() after the caller's
+// deadline), the call was cancelled, and CallerEnded returns the
+// *executor.CanceledError for it; otherwise it returns err unchanged. It
+// keeps a caller's deadline from reading as the task's failure now that a
+// bare context.DeadlineExceeded is one (executor.ClassOf).
+func CallerEnded(task string, ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return err
+	}
+	var ce *executor.CanceledError
+	var te *executor.TimeoutError
+	if errors.As(err, &ce) || errors.As(err, &te) {
+		return err
+	}
+	return executor.NewCanceledError(task, ctx)
+}
