@@ -685,6 +685,10 @@ func (e *Executor) lastLook(ctx context.Context, p *pending) {
 		entry, gerr := e.obj.kv.Get(ctx, p.key)
 		if gerr == nil {
 			e.deliver(p.key, entry.Value())
+			// The record may be this timeout itself, written by an
+			// earlier try whose answer was lost: the workers must still
+			// be told to stop the call (harmless if it has finished).
+			e.stopCall(ctx, p)
 			return
 		}
 		err = gerr
@@ -699,13 +703,16 @@ func (e *Executor) lastLook(ctx context.Context, p *pending) {
 		e.mu.Unlock()
 		return
 	}
+	// The timeout is the call's verdict (recorded, or not recordable):
+	// the workers are told to stop it whoever completes the future (the
+	// watcher may deliver the record before Create returns).
+	e.stopCall(ctx, p)
 	e.mu.Lock()
 	removed := e.removeLocked(p)
 	e.mu.Unlock()
 	if !removed {
 		return
 	}
-	e.stopCall(ctx, p)
 	e.logger.Warn("no result by the call's limit, grace, ack wait and margin", "call", p.call.String(), "started", p.started)
 	e.complete(p, nil, verdict, "")
 }
