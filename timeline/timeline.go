@@ -10,6 +10,12 @@
 // labelled inside or, for a short one, beside it, the wait before each
 // retry drawn and linked to the attempt it follows, and the abandoned tail
 // of a soft timeout (work told to stop that may still run) drawn apart.
+//
+// An attempt's bar starts at task.Attempt.Start, when the attempt was
+// submitted: on an executor that queues calls (a pool with more calls than
+// workers, a busy subprocess executor) it includes the wait for a worker,
+// so a lane may show attempts that overlap in time although its worker
+// ran them one after the other.
 package timeline
 
 import (
