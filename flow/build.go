@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -23,9 +24,11 @@ type Flow struct {
 	byNameOnce sync.Once
 	byName     map[string]int32 // node names, made on first use
 
-	scratch sync.Pool // *scratch, for the next run
-	nameAt  []int32   // nameAt[i]: the length of the names of nodes before i
-	sorted  bool      // whether creation order is topological
+	scratch  sync.Pool // *scratch, for the next run
+	hashOnce sync.Once
+	hash     string  // see Hash
+	nameAt   []int32 // nameAt[i]: the length of the names of nodes before i
+	sorted   bool    // whether creation order is topological
 
 	// Upstream and downstream edges, in compressed form: node i's
 	// upstream ids are up[upAt[i]:upAt[i+1]], deduplicated; upData says
@@ -53,6 +56,7 @@ type param struct {
 	name     string
 	required bool
 	def      any
+	typ      reflect.Type
 }
 
 // Name returns the flow's name.
@@ -103,7 +107,7 @@ func (b *Builder) Build() (*Flow, error) {
 	uses := make(map[string]int, n+len(b.params))
 	for _, p := range b.params {
 		uses[p.name]++
-		f.params[p.id] = param{name: p.name, required: p.required, def: p.def}
+		f.params[p.id] = param{name: p.name, required: p.required, def: p.def, typ: p.typ}
 	}
 	for _, d := range b.nodes {
 		if d.spec == nil {

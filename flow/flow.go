@@ -34,6 +34,7 @@ package flow
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/flowline-go/flowline/internal/wire"
@@ -313,7 +314,8 @@ type paramDef struct {
 	id       int32
 	name     string
 	required bool
-	def      any // the default, boxed
+	def      any          // the default, boxed
+	typ      reflect.Type // T, to decode a recorded value
 }
 
 // Parameter is a value given to each run of a flow (Prefect's Parameter):
@@ -327,13 +329,17 @@ type Parameter[T any] struct {
 // before any task starts, with an error matching ErrMissingParam. It
 // panics on an empty name or a nil Builder.
 func Param[T any](b *Builder, name string) *Parameter[T] {
-	return &Parameter[T]{d: b.param(name, true, nil)}
+	p := &Parameter[T]{d: b.param(name, true, nil)}
+	p.d.typ = reflect.TypeFor[T]()
+	return p
 }
 
 // ParamOr adds a parameter that takes the value def in runs that do not
 // set it. Those runs share def: tasks must not modify it (a slice, a map). It panics on an empty name or a nil Builder.
 func ParamOr[T any](b *Builder, name string, def T) *Parameter[T] {
-	return &Parameter[T]{d: b.param(name, false, def)}
+	p := &Parameter[T]{d: b.param(name, false, def)}
+	p.d.typ = reflect.TypeFor[T]()
+	return p
 }
 
 func (b *Builder) param(name string, required bool, def any) *paramDef {

@@ -20,6 +20,7 @@ var stateColors = [...]string{
 	task.Skipped:       "#cfe2f3",
 	task.TriggerFailed: "#d7b8f3",
 	task.Cancelled:     "#d9d9d9",
+	task.Cached:        "#d9ead3",
 }
 
 // dashed says whether a state's node has a dashed border: the states of

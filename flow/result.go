@@ -112,7 +112,7 @@ func (r *Result) Task(label string) (TaskRun, bool) {
 }
 
 // Value returns node n's result in res, and false if n's run did not end
-// Success or n is not a node of res's flow. For a mapped node it is the
+// Success (or Cached) or n is not a node of res's flow. For a mapped node it is the
 // children's results in order.
 func Value[T any](res *Result, n *Node[T]) (T, bool) {
 	var zero T
@@ -120,7 +120,7 @@ func Value[T any](res *Result, n *Node[T]) (T, bool) {
 		return zero, false
 	}
 	tr := &res.Tasks[res.index(n.d.id)]
-	if tr.State != task.Success {
+	if !tr.State.HasValue() {
 		return zero, false
 	}
 	v, ok := tr.Value.(T)
@@ -152,6 +152,9 @@ func (r *run) result() *Result {
 
 	var errs []error
 	switch {
+	case r.storeErr != nil:
+		res.State = task.Failed
+		errs = append(errs, r.storeErr)
 	case r.stopping && r.timeout != nil && context.Cause(r.ctx) == r.timeout:
 		res.State = task.TimedOut
 		errs = append(errs, r.timeout)

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -45,6 +46,28 @@ type RunOptions struct {
 	// of your own), or it holds up every task of the run. Nil means no
 	// hook.
 	OnState func(task.Change)
+
+	// Store, when set, makes the run durable: it is recorded in the store
+	// (its parameters, the flow's name and Hash, every task run, attempt
+	// and state change), each task's result is durable before any task
+	// downstream of it starts, and the run can be resumed by its id in
+	// another process after a crash (Resume, ResumeExpired), restarted
+	// from its failures (Restart), and run again by id without running
+	// anything once it has ended (Run returns the recorded result). Task
+	// results and parameters are encoded with the task's codec (JSON for
+	// parameters). Tasks with Options.CacheFor use the store's cache. See
+	// docs/durability.md. Nil means a run in memory only.
+	Store store.Store
+
+	// Owner names this process as the run's lease holder in the store.
+	// Empty means hostname/pid/random. Only with Store.
+	Owner string
+
+	// LeaseTTL is how long the run's lease lasts without a heartbeat
+	// (renewed every third of it): after a crash, another process can
+	// resume the run once it has passed. Zero means 30 seconds. Only with
+	// Store.
+	LeaseTTL time.Duration
 }
 
 // Run runs the flow on ex and returns its result once every task run is
@@ -72,11 +95,22 @@ func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOpti
 	if ex == nil {
 		panic("flow: Run with a nil executor")
 	}
+	if opts.Store != nil {
+		return f.runDurable(ctx, ex, opts)
+	}
 	params, err := f.bind(opts.Args)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID}
+	return f.execute(ctx, ex, params, opts, nil)
+}
+
+// execute drives one run; d links it to its store, if it has one.
+func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params []any, opts RunOptions, d *durable) (*Result, error) {
+	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID, d: d}
+	if d != nil {
+		r.id = d.runID
+	}
 	if r.id == "" {
 		r.id = newRunID()
 	}
@@ -93,9 +127,23 @@ func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOpti
 		r.ctx, cancel = context.WithDeadlineCause(ctx, r.start.Add(f.opts.Timeout), r.timeout)
 		defer cancel()
 	}
+	if d != nil && !d.replay {
+		var cancel context.CancelCauseFunc
+		r.ctx, cancel = context.WithCancelCause(r.ctx)
+		defer cancel(nil)
+		d.cancel = cancel
+		r.q.signal = make(chan struct{}, 1)
+		d.start(ctx, r.q.post)
+	}
 	logger.Debug("flow run started", "flow", f.name, "run", r.id, "tasks", len(f.nodes))
 	r.loop()
+	if d != nil && !d.replay {
+		d.stopAll()
+	}
 	res := r.result()
+	if d != nil && !d.replay {
+		d.finishRun(ctx, res, r.storeErr)
+	}
 	r.release()
 	logger.Debug("flow run finished", "flow", f.name, "run", r.id, "state", res.State,
 		"duration", res.Duration())
@@ -148,6 +196,8 @@ const (
 	retrying              // waiting for a retry (timer or ready queue)
 	mapping               // a mapped node whose children run
 	final
+	recording // final, waiting for its record to be durable
+	looking   // waiting for a cache lookup
 )
 
 // unit is the scheduler's state of one task run of a flow run: a node's
@@ -169,15 +219,17 @@ type mapped struct {
 }
 
 type run struct {
-	f       *Flow
-	ex      executor.TimeoutHandler
-	ctx     context.Context
-	opts    RunOptions
-	id      string
-	ids     string // every node's task-run id, back to back (see runID)
-	params  []any
-	start   time.Time
-	timeout *TimeoutError // non-nil when the flow has a limit
+	f        *Flow
+	ex       executor.TimeoutHandler
+	ctx      context.Context
+	opts     RunOptions
+	id       string
+	ids      string // every node's task-run id, back to back (see runID)
+	params   []any
+	start    time.Time
+	timeout  *TimeoutError // non-nil when the flow has a limit
+	d        *durable      // the run's store, if it has one
+	storeErr error         // why the store stopped the run
 
 	recs      []TaskRun
 	units     []unit
@@ -187,10 +239,18 @@ type run struct {
 	head      int
 	open      int // nodes not final
 	stopping  bool
-	states    []task.State // scratch for triggers
-	waiters   []*waiter    // free
-	batch     []event      // events being handled
-	sc        *scratch     // where the slices above came from
+
+	// Attempts an executor refused with executor.ErrQueueFull ("no room
+	// yet"), FIFO: they are submitted again after the next completion, or
+	// after roomWait if nothing of the run completes meanwhile. Such an
+	// attempt is never failed or retried for it.
+	parked   []parkedCall
+	roomT    *time.Timer
+	roomWait time.Duration
+	states   []task.State // scratch for triggers
+	waiters  []*waiter    // free
+	batch    []event      // events being handled
+	sc       *scratch     // where the slices above came from
 
 	q queue
 }
@@ -213,9 +273,12 @@ func (r *run) release() {
 // event is a completion (w) or a retry timer (unit, attempt), posted
 // from other goroutines.
 type event struct {
+	room    bool // roomT fired: submit the parked attempts again
 	w       *waiter
 	unit    int32
 	attempt int32
+	rec     *recorded // from the recorder of a durable run
+	look    *lookup   // from a cache lookup
 }
 
 // waiter is a submitted attempt whose Future has not completed when Submit
@@ -301,7 +364,9 @@ func (r *run) runID(i int32) string {
 func (r *run) loop() {
 	f := r.f
 	n := len(f.nodes)
-	r.q.signal = make(chan struct{}, 1)
+	if r.q.signal == nil {
+		r.q.signal = make(chan struct{}, 1)
+	}
 	r.recs = make([]TaskRun, n)
 	sc, _ := f.scratch.Get().(*scratch)
 	if sc == nil {
@@ -369,6 +434,12 @@ func (r *run) loop() {
 			r.handle(e)
 		}
 		clear(r.batch) // drop the futures
+		if len(r.parked) > 0 {
+			r.unpark() // something completed, or roomT fired: room may have come
+		}
+	}
+	if r.roomT != nil {
+		r.roomT.Stop()
 	}
 }
 
@@ -404,13 +475,46 @@ func (r *run) step(i int32) {
 }
 
 func (r *run) taskOptions(label, runID string) task.RunOptions {
-	return task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+	o := task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+	if r.d != nil {
+		o.OnState = r.onChange
+		if p := r.d.prior[label]; p != nil {
+			o.Prior = p.attempts
+		}
+	}
+	return o
+}
+
+// onChange records a durable run's task state change, then calls the
+// caller's hook.
+func (r *run) onChange(c task.Change) {
+	r.d.change(c)
+	if r.opts.OnState != nil {
+		r.opts.OnState(c)
+	}
+}
+
+// restore ends unit i with its recorded result, if a resume keeps it.
+func (r *run) restore(i int32, label string) bool {
+	if r.d == nil {
+		return false
+	}
+	p := r.d.prior[label]
+	if p == nil || !p.keep {
+		return false
+	}
+	r.recs[i].Result = p.rec
+	r.settle(i)
+	return true
 }
 
 // startNode decides whether node i runs, from its upstream states, and
 // starts it.
 func (r *run) startNode(i int32) {
 	nd := &r.f.nodes[i]
+	if nd.kind != mappedNode && r.restore(i, nd.name) {
+		return
+	}
 	if state, err := r.decide(i); state != task.Pending {
 		if nd.kind == mappedNode {
 			r.name(i)
@@ -440,6 +544,19 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 		rn.End(task.Failed, inErr)
 		r.finish(i)
 		return
+	}
+	if r.d != nil && !r.d.replay && nd.spec.Options().CacheFor > 0 {
+		key, err := cacheKey(nd, in)
+		if err != nil {
+			rn.End(task.Failed, err)
+			r.finish(i)
+			return
+		}
+		if key != "" {
+			r.units[i].phase = looking
+			r.d.look(r.ctx, i, key, nd.spec.Handler(), r.q.post)
+			return
+		}
 	}
 	r.submit(i, rn.Start())
 }
@@ -570,7 +687,11 @@ func (r *run) startChild(c int32) {
 	if m.started++; m.started == m.n {
 		m.state = nil
 	}
-	r.startRun(c, nd, in, err, r.taskOptions(r.childIDs(c)))
+	label, runID := r.childIDs(c)
+	if r.restore(c, label) {
+		return
+	}
+	r.startRun(c, nd, in, err, r.taskOptions(label, runID))
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -580,24 +701,84 @@ func (r *run) startChild(c int32) {
 // submitting from there could block that worker on a full queue.
 func (r *run) submit(i int32, call executor.Call) {
 	r.units[i].phase = running
+	if len(r.parked) > 0 { // keep the order: no overtaking a parked attempt
+		r.parked = append(r.parked, parkedCall{i, call})
+		return
+	}
+	r.trySubmit(i, call)
+}
+
+// parkedCall is an attempt waiting for room in the executor.
+type parkedCall struct {
+	unit int32
+	call executor.Call
+}
+
+// trySubmit submits an attempt and reports false if the executor had no
+// room for it (executor.ErrQueueFull), in which case it is parked. The
+// contract's Submit waits for room instead; a Submit that fails fast with
+// ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
+func (r *run) trySubmit(i int32, call executor.Call) bool {
 	fut, err := r.ex.Submit(r.ctx, call)
 	if err != nil {
+		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
+			r.park(i, call)
+			return false
+		}
 		if r.ctx.Err() != nil {
 			err = executor.NewCanceledError(call.Name(), r.ctx)
 		} else {
 			err = fmt.Errorf("flow: submit %s: %w", call.String(), err)
 		}
 		r.outcome(i, call.Attempt, nil, err, "")
-		return
+		return true
 	}
+	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
-		return
+		return true
 	}
 	w := r.waiter()
 	w.unit, w.attempt, w.fut = i, int32(call.Attempt), fut
 	fut.OnDone(w.done)
+	return true
+}
+
+// park keeps an attempt the executor had no room for, at the front of the
+// parked ones, and makes sure the loop tries again: at the next completion
+// (see unpark), or when roomT fires, backing off from 1ms to 100ms while
+// the executor stays full with nothing of this run completing.
+func (r *run) park(i int32, call executor.Call) {
+	r.parked = append(r.parked, parkedCall{})
+	copy(r.parked[1:], r.parked)
+	r.parked[0] = parkedCall{i, call}
+	if r.roomT != nil {
+		return
+	}
+	r.roomWait = min(max(2*r.roomWait, time.Millisecond), 100*time.Millisecond)
+	r.roomT = time.AfterFunc(r.roomWait, func() { r.q.post(event{room: true}) })
+}
+
+// unpark submits parked attempts again, in order, until the executor has
+// no room; on a stopping run it ends them Cancelled instead.
+func (r *run) unpark() {
+	if r.roomT != nil {
+		r.roomT.Stop()
+		r.roomT = nil
+	}
+	for len(r.parked) > 0 {
+		p := r.parked[0]
+		r.parked = r.parked[1:]
+		if r.stopping || r.ctx.Err() != nil {
+			r.outcome(p.unit, p.call.Attempt, nil, executor.NewCanceledError(p.call.Name(), r.ctx), "")
+			continue
+		}
+		if !r.trySubmit(p.unit, p.call) {
+			return
+		}
+	}
+	r.parked = nil
 }
 
 // waiter returns a free waiter, making them 32 at a time.
@@ -645,6 +826,16 @@ func (r *run) outcome(i int32, attempt int, v any, err error, worker string) {
 }
 
 func (r *run) handle(e event) {
+	switch {
+	case e.rec != nil:
+		r.recorded(e.rec)
+		return
+	case e.look != nil:
+		r.looked(e.look)
+		return
+	case e.room:
+		return // the loop submits the parked attempts after the batch
+	}
 	if w := e.w; w != nil {
 		i, attempt, fut := w.unit, w.attempt, w.fut
 		w.fut = nil
@@ -673,6 +864,12 @@ func (r *run) handle(e event) {
 // their completions are still awaited.
 func (r *run) stop() {
 	r.stopping = true
+	if len(r.parked) > 0 {
+		r.unpark() // ends them Cancelled
+	}
+	if r.d != nil {
+		r.d.stopLookups()
+	}
 	for i := range int32(len(r.units)) {
 		u := &r.units[i]
 		switch u.phase {
@@ -717,6 +914,16 @@ func (r *run) finish(i int32) {
 	u := &r.units[i]
 	r.recs[i].Result = u.runner.Take()
 	u.runner = nil
+	if r.d != nil && !r.d.replay {
+		node := i
+		if r.child(i) {
+			node = u.aux
+		}
+		nd := &r.f.nodes[node]
+		u.phase = recording
+		r.d.final(r, i, nd)
+		return
+	}
 	r.settle(i)
 }
 
@@ -760,6 +967,9 @@ func (r *run) end(i int32, state task.State, err error) {
 	rec.End = time.Now()
 	rec.Err = err
 	r.change(i, state, err)
+	if r.d != nil {
+		r.d.mappedFinal(rec)
+	}
 	r.settle(i)
 }
 
@@ -767,8 +977,14 @@ func (r *run) change(i int32, to task.State, err error) {
 	rec := &r.recs[i]
 	from := rec.State
 	rec.State = to
-	if r.opts.OnState != nil {
-		r.opts.OnState(task.Change{Task: rec.Task, RunID: rec.RunID, From: from, To: to, Err: err, Time: time.Now()})
+	if r.opts.OnState != nil || r.d != nil {
+		c := task.Change{Task: rec.Task, RunID: rec.RunID, From: from, To: to, Err: err, Time: time.Now()}
+		if r.d != nil {
+			r.d.change(c)
+		}
+		if r.opts.OnState != nil {
+			r.opts.OnState(c)
+		}
 	}
 }
 

@@ -32,6 +32,13 @@ type RunOptions struct {
 	// that drives the run. It must be quick and must not block. Nil means
 	// no hook.
 	OnState func(Change)
+
+	// Prior are attempts of this task run made before (by a process that
+	// crashed, or by a run being restarted), as recorded in a store: they
+	// are kept at the head of Result.Attempts, and this run's first
+	// attempt is numbered after the last of them. The retry budget
+	// (Options.MaxRetries) counts only this run's own attempts.
+	Prior []Attempt
 }
 
 // Change is one state change of a task run, as OnState sees it.
@@ -96,6 +103,7 @@ type Runner struct {
 	run     RunOptions
 	state   State
 	attempt int // current attempt, 0 before Start
+	first   int // the number of the first attempt this Runner makes
 	res     Result
 }
 
@@ -110,13 +118,20 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 	if opts.Label == "" {
 		opts.Label = spec.Name()
 	}
-	return &Runner{
+	r := &Runner{
 		spec:  spec,
 		opts:  spec.Options(),
 		input: input,
 		run:   opts,
 		res:   Result{Task: opts.Label, RunID: opts.RunID},
 	}
+	if n := len(opts.Prior); n > 0 {
+		r.res.Attempts = append([]Attempt(nil), opts.Prior...)
+		r.attempt = opts.Prior[n-1].N
+		r.res.Start = opts.Prior[0].Start
+	}
+	r.first = r.attempt + 1
+	return r
 }
 
 func newRunID() string {
@@ -128,7 +143,8 @@ func newRunID() string {
 // State returns the run's current state.
 func (r *Runner) State() State { return r.state }
 
-// Attempt returns the current attempt's number, 0 before Start.
+// Attempt returns the current attempt's number: 0 before Start, or the
+// last prior attempt's number for a run with RunOptions.Prior.
 func (r *Runner) Attempt() int { return r.attempt }
 
 // Result returns the run's record so far; it is complete once the state is
@@ -160,7 +176,7 @@ func (r *Runner) Retry() executor.Call {
 func (r *Runner) begin() executor.Call {
 	r.attempt++
 	now := time.Now()
-	if r.attempt == 1 {
+	if r.res.Start.IsZero() {
 		r.res.Start = now
 	}
 	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
@@ -231,7 +247,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 
 // retryable reports whether a failed attempt is tried again.
 func (r *Runner) retryable(class executor.Class, err error) bool {
-	if r.attempt > max(r.opts.MaxRetries, 0) {
+	if r.attempt-r.first+1 > max(r.opts.MaxRetries, 0) {
 		return false
 	}
 	switch class {
@@ -271,6 +287,20 @@ func (r *Runner) End(state State, err error) {
 		a.End, a.Err = now, err
 	}
 	r.finish(state, err, now)
+}
+
+// Cached ends a Pending run Cached with value, a result found in the
+// cache, without an attempt. It panics on a run that is not Pending.
+func (r *Runner) Cached(value any) {
+	if r.state != Pending {
+		panic("task: Runner.Cached on a run that is " + r.state.String())
+	}
+	now := time.Now()
+	r.res.Value = value
+	if r.res.Start.IsZero() {
+		r.res.Start = now
+	}
+	r.finish(Cached, nil, now)
 }
 
 // Take returns the final run's record without copying it, for a driver

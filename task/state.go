@@ -4,7 +4,9 @@ import "fmt"
 
 // State is where a task run is. A run starts Pending, is Running during
 // each attempt and Retrying between attempts, and ends in exactly one final
-// state: Success, Failed, TimedOut, Skipped, TriggerFailed or Cancelled.
+// state: Success, Failed, TimedOut, Skipped, TriggerFailed, Cancelled, or
+// Cached (a flow run with a store found the result in its cache; see
+// Options.CacheFor).
 type State uint8
 
 const (
@@ -17,9 +19,10 @@ const (
 	Skipped                    // the task asked to be skipped, or an upstream was skipped
 	TriggerFailed              // the trigger refused to run the task; it never ran
 	Cancelled                  // the run's context ended first
+	Cached                     // the result came from the cache; the task did not run
 )
 
-var stateNames = [...]string{"Pending", "Running", "Retrying", "Success", "Failed", "TimedOut", "Skipped", "TriggerFailed", "Cancelled"}
+var stateNames = [...]string{"Pending", "Running", "Retrying", "Success", "Failed", "TimedOut", "Skipped", "TriggerFailed", "Cancelled", "Cached"}
 
 // String returns the state's name, e.g. "TimedOut".
 func (s State) String() string {
@@ -33,8 +36,12 @@ func (s State) String() string {
 func (s State) Final() bool { return s >= Success && int(s) < len(stateNames) }
 
 // Successful reports whether s counts as success for downstream triggers:
-// Success and Skipped (a skip is not a failure).
-func (s State) Successful() bool { return s == Success || s == Skipped }
+// Success, Cached and Skipped (a skip is not a failure).
+func (s State) Successful() bool { return s == Success || s == Skipped || s == Cached }
+
+// HasValue reports whether a run in state s has a result: Success and
+// Cached.
+func (s State) HasValue() bool { return s == Success || s == Cached }
 
 // Failure reports whether s counts as failure for downstream triggers:
 // Failed, TimedOut and TriggerFailed. Cancelled is neither a success nor a

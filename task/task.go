@@ -76,8 +76,28 @@ type Options struct {
 	Tags []string
 
 	// Codec encodes the task's input and result when it runs in another
-	// process. Nil means JSON. It must be the same in the worker.
+	// process, and when a flow run records its result in a store. Nil
+	// means JSON. It must be the same in the worker.
 	Codec executor.Codec
+
+	// CacheFor turns result caching on, in flow runs with a store
+	// (flow.RunOptions.Store): a successful result is stored under the
+	// task's cache key for CacheFor, and a later task run with the same
+	// key, in any process sharing the store, ends Cached with that value
+	// without calling the executor. Concurrent task runs with one key run
+	// the task once: the others wait for its result. Zero or less means
+	// no caching. Without a store it does nothing.
+	CacheFor time.Duration
+
+	// CacheVersion is part of the default cache key: change it when the
+	// task's code changes what it returns, so old entries stop matching.
+	CacheVersion string
+
+	// CacheKey returns the cache key of an input, given in its encoded
+	// form (the Codec's). Nil means the default key: the task's name, "/",
+	// CacheVersion, "/", and the SHA-256 of the encoded input in hex. A
+	// key of "" turns caching off for that input.
+	CacheKey func(encodedInput []byte) string
 }
 
 // Spec is a task in the form the runner and the flow package work with,
@@ -138,10 +158,10 @@ func (t *Task[In, Out]) Run(ctx context.Context, ex executor.TimeoutHandler, in 
 	return out, res
 }
 
-// Value returns r's value as an Out, and false if the run did not succeed
-// or its value is of another type.
+// Value returns r's value as an Out, and false if the run did not end
+// Success or Cached, or its value is of another type.
 func Value[Out any](r Result) (Out, bool) {
-	if r.State != Success {
+	if !r.State.HasValue() {
 		var zero Out
 		return zero, false
 	}

@@ -421,3 +421,39 @@ func TestStatesAndTriggers(t *testing.T) {
 	assert.Equal(t, "any-failed", task.AnyFailed.String())
 	assert.Equal(t, "Trigger(9)", task.Trigger(9).String())
 }
+
+func TestPriorAttemptsAreKeptAndNumberingContinues(t *testing.T) {
+	calls := 0
+	tk := task.New("flaky", func(_ context.Context, _ int) (int, error) {
+		calls++
+		if calls == 1 {
+			return 0, errors.New("first try fails")
+		}
+		return 7, nil
+	}, task.Options{MaxRetries: 1})
+	prior := []task.Attempt{{N: 1, Start: time.Now().Add(-time.Minute)}, {N: 2, Start: time.Now().Add(-time.Second)}}
+	ex := local.New(local.Options{})
+	defer ex.Shutdown(context.Background())
+	res := task.Run(context.Background(), ex, tk, 1, task.RunOptions{Prior: prior})
+	require.Equal(t, task.Success, res.State, "the retry budget counts only this run's attempts")
+	require.Len(t, res.Attempts, 4)
+	assert.Equal(t, []int{1, 2, 3, 4}, []int{res.Attempts[0].N, res.Attempts[1].N, res.Attempts[2].N, res.Attempts[3].N})
+	assert.Equal(t, prior[0].Start, res.Start, "the run started with its first prior attempt")
+}
+
+func TestCachedIsFinalAndHasAValue(t *testing.T) {
+	tk := task.New("c", func(_ context.Context, _ int) (int, error) { return 0, nil }, task.Options{})
+	r := task.NewRunner(tk, 1, task.RunOptions{})
+	r.Cached(42)
+	res := r.Result()
+	assert.Equal(t, task.Cached, res.State)
+	assert.True(t, res.State.Final())
+	assert.True(t, res.State.Successful())
+	assert.Empty(t, res.Attempts)
+	v, ok := task.Value[int](res)
+	assert.True(t, ok)
+	assert.Equal(t, 42, v)
+	assert.Equal(t, "Cached", res.State.String())
+	assert.Panics(t, func() { r.Cached(1) }, "only a Pending run")
+	assert.True(t, task.AllSuccessful.Allows([]task.State{task.Cached}))
+}

@@ -36,3 +36,26 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+func TestStress(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		opts       pool.Options
+		submitters int
+	}{
+		{"two workers, queue 1", pool.Options{Workers: 2, Queue: 1}, 0},
+		{"many workers", pool.Options{Workers: 32}, 0},
+		{"1000 in flight", pool.Options{Workers: 1000}, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			executortest.Stress(t, executortest.StressConfig{
+				Submitters: tc.submitters,
+				New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+					opts := tc.opts
+					opts.Logger = logger
+					return pool.New(opts)
+				},
+			})
+		})
+	}
+}
