@@ -246,7 +246,10 @@ func Prepare(parent context.Context, call *Call) (Promise, context.Context) {
 }
 
 // RunInline runs call on the calling goroutine and returns its completed
-// Future, for executors that run a call where it is submitted. The Future
+// Future, for executors that run a call where it is submitted. A task that
+// calls runtime.Goexit ends the calling goroutine and RunInline does not
+// return (see Handler.Run); an executor that counts calls observes that
+// with a deferred check of its own, as executor/local does. The Future
 // and the call's context come from one allocation and the Future is never
 // shared before it is complete, so no lock is taken.
 func RunInline(parent context.Context, call *Call) *Future {

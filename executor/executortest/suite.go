@@ -85,6 +85,14 @@ type Config struct {
 	// *executor.PanicError. The suite checks the Stats still balance.
 	RunsOnCaller bool
 
+	// Capacity, when positive, is how many calls the executor holds at
+	// once (running plus queued) before Submit has to wait for room: the
+	// suite then checks the backpressure rule of executor.TimeoutHandler
+	// (Submit waits while its context allows and returns exactly ctx.Err(),
+	// never ErrQueueFull; TrySubmit, if offered, fails at once with
+	// ErrQueueFull). Zero skips that check.
+	Capacity int
+
 	// SkipGoexit skips the checks of a task that calls runtime.Goexit. It
 	// is transitional, for executors whose workers do not answer Goexit
 	// yet (their worker loop must run tasks with Handler.RunIsolated or
@@ -305,6 +313,7 @@ var checks = []check{
 	{name: "G3/LateIsDecidedAtTheDeadline", fn: checkLateRule},
 	{name: "G6/GoexitIsAPanic", goexit: true, fn: checkGoexit},
 	{name: "G5/CallersDeadlineIsACancellation", fn: checkCallersDeadline},
+	{name: "G12/SubmitWaitsForRoom", fn: checkBackpressure},
 	{name: "Classes/SameClassOnEveryExecutor", fn: checkClasses},
 }
 
@@ -1073,4 +1082,45 @@ func checkCallersDeadline(t *testing.T, s *session) {
 		assert.Equal(t, executor.ClassCanceled, executor.ClassOf(r.err), "limit %v: %v", limit, r.err)
 		assert.NotErrorIs(t, r.err, executor.ErrTimeout, "limit %v", limit)
 	}
+}
+
+func checkBackpressure(t *testing.T, s *session) {
+	if s.cfg.Capacity <= 0 {
+		t.Skip("Config.Capacity is not set")
+	}
+	hold, release := context.WithCancel(context.Background())
+	defer release()
+	var held []*executor.Future
+	for range s.cfg.Capacity {
+		f, err := s.ex.Submit(hold, s.call(t, Sleep, Args{Sleep: time.Hour, Cooperative: true}, 0))
+		require.NoError(t, err, "the executor refused a call within its capacity")
+		held = append(held, f)
+	}
+	s.settle(10 * time.Millisecond) // the held calls reach their workers
+	wait := 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	start := time.Now()
+	f, err := s.ex.Submit(ctx, s.call(t, Echo, Args{N: 1}, 0))
+	elapsed := time.Since(start)
+	assert.Nil(t, f, "a call beyond the capacity was accepted")
+	assert.Equal(t, context.DeadlineExceeded, err, "Submit returns exactly ctx.Err() when its context ends while it waits for room")
+	assert.NotErrorIs(t, err, executor.ErrQueueFull, "Submit waits for room; it never fails with ErrQueueFull")
+	assert.GreaterOrEqual(t, elapsed, wait, "Submit did not wait for room")
+	if ts, ok := s.ex.(executor.TrySubmitter); ok {
+		start = time.Now()
+		f, err = ts.TrySubmit(context.Background(), s.call(t, Echo, Args{N: 1}, 0))
+		assert.Nil(t, f)
+		assert.ErrorIs(t, err, executor.ErrQueueFull, "TrySubmit fails at once when there is no room")
+		if s.cfg.Synctest && !s.hard {
+			assert.Zero(t, time.Since(start), "TrySubmit does not wait")
+		}
+	}
+	release()
+	for _, f := range held {
+		_, err := f.Wait(context.Background())
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+	// Room again: Submit goes through.
+	assert.Equal(t, 4, reply(t, s.run(t, context.Background(), s.call(t, Echo, Args{N: 2}, 0))).N)
 }

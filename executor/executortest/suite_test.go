@@ -19,6 +19,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/executortest"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 )
 
 // brokenEnv names the broken executor that TestBrokenTarget runs the suite
@@ -85,6 +86,42 @@ func (b *broken) Stats() executor.Stats {
 		return st
 	}
 	return b.Executor.Stats()
+}
+
+// failsFast is a bounded pool whose Submit fails at once when it is full,
+// breaking the backpressure rule.
+type failsFast struct{ *pool.Executor }
+
+func (f failsFast) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return f.TrySubmit(ctx, call)
+}
+
+// TestBrokenPoolTarget is the child side of TestSuiteCatchesFailFastSubmit.
+func TestBrokenPoolTarget(t *testing.T) {
+	if os.Getenv(brokenEnv) != "fails-fast" {
+		t.Skip("runs only as a child of TestSuiteCatchesFailFastSubmit")
+	}
+	executortest.Run(t, executortest.Config{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			return failsFast{pool.New(pool.Options{Workers: 1, Queue: -1, Logger: logger})}
+		},
+		Synctest: true,
+		Capacity: 1,
+	})
+}
+
+// TestSuiteCatchesFailFastSubmit: a Submit that fails with ErrQueueFull
+// instead of waiting for room fails G12/SubmitWaitsForRoom.
+func TestSuiteCatchesFailFastSubmit(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("child process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenPoolTarget$/^G12$/^SubmitWaitsForRoom$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), brokenEnv+"=fails-fast")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the suite passed a Submit that does not wait:\n%s", out)
+	assert.Contains(t, string(out), "--- FAIL: TestBrokenPoolTarget/G12/SubmitWaitsForRoom ")
+	assert.Contains(t, string(out), "never fails with ErrQueueFull")
 }
 
 // valueBox lets atomic.Value hold values of different types.

@@ -266,7 +266,7 @@ func spawn(ctx context.Context, a Args) (Reply, error) {
 			mu.Unlock()
 		})
 	}
-	out, err := exec.CommandContext(ctx, "sh", "-c", `echo "$0"`, a.Text).Output()
+	out, err := echoCommand(ctx, a.Text).Output() // proc_*.go: sh on Unix, cmd on Windows
 	wg.Wait()
 	if err != nil {
 		return Reply{}, fmt.Errorf("spawn: %w", err)

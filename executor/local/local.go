@@ -10,7 +10,16 @@
 // an *executor.TimeoutError as its cause and the caller gets that error at
 // once. A task that ignores its context cannot be stopped: it is abandoned,
 // keeps running on its goroutine, is counted in Stats.Abandoned and logged
-// once, and Shutdown waits for it.
+// once (after the answer, so a slow logger never delays one), and Shutdown
+// waits for it. A limited call whose return the helper observes at or after
+// its deadline is late (the rule of executor.TimeoutHandler) and answered
+// with the *executor.TimeoutError even if the timer has not fired.
+//
+// runtime.Goexit in a limited call is answered as an *executor.PanicError
+// matching executor.ErrGoexit and the helper goroutine is replaced; in a
+// call without a limit it ends the caller's goroutine, as in plain Go (see
+// Executor.Submit). Every call runs at once, so Submit never waits for
+// room and there is no TrySubmit.
 package local
 
 import (

@@ -103,3 +103,27 @@ func TestBlockingLoggerDoesNotDelayOtherLimits(t *testing.T) {
 		require.NoError(t, ex.Shutdown(bg))
 	})
 }
+
+// TestBlockingOnDoneDoesNotDelayOtherLimitsRealClock is the real-clock
+// twin of TestBlockingOnDoneDoesNotDelayOtherLimits: b's limit fires while
+// a's OnDone callback is still blocked.
+func TestBlockingOnDoneDoesNotDelayOtherLimitsRealClock(t *testing.T) {
+	ex := pool.New(pool.Options{Workers: 4})
+	bg := context.Background()
+	stuck := func(limit time.Duration) executor.Call {
+		return executor.Call{Handler: executortest.Sleep, Input: executortest.Args{Sleep: time.Hour, Cooperative: true}, Limit: limit}
+	}
+	release, blocked := make(chan struct{}), make(chan struct{})
+	a, err := ex.Submit(bg, stuck(200*time.Millisecond)) // OnDone is registered well before
+	require.NoError(t, err)
+	a.OnDone(func() { close(blocked); <-release })
+	<-blocked
+	b, err := ex.Submit(bg, stuck(20*time.Millisecond))
+	require.NoError(t, err)
+	wctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	_, err = b.Wait(wctx)
+	assert.ErrorIs(t, err, executor.ErrTimeout, "b's limit fired while a's callback blocks")
+	close(release)
+	require.NoError(t, ex.Shutdown(bg))
+}

@@ -94,6 +94,12 @@ func (w *Error) Decode(task string) error {
 	}
 	switch w.Class {
 	case executor.ClassTimeout:
+		if w.Enforcement == "" {
+			// Another error of the timeout class (a Classifier of the
+			// task's own), not the executor's *TimeoutError: keep it as
+			// it was rather than make up a limit and an elapsed time.
+			return &executor.RemoteError{Task: task, Class: w.Class, Message: w.Message}
+		}
 		enf := executor.Soft
 		if w.Enforcement == executor.Hard.String() {
 			enf = executor.Hard

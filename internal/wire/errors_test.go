@@ -173,3 +173,11 @@ func TestGoexitKeepsItsIdentityAcrossTheWire(t *testing.T) {
 	assert.Equal(t, executor.ClassPanic, executor.ClassOf(got))
 	assert.Equal(t, err.Error(), got.Error())
 }
+
+func TestATimeoutClassOfTheTasksOwnIsNotMadeATimeoutError(t *testing.T) {
+	got := roundTrip(t, classed{executor.ClassTimeout})
+	var te *executor.TimeoutError
+	assert.False(t, errors.As(got, &te), "no limit or elapsed time is made up")
+	assert.Equal(t, executor.ClassTimeout, executor.ClassOf(got))
+	assert.Equal(t, "classed timeout", got.Error())
+}
