@@ -813,9 +813,10 @@ func (e *Executor) failedPub(m *nats.Msg, err error) {
 		p.backoff = min(max(2*p.backoff, 50*time.Millisecond), 2*time.Second)
 		p.retryAt = now.Add(p.backoff)
 		e.retries = append(e.retries, p)
-		e.logger.Debug("repeating a submission", "call", p.call.String(), "in", p.backoff, "error", err)
+		backoff := p.backoff
 		e.wake() // to set its timer
 		e.mu.Unlock()
+		e.logger.Debug("repeating a submission", "call", p.call.String(), "in", backoff, "error", err)
 		return
 	}
 	e.removeLocked(p)
