@@ -627,7 +627,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 			gap = max(gap, e.Sub(prev))
 			prev = e
 		}
-		tail := time.Duration(0)
+		tail := gap
 		if len(after) > 0 {
 			tail = after[len(after)-1].Sub(at)
 		}
