@@ -79,7 +79,11 @@ type WorkerStats struct {
 // Worker serves calls from the stream: it pulls one call per free slot,
 // runs it on its executor, heartbeats it while it runs, records its result
 // in the bucket (create-if-absent: the first result of a call stands) and
-// acknowledges the message. It is safe for concurrent use. The zero value
+// acknowledges the message. A task that calls runtime.Goexit on a slot's
+// goroutine (an executor that runs calls inline, such as executor/local
+// without a limit) is answered as an *executor.PanicError matching
+// executor.ErrGoexit, and the slot goes on with a new goroutine. It is
+// safe for concurrent use. The zero value
 // is not usable: call NewWorker, or Serve.
 type Worker struct {
 	opts   WorkerOptions
