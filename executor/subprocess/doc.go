@@ -37,6 +37,7 @@
 //	what happened                         the Future's error                                  the worker
 //	the task returned in time             its result, or its error (message and class kept)   kept
 //	the task panicked                     *executor.PanicError with the task's stack          kept
+//	the task called runtime.Goexit        *executor.PanicError, at once                       kept
 //	the limit passed                      *executor.TimeoutError{Hard, Stopped: true}         killed, replaced
 //	the caller's context ended            *executor.CanceledError (matches context.Canceled)  killed, replaced
 //	the worker exited or was killed       *executor.CrashError{Reason: "exit status 3"}       replaced
@@ -73,7 +74,11 @@
 // after the task, with its run, attempt and worker (lines read between
 // calls go to the last call's logger); the task's own log lines
 // (executor.Logger(ctx) in the worker) reach the call's Logger with their
-// level, message and pairs, task, run and attempt among them.
+// level, message and pairs, task, run and attempt among them. Loggers run
+// with no lock of the executor held: a logger that blocks holds up only
+// its worker's output (and the task, once the pipe is full); the call is
+// still answered at its limit, other calls go on, and the worker's slot is
+// replaced only once the logger returns.
 //
 // # Stopping a worker
 //

@@ -66,6 +66,7 @@ type worker struct {
 	hello  chan error  // the handshake's outcome, once
 	exited chan struct{}
 	events chan struct{} // wakes the slot when a stop is requested
+	done   chan struct{} // closed once wg's goroutines have ended; made by stop
 	wg     sync.WaitGroup
 	sendMu sync.Mutex
 	buf    []byte // the Call frame being sent, under sendMu
@@ -199,6 +200,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	e.stopLocked(w, stopStart, "")
 	e.mu.Unlock()
 	w.stop()
+	w.ended()
 	return nil, &startError{
 		reason: reason + "; does the program's main call subprocess.ServeIfWorker before anything else?",
 		stderr: w.tail.String(),
@@ -481,22 +483,32 @@ func (w *worker) detachLocked(j *job) {
 
 // outputLogger returns the logger for a line of the worker's output: the
 // running call's, else the last call's, named after the task, else the
-// executor's.
+// executor's. The user's Named and With run outside Executor.mu: a logger
+// that blocks stalls this worker's output only.
 func (w *worker) outputLogger() hclog.Logger {
 	w.e.mu.Lock()
-	defer w.e.mu.Unlock()
 	j := w.job
 	if j == nil {
 		j = w.last
 	}
 	if j == nil || j.call.Logger == nil {
+		w.e.mu.Unlock()
 		return w.logger
 	}
-	if j.output == nil {
-		j.output = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
-			"attempt", j.call.Identity().Attempt, "worker", w.name)
+	out := j.output
+	w.e.mu.Unlock()
+	if out != nil {
+		return out
 	}
-	return j.output
+	out = j.call.Logger.Named(j.call.Name()).With("run", j.call.RunID,
+		"attempt", j.call.Identity().Attempt, "worker", w.name)
+	w.e.mu.Lock()
+	if j.output == nil { // the other stream may have made one meanwhile
+		j.output = out
+	}
+	out = j.output
+	w.e.mu.Unlock()
+	return out
 }
 
 // serve offers the started worker to waiting calls, keeps it until it must
@@ -569,6 +581,7 @@ func (e *Executor) serve(w *worker) bool {
 	if j != nil {
 		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
 	}
+	w.ended()
 	return j != nil || calls > 0
 }
 
@@ -624,19 +637,29 @@ func (w *worker) stop() (confirmed bool) {
 	w.req.Close()
 
 	// Output ends at EOF once every holder is dead; a process that escaped
-	// the group (setsid) and still holds it is cut off.
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	if !waitUntil(done, time.Now().Add(streamDrain)) {
-		w.out.Close()
-		w.errOut.Close()
-		w.resp.Close()
-		<-done
+	// the group (setsid) and still holds it is cut off. A goroutine still
+	// inside the user's logger is not waited for here (see ended).
+	w.done = make(chan struct{})
+	go func() { w.wg.Wait(); close(w.done) }()
+	if !waitUntil(w.done, time.Now().Add(streamDrain)) {
+		w.closeOutput()
 	}
+	return confirmed
+}
+
+// ended waits for the worker's goroutines, which stop once its pipes are
+// closed, except that one may still be in the call's logger: the slot
+// calls it after the call is answered, so a logger that blocks holds this
+// slot, not the call's answer. Call it after stop.
+func (w *worker) ended() {
+	<-w.done
+	w.closeOutput()
+}
+
+func (w *worker) closeOutput() {
 	w.out.Close()
 	w.errOut.Close()
 	w.resp.Close()
-	return confirmed
 }
 
 // waitUntil waits for c to close until t, and reports whether it did.
