@@ -25,12 +25,21 @@
 //	case errors.Is(err, context.Canceled):
 //		// the caller gave up; never a timeout
 //	case errors.As(err, &pe):
-//		// the task panicked: pe.Value, pe.Stack
+//		// the task panicked, or called runtime.Goexit
+//		// (errors.Is(err, executor.ErrGoexit)): pe.Value, pe.Stack
 //	case errors.Is(err, executor.ErrCrash), errors.Is(err, executor.ErrBadInput):
 //		// a worker process died; the input did not fit the task
 //	}
 //
 // Across a process or machine boundary an error keeps its message and its
 // Class (ClassOf): the executor package's own types are rebuilt, other
-// errors come back as *RemoteError.
+// errors come back as *RemoteError. Only the executor's *TimeoutError is a
+// timeout; a context.DeadlineExceeded of the task's own making is its
+// failure.
+//
+// Two rules hold for every executor (see TimeoutHandler): a call is late
+// when the executor observes its return at or after start + Limit, and
+// then only; Submit waits for room while its context allows (returning
+// ctx.Err() if it ends first), and executors with a bounded queue offer
+// TrySubmit (TrySubmitter), which fails at once with ErrQueueFull.
 package executor

@@ -38,6 +38,13 @@ var (
 
 	// ErrCrash matches every *CrashError.
 	ErrCrash = errors.New("executor: worker crashed")
+
+	// ErrGoexit is the Value of the *PanicError that answers a call whose
+	// task called runtime.Goexit (see Handler.RunOnGoexit). Goexit is
+	// classed as a panic (ClassPanic): the task ended without returning.
+	// errors.Is(err, ErrGoexit) holds for that *PanicError, across process
+	// boundaries too.
+	ErrGoexit = errors.New("runtime.Goexit was called")
 )
 
 // Enforcement says how an executor enforces a call's time limit.
@@ -278,8 +285,12 @@ type Classifier interface {
 
 // ClassOf returns the class of err: the class of the first error in its
 // chain that implements Classifier, ClassCanceled for context.Canceled,
-// ClassTimeout for context.DeadlineExceeded, and ClassFailure otherwise.
-// ClassOf(nil) is "".
+// and ClassFailure otherwise. ClassOf(nil) is "".
+//
+// Only the executor's own *TimeoutError (or another Classifier that says
+// so) is ClassTimeout: a context.DeadlineExceeded of the task's own making,
+// such as an HTTP client's deadline, is the task's failure (ClassFailure),
+// with its message, in process and across process boundaries alike.
 func ClassOf(err error) Class {
 	if err == nil {
 		return ""
@@ -288,11 +299,8 @@ func ClassOf(err error) Class {
 	if errors.As(err, &c) {
 		return c.ErrorClass()
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
+	if errors.Is(err, context.Canceled) {
 		return ClassCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return ClassTimeout
 	}
 	return ClassFailure
 }

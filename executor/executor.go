@@ -99,19 +99,66 @@ func (c *Call) Identity() Identity {
 //   - Cancelling the context given to Submit cancels the call; the error
 //     matches context.Canceled, never ErrTimeout; a Hard handler kills the
 //     process.
-//   - A panic is a *PanicError; the death of a worker process is a
-//     *CrashError; neither takes the caller's process down.
+//   - A panic is a *PanicError; a task that calls runtime.Goexit is a
+//     *PanicError matching ErrGoexit (where the call runs on the caller's
+//     goroutine, as executor/local's calls without a limit do, Goexit ends
+//     that goroutine, as in plain Go); the death of a worker process is a
+//     *CrashError; none of them takes the caller's process down.
 //   - A bad input, an unknown task or an unencodable result is an
-//     *InputError, *UnknownTaskError or *OutputError, never a timeout.
+//     *InputError, *UnknownTaskError or *OutputError, never a timeout. A
+//     context.DeadlineExceeded that the task made itself (its own HTTP
+//     client's deadline, say) is the task's failure, not a timeout: only
+//     the executor's *TimeoutError is (see ClassOf).
+//   - No call is ever answered with another call's result, whatever its
+//     RunID (empty included) and however many calls of one task run at
+//     once.
+//
+// # Late
+//
+// One rule decides between a result and a timeout, for every executor: the
+// executor compares the moment it observes the task's return (the moment
+// the result reaches the executor's own code: the worker goroutine, or the
+// worker process's answer) with the call's start plus Limit, on the
+// executor's clock. Observed at or after that deadline, the call is late
+// and its answer is a *TimeoutError (with Stopped set, since the work has
+// returned), even if the executor's timer has not fired yet. Observed
+// before it, the answer is the task's own result and error, even if the
+// timer fires while the result is being delivered. A result is never
+// compared with the deadline twice, so the answer cannot flip.
+//
+// # Backpressure
+//
+// Submit waits for room while ctx allows, as errgroup.Group.Go does: an
+// executor with a bounded queue blocks the caller until the call is
+// accepted. If ctx ends first, Submit returns exactly ctx.Err()
+// (context.Canceled or context.DeadlineExceeded, not the context's cause),
+// as semaphore.Weighted.Acquire does, and the call is not accepted: Submit
+// never fails with ErrQueueFull. Executors with a bounded queue also offer
+// TrySubmit (see TrySubmitter), which fails at once with ErrQueueFull
+// instead of waiting. A call given a ctx that has already ended may be
+// accepted and answered with a *CanceledError, or refused with ctx.Err().
 //
 // Submit returns an error only if the call was not accepted: ErrClosed after
-// Shutdown, ErrQueueFull or the context's error when there is no room, or
-// an error for a Call without a Handler. Everything that happens to an
-// accepted call is reported by its Future.
+// Shutdown (also while it waits for room), the context's error when it ends
+// while Submit waits for room, an *InputError for an input that cannot
+// travel to where the call runs, or an error for a Call without a Handler.
+// Everything that happens to an accepted call is reported by its Future,
+// which is completed exactly once.
 type TimeoutHandler interface {
 	Submit(ctx context.Context, call Call) (*Future, error)
 	// Enforcement says how this handler enforces limits.
 	Enforcement() Enforcement
+}
+
+// TrySubmitter is implemented by executors with a bounded queue, next to
+// the waiting Submit of TimeoutHandler, as errgroup.Group has TryGo next to
+// Go. TrySubmit is Submit without waiting: when there is no room it fails
+// at once with ErrQueueFull and the call is not accepted; otherwise it
+// behaves exactly as Submit. Callers that must not block (a scheduler
+// loop, say) use it, and treat ErrQueueFull as "no room yet", never as the
+// call's failure.
+type TrySubmitter interface {
+	TrySubmit(ctx context.Context, call Call) (*Future, error)
 }
 
 // Executor is a TimeoutHandler that owns resources (goroutines, processes,
@@ -199,7 +246,10 @@ func Prepare(parent context.Context, call *Call) (Promise, context.Context) {
 }
 
 // RunInline runs call on the calling goroutine and returns its completed
-// Future, for executors that run a call where it is submitted. The Future
+// Future, for executors that run a call where it is submitted. A task that
+// calls runtime.Goexit ends the calling goroutine and RunInline does not
+// return (see Handler.Run); an executor that counts calls observes that
+// with a deferred check of its own, as executor/local does. The Future
 // and the call's context come from one allocation and the Future is never
 // shared before it is complete, so no lock is taken.
 func RunInline(parent context.Context, call *Call) *Future {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -235,7 +236,7 @@ func TestClassOf(t *testing.T) {
 		{errors.New("plain"), executor.ClassFailure},
 		{fmt.Errorf("wrapped: %w", classed{}), executor.ClassFatal},
 		{&executor.TimeoutError{}, executor.ClassTimeout},
-		{fmt.Errorf("w: %w", context.DeadlineExceeded), executor.ClassTimeout},
+		{fmt.Errorf("w: %w", context.DeadlineExceeded), executor.ClassFailure}, // a task's own deadline
 		{context.Canceled, executor.ClassCanceled},
 		{executor.NewCanceledError("t", ctx), executor.ClassCanceled},
 		{&executor.PanicError{}, executor.ClassPanic},
@@ -314,4 +315,78 @@ func TestRun(t *testing.T) {
 	v, err := executor.Run(context.Background(), inline{}, executor.Call{Handler: double, Input: 5})
 	require.NoError(t, err)
 	assert.Equal(t, 10, v)
+}
+
+func TestOwnDeadlineIsAFailureNotATimeout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	own := fmt.Errorf("GET /: %w", ctx.Err())
+	assert.Equal(t, executor.ClassFailure, executor.ClassOf(own), "a task's own deadline is its failure")
+	assert.Equal(t, executor.ClassFailure, executor.ClassOf(context.DeadlineExceeded))
+	assert.Equal(t, executor.ClassTimeout, executor.ClassOf(fmt.Errorf("x: %w", &executor.TimeoutError{Task: "t"})))
+	assert.Equal(t, executor.ClassCanceled, executor.ClassOf(fmt.Errorf("x: %w", context.Canceled)))
+	assert.Equal(t, executor.ClassCanceled, executor.ClassOf(&executor.CanceledError{Task: "t", Err: context.DeadlineExceeded}),
+		"the caller's own deadline is a cancellation")
+}
+
+var quitter = executor.NewHandler("quitter", func(ctx context.Context, n int) (int, error) {
+	if n > 0 {
+		runtime.Goexit()
+	}
+	return 7, nil
+}, nil)
+
+func TestRunOnGoexitAnswersTheCall(t *testing.T) {
+	var got error
+	var wg sync.WaitGroup
+	returned := false
+	wg.Go(func() {
+		_, _ = quitter.RunOnGoexit(context.Background(), 1, func(pe *executor.PanicError) { got = pe })
+		returned = true
+	})
+	wg.Wait()
+	assert.False(t, returned, "Goexit cannot be stopped: the goroutine ends")
+	require.ErrorIs(t, got, executor.ErrGoexit)
+	var pe *executor.PanicError
+	require.ErrorAs(t, got, &pe)
+	assert.Equal(t, "quitter", pe.Task)
+	assert.Equal(t, executor.ClassPanic, executor.ClassOf(got))
+	assert.Contains(t, got.Error(), "Goexit")
+	assert.Contains(t, string(pe.Stack), "runtime.Goexit", "the stack shows where the goroutine exited")
+
+	called := false
+	v, err := quitter.RunOnGoexit(context.Background(), 0, func(*executor.PanicError) { called = true })
+	require.NoError(t, err)
+	assert.Equal(t, 7, v)
+	assert.False(t, called, "onGoexit is only for Goexit")
+
+	_, err = double.RunOnGoexit(context.Background(), executor.Raw(`"x"`), func(*executor.PanicError) { called = true })
+	assert.ErrorIs(t, err, executor.ErrBadInput)
+	assert.False(t, called)
+}
+
+func TestRunIsolatedSurvivesGoexit(t *testing.T) {
+	_, err := quitter.RunIsolated(context.Background(), 1)
+	require.ErrorIs(t, err, executor.ErrGoexit)
+	assert.Equal(t, executor.ClassPanic, executor.ClassOf(err))
+	v, err := quitter.RunIsolated(context.Background(), 0)
+	require.NoError(t, err)
+	assert.Equal(t, 7, v)
+	boom := executor.NewHandler("boom", func(ctx context.Context, _ int) (int, error) { panic("boom") }, nil)
+	_, err = boom.RunIsolated(context.Background(), 0)
+	var pe *executor.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "boom", pe.Value)
+}
+
+func TestRunEndsTheGoroutineOnGoexit(t *testing.T) {
+	var wg sync.WaitGroup
+	returned := false
+	wg.Go(func() {
+		_, _ = quitter.Run(context.Background(), 1)
+		returned = true
+	})
+	wg.Wait()
+	assert.False(t, returned, "as in plain Go")
 }

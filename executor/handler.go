@@ -98,19 +98,75 @@ func (h *Handler) Codec() Codec { return h.codec }
 //   - an input of another type than the task's is an *InputError; a nil
 //     input is the zero value of the input type;
 //   - a panic in the task is recovered and returned as a *PanicError with
-//     the panicking goroutine's stack.
+//     the panicking goroutine's stack;
+//   - a task that calls runtime.Goexit (directly, or through a helper such
+//     as testing.T.FailNow) cannot be stopped from doing so: the calling
+//     goroutine ends, exactly as in plain Go, and Run does not return.
+//     Executors that must answer such a call run it with RunOnGoexit (on
+//     a goroutine of their own) or RunIsolated (a worker loop that must
+//     survive).
 func (h *Handler) Run(ctx context.Context, input any) (out any, err error) {
+	return h.RunOnGoexit(ctx, input, nil)
+}
+
+// RunOnGoexit is Run for executors that run calls on goroutines they own.
+// It returns as Run does when the task returns or panics. When the task
+// calls runtime.Goexit, which nothing can stop, RunOnGoexit calls
+// onGoexit with a *PanicError whose Value is ErrGoexit (so errors.Is(err,
+// ErrGoexit) holds and ClassOf is ClassPanic), from a deferred function on
+// the exiting goroutine, and then does not return: the goroutine ends once
+// onGoexit returns. onGoexit must therefore do everything the executor
+// still owes the call and the goroutine: answer the call, count it, release
+// its resources, and start a replacement goroutine if the executor needs
+// one (the exiting goroutine must not be waited for by it). onGoexit is
+// never called when the task returns or panics; a nil onGoexit makes
+// RunOnGoexit exactly Run.
+func (h *Handler) RunOnGoexit(ctx context.Context, input any, onGoexit func(*PanicError)) (out any, err error) {
 	if raw, ok := input.(Raw); ok {
 		if input, err = h.DecodeInput(raw); err != nil {
 			return nil, err
 		}
 	}
+	returned := false
 	defer func() {
+		if returned {
+			return
+		}
+		// recover is nil only for runtime.Goexit: since Go 1.21 panic(nil)
+		// recovers a *runtime.PanicNilError.
 		if v := recover(); v != nil {
 			out, err = nil, &PanicError{Task: h.name, Value: v, Stack: debug.Stack()}
+			return
+		}
+		if onGoexit != nil {
+			onGoexit(&PanicError{Task: h.name, Value: ErrGoexit, Stack: debug.Stack()})
 		}
 	}()
-	return h.run(ctx, input)
+	out, err = h.run(ctx, input)
+	returned = true
+	return out, err
+}
+
+// RunIsolated runs the task like Run, but on a goroutine of its own that it
+// waits for, so that runtime.Goexit in the task ends that goroutine and not
+// the caller's: the call then returns a *PanicError whose Value is
+// ErrGoexit. It costs one goroutine start per call. It is for worker loops
+// that must survive any task, such as the subprocess and cluster workers;
+// in-process executors that already run calls on goroutines of their own
+// use RunOnGoexit instead, which costs nothing. The task's goroutine has
+// ended when RunIsolated returns.
+func (h *Handler) RunIsolated(ctx context.Context, input any) (any, error) {
+	type result struct {
+		out any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := h.RunOnGoexit(ctx, input, func(pe *PanicError) { done <- result{err: pe} })
+		done <- result{out, err}
+	}()
+	r := <-done
+	return r.out, r.err
 }
 
 // DecodeInput decodes data into a value of the input type. An error is an

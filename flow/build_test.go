@@ -16,6 +16,7 @@ import (
 
 func TestMain(m *testing.M) {
 	serveIfWorker() // subprocess_*_test.go: Linux only
+	crashChild()    // crash_test.go: a child process of the crash trials
 	goleak.VerifyTestMain(m)
 }
 

@@ -132,8 +132,6 @@ type durable struct {
 	halted  bool
 	wg      sync.WaitGroup
 	cancel  context.CancelCauseFunc
-	storeMu sync.Mutex
-	failed  error
 }
 
 // keyRef is a unit's cache key, and whether the unit holds its claim.

@@ -528,3 +528,40 @@ func TestConcurrentRunsWithOneKeyRunItOnce(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []task.State{task.Success, task.Cached}, states)
 }
+
+// TestLostLeaseStopsTheRun takes the run's lease away behind its back (as
+// an operator or a second owner after a long stall would): the next
+// heartbeat finds it held, the run stops with a *flow.StoreError, and
+// nothing downstream runs.
+func TestLostLeaseStopsTheRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "runs.db")
+	st := openStore(t, path)
+	p := newPipeline(t, "squares")
+	ctx := context.Background()
+	started := make(chan struct{})
+	p.before = func(ctx context.Context) {
+		close(started)
+		<-ctx.Done() // sum runs until the run is stopped
+	}
+	done := make(chan struct{})
+	var res *flow.Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = p.f.Run(ctx, newPool(t, 2), flow.RunOptions{Store: st, RunID: "r", Owner: "me",
+			LeaseTTL: 150 * time.Millisecond, Args: []flow.Arg{p.n.Set(2)}})
+	}()
+	<-started
+	_, serr := st.SQL().Exec(`UPDATE flowline_runs SET owner = 'thief', lease_expires = ? WHERE id = 'r'`,
+		time.Now().Add(time.Hour).UnixNano())
+	require.NoError(t, serr)
+	<-done
+	var se *flow.StoreError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, store.ErrLeaseHeld)
+	assert.Equal(t, task.Failed, res.State)
+	rec, rerr := st.Run(ctx, "r")
+	require.NoError(t, rerr)
+	assert.Equal(t, "thief", rec.Owner, "the loser neither ends the run nor frees the thief's lease")
+	assert.False(t, rec.Finished())
+}

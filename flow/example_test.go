@@ -164,8 +164,14 @@ func ExampleResult_Mermaid() {
 	//   n0["ok<br/>Success"]
 	//   n1["bad<br/>Failed"]
 	//   n0 --> n1
+	//   subgraph legend [legend]
+	//     direction LR
+	//     legend_Success["Success"]
+	//     legend_Failed["Failed"]
+	//     legend_Success ~~~ legend_Failed
+	//   end
 	//   classDef Success fill:#b7e1cd,stroke:#555
-	//   class n0 Success
-	//   classDef Failed fill:#f4c7c3,stroke:#555
-	//   class n1 Failed
+	//   class n0,legend_Success Success
+	//   classDef Failed fill:#f28b82,stroke:#555
+	//   class n1,legend_Failed Failed
 }

@@ -7,18 +7,46 @@ import (
 	"github.com/flowline-go/flowline/task"
 )
 
-// stateColors fills graph nodes by state.
+// stateColors fills graph nodes by state. Each final state has a hue of
+// its own, and they differ in lightness too; TriggerFailed (never ran:
+// its upstream refused it) is violet and dashed, never a paler Failed.
 var stateColors = [...]string{
 	task.Pending:       "#ffffff",
 	task.Running:       "#fff2cc",
 	task.Retrying:      "#fce8b2",
 	task.Success:       "#b7e1cd",
-	task.Failed:        "#f4c7c3",
-	task.TimedOut:      "#f9cb9c",
+	task.Failed:        "#f28b82",
+	task.TimedOut:      "#fbbc6a",
 	task.Skipped:       "#cfe2f3",
-	task.TriggerFailed: "#ead1dc",
+	task.TriggerFailed: "#d7b8f3",
 	task.Cancelled:     "#d9d9d9",
 	task.Cached:        "#d9ead3",
+}
+
+// dashed says whether a state's node has a dashed border: the states of
+// task runs that never ran an attempt of their own choosing.
+func dashed(s task.State) bool { return s == task.TriggerFailed || s == task.Cancelled }
+
+// legendStates are the states a run's legend lists, when they occur.
+var legendStates = []task.State{task.Success, task.Failed, task.TimedOut, task.Skipped, task.TriggerFailed, task.Cancelled, task.Running, task.Retrying, task.Pending}
+
+// statesOf returns the legend's states that the nodes of f have in res
+// (mapped children are not drawn: their states are summed up by their
+// node's).
+func (f *Flow) statesOf(res *Result) []task.State {
+	var seen [len(stateColors)]bool
+	for _, id := range f.order {
+		if s := res.Tasks[res.index(id)].State; int(s) < len(seen) {
+			seen[s] = true
+		}
+	}
+	var out []task.State
+	for _, s := range legendStates {
+		if seen[s] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func colorOf(s task.State) string {
@@ -35,7 +63,8 @@ func (f *Flow) DOT() string { return f.dot(nil) }
 
 // DOT returns the run's flow as a Graphviz digraph like Flow.DOT, each
 // node filled with the colour of its final state and labelled with it (a
-// mapped node also with its number of children).
+// mapped node also with its number of children), and a legend (a cluster
+// named "legend") of the states that occur, with their colours.
 func (r *Result) DOT() string { return r.flow.dot(r) }
 
 // Mermaid returns the flow as a Mermaid flowchart: a box per node (a
@@ -44,7 +73,8 @@ func (r *Result) DOT() string { return r.flow.dot(r) }
 func (f *Flow) Mermaid() string { return f.mermaid(nil) }
 
 // Mermaid returns the run's flow as a Mermaid flowchart like
-// Flow.Mermaid, each node styled with a class named after its final state.
+// Flow.Mermaid, each node styled with a class named after its final state,
+// and a legend (a subgraph named "legend") of the states that occur.
 func (r *Result) Mermaid() string { return r.flow.mermaid(r) }
 
 // nodeLabel returns node id's label lines and, after a run, its state.
@@ -84,6 +114,9 @@ func (f *Flow) dot(res *Result) string {
 		}
 		if ran {
 			attrs += fmt.Sprintf(", fillcolor=%q", colorOf(state))
+			if dashed(state) {
+				attrs += `, style="rounded,filled,dashed"`
+			}
 		}
 		fmt.Fprintf(&b, "  n%d [%s];\n", id, attrs)
 	}
@@ -98,6 +131,22 @@ func (f *Flow) dot(res *Result) string {
 				fmt.Fprintf(&b, "  n%d -> n%d [style=dashed];\n", f.up[k], id)
 			}
 		}
+	}
+	if res != nil {
+		b.WriteString("  subgraph cluster_legend {\n")
+		b.WriteString("    label=\"legend\"; fontname=\"Helvetica\"; fontsize=10; style=\"rounded,dashed\"; color=\"#999999\";\n")
+		states := f.statesOf(res)
+		for _, s := range states {
+			style := "rounded,filled"
+			if dashed(s) {
+				style += ",dashed"
+			}
+			fmt.Fprintf(&b, "    legend_%v [label=%q, fontsize=10, height=0.3, style=%q, fillcolor=%q];\n", s, s.String(), style, colorOf(s))
+		}
+		for i := 1; i < len(states); i++ { // in one row
+			fmt.Fprintf(&b, "    legend_%v -> legend_%v [style=invis];\n", states[i-1], states[i])
+		}
+		b.WriteString("  }\n")
 	}
 	b.WriteString("}\n")
 	return b.String()
@@ -138,11 +187,28 @@ func (f *Flow) mermaid(res *Result) string {
 			fmt.Fprintf(&b, "  n%d %s n%d\n", f.up[k], arrow, id)
 		}
 	}
+	if res == nil {
+		return b.String()
+	}
+	b.WriteString("  subgraph legend [legend]\n    direction LR\n")
+	states := f.statesOf(res)
+	for _, s := range states {
+		fmt.Fprintf(&b, "    legend_%v[\"%v\"]\n", s, s)
+		classes[s] = append(classes[s], fmt.Sprintf("legend_%v", s))
+	}
+	for i := 1; i < len(states); i++ { // in one row, in order
+		fmt.Fprintf(&b, "    legend_%v ~~~ legend_%v\n", states[i-1], states[i])
+	}
+	b.WriteString("  end\n")
 	for s, ids := range classes {
 		if len(ids) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "  classDef %v fill:%s,stroke:#555\n", task.State(s), colorOf(task.State(s)))
+		dash := ""
+		if dashed(task.State(s)) {
+			dash = ",stroke-dasharray:5 3"
+		}
+		fmt.Fprintf(&b, "  classDef %v fill:%s,stroke:#555%s\n", task.State(s), colorOf(task.State(s)), dash)
 		fmt.Fprintf(&b, "  class %s %v\n", strings.Join(ids, ","), task.State(s))
 	}
 	return b.String()

@@ -170,14 +170,37 @@ func TestGraphs(t *testing.T) {
 		res, _ := f.Run(context.Background(), newLocal(t), flow.RunOptions{Args: []flow.Arg{day.Set("monday")}})
 		dot := res.DOT()
 		assert.Contains(t, dot, `n0 [label="extract\nSuccess", fillcolor="#b7e1cd"];`)
-		assert.Contains(t, dot, `n1 [label="transform (map ×3)\nFailed", peripheries=2, fillcolor="#f4c7c3"];`)
-		assert.Contains(t, dot, `n3 [label="load\nTriggerFailed", fillcolor="#ead1dc"];`)
+		assert.Contains(t, dot, `n1 [label="transform (map ×3)\nFailed", peripheries=2, fillcolor="#f28b82"];`)
+		assert.Contains(t, dot, `n3 [label="load\nTriggerFailed", fillcolor="#d7b8f3", style="rounded,filled,dashed"];`)
+		assert.Contains(t, dot, "  subgraph cluster_legend {\n")
+		for _, s := range []string{"Success", "Failed", "TriggerFailed"} {
+			assert.Contains(t, dot, "    legend_"+s+" [label=\""+s+"\"", "the legend lists %s", s)
+		}
+		assert.NotContains(t, dot, "legend_Skipped", "only the states that occur")
 		mm := res.Mermaid()
 		assert.Contains(t, mm, `n1[["transform (map ×3)<br/>Failed"]]`)
-		assert.Contains(t, mm, "  classDef Success fill:#b7e1cd,stroke:#555\n  class n0,n2 Success\n")
-		assert.Contains(t, mm, "  class n1 Failed\n")
-		assert.Contains(t, mm, "  class n3 TriggerFailed\n")
+		assert.Contains(t, mm, "  subgraph legend [legend]\n    direction LR\n    legend_Success[\"Success\"]\n    legend_Failed[\"Failed\"]\n    legend_TriggerFailed[\"TriggerFailed\"]\n    legend_Success ~~~ legend_Failed\n    legend_Failed ~~~ legend_TriggerFailed\n  end\n")
+		assert.Contains(t, mm, "  classDef Success fill:#b7e1cd,stroke:#555\n  class n0,n2,legend_Success Success\n")
+		assert.Contains(t, mm, "  class n1,legend_Failed Failed\n")
+		assert.Contains(t, mm, "  classDef TriggerFailed fill:#d7b8f3,stroke:#555,stroke-dasharray:5 3\n  class n3,legend_TriggerFailed TriggerFailed\n")
+		assert.NotContains(t, f.DOT(), "legend", "a flow that has not run has no states to explain")
 	})
+}
+
+// TestGraphStatesAreDistinct: every final state has a colour of its own,
+// so TriggerFailed (never ran) cannot be mistaken for Failed.
+func TestGraphStatesAreDistinct(t *testing.T) {
+	colors := flow.StateColors()
+	seen := map[string]task.State{}
+	for _, s := range []task.State{task.Success, task.Failed, task.TimedOut, task.Skipped, task.TriggerFailed, task.Cancelled} {
+		c, ok := colors[s]
+		require.True(t, ok, "%v has a colour", s)
+		if other, dup := seen[c]; dup {
+			t.Errorf("%v and %v share the colour %s", s, other, c)
+		}
+		seen[c] = s
+	}
+	assert.NotEqual(t, colors[task.Failed], colors[task.TriggerFailed])
 }
 
 func TestTaskResults(t *testing.T) {

@@ -239,10 +239,18 @@ type run struct {
 	head      int
 	open      int // nodes not final
 	stopping  bool
-	states    []task.State // scratch for triggers
-	waiters   []*waiter    // free
-	batch     []event      // events being handled
-	sc        *scratch     // where the slices above came from
+
+	// Attempts an executor refused with executor.ErrQueueFull ("no room
+	// yet"), FIFO: they are submitted again after the next completion, or
+	// after roomWait if nothing of the run completes meanwhile. Such an
+	// attempt is never failed or retried for it.
+	parked   []parkedCall
+	roomT    *time.Timer
+	roomWait time.Duration
+	states   []task.State // scratch for triggers
+	waiters  []*waiter    // free
+	batch    []event      // events being handled
+	sc       *scratch     // where the slices above came from
 
 	q queue
 }
@@ -265,6 +273,7 @@ func (r *run) release() {
 // event is a completion (w) or a retry timer (unit, attempt), posted
 // from other goroutines.
 type event struct {
+	room    bool // roomT fired: submit the parked attempts again
 	w       *waiter
 	unit    int32
 	attempt int32
@@ -425,6 +434,12 @@ func (r *run) loop() {
 			r.handle(e)
 		}
 		clear(r.batch) // drop the futures
+		if len(r.parked) > 0 {
+			r.unpark() // something completed, or roomT fired: room may have come
+		}
+	}
+	if r.roomT != nil {
+		r.roomT.Stop()
 	}
 }
 
@@ -686,24 +701,84 @@ func (r *run) startChild(c int32) {
 // submitting from there could block that worker on a full queue.
 func (r *run) submit(i int32, call executor.Call) {
 	r.units[i].phase = running
+	if len(r.parked) > 0 { // keep the order: no overtaking a parked attempt
+		r.parked = append(r.parked, parkedCall{i, call})
+		return
+	}
+	r.trySubmit(i, call)
+}
+
+// parkedCall is an attempt waiting for room in the executor.
+type parkedCall struct {
+	unit int32
+	call executor.Call
+}
+
+// trySubmit submits an attempt and reports false if the executor had no
+// room for it (executor.ErrQueueFull), in which case it is parked. The
+// contract's Submit waits for room instead; a Submit that fails fast with
+// ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
+func (r *run) trySubmit(i int32, call executor.Call) bool {
 	fut, err := r.ex.Submit(r.ctx, call)
 	if err != nil {
+		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
+			r.park(i, call)
+			return false
+		}
 		if r.ctx.Err() != nil {
 			err = executor.NewCanceledError(call.Name(), r.ctx)
 		} else {
 			err = fmt.Errorf("flow: submit %s: %w", call.String(), err)
 		}
 		r.outcome(i, call.Attempt, nil, err, "")
-		return
+		return true
 	}
+	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
-		return
+		return true
 	}
 	w := r.waiter()
 	w.unit, w.attempt, w.fut = i, int32(call.Attempt), fut
 	fut.OnDone(w.done)
+	return true
+}
+
+// park keeps an attempt the executor had no room for, at the front of the
+// parked ones, and makes sure the loop tries again: at the next completion
+// (see unpark), or when roomT fires, backing off from 1ms to 100ms while
+// the executor stays full with nothing of this run completing.
+func (r *run) park(i int32, call executor.Call) {
+	r.parked = append(r.parked, parkedCall{})
+	copy(r.parked[1:], r.parked)
+	r.parked[0] = parkedCall{i, call}
+	if r.roomT != nil {
+		return
+	}
+	r.roomWait = min(max(2*r.roomWait, time.Millisecond), 100*time.Millisecond)
+	r.roomT = time.AfterFunc(r.roomWait, func() { r.q.post(event{room: true}) })
+}
+
+// unpark submits parked attempts again, in order, until the executor has
+// no room; on a stopping run it ends them Cancelled instead.
+func (r *run) unpark() {
+	if r.roomT != nil {
+		r.roomT.Stop()
+		r.roomT = nil
+	}
+	for len(r.parked) > 0 {
+		p := r.parked[0]
+		r.parked = r.parked[1:]
+		if r.stopping || r.ctx.Err() != nil {
+			r.outcome(p.unit, p.call.Attempt, nil, executor.NewCanceledError(p.call.Name(), r.ctx), "")
+			continue
+		}
+		if !r.trySubmit(p.unit, p.call) {
+			return
+		}
+	}
+	r.parked = nil
 }
 
 // waiter returns a free waiter, making them 32 at a time.
@@ -758,6 +833,8 @@ func (r *run) handle(e event) {
 	case e.look != nil:
 		r.looked(e.look)
 		return
+	case e.room:
+		return // the loop submits the parked attempts after the batch
 	}
 	if w := e.w; w != nil {
 		i, attempt, fut := w.unit, w.attempt, w.fut
@@ -787,6 +864,9 @@ func (r *run) handle(e event) {
 // their completions are still awaited.
 func (r *run) stop() {
 	r.stopping = true
+	if len(r.parked) > 0 {
+		r.unpark() // ends them Cancelled
+	}
 	if r.d != nil {
 		r.d.stopLookups()
 	}

@@ -4,12 +4,23 @@
 // Trace Event Format that chrome://tracing and Perfetto open, and a
 // self-contained SVG that any browser shows.
 //
-// Build a Timeline from task results (a flow run's, or single task runs')
-// with FromResults, then call WriteTrace or WriteSVG.
+// Build a Timeline from a flow run with FromRun, or from task results
+// (single task runs') with FromResults, then call WriteTrace or WriteSVG.
+// The SVG has a title (flow, run, executor, total), a bar per attempt
+// labelled inside or, for a short one, beside it, the wait before each
+// retry drawn and linked to the attempt it follows, and the abandoned tail
+// of a soft timeout (work told to stop that may still run) drawn apart.
+//
+// An attempt's bar starts at task.Attempt.Start, when the attempt was
+// submitted: on an executor that queues calls (a pool with more calls than
+// workers, a busy subprocess executor) it includes the wait for a worker,
+// so a lane may show attempts that overlap in time although its worker
+// ran them one after the other.
 package timeline
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -55,6 +66,19 @@ type Slice struct {
 	Outcome Outcome
 	Error   string // the attempt's error text; empty on success
 	Row     int    // the row within its lane: overlapping attempts get rows of their own
+	// Abandoned says the attempt timed out softly and its work was not
+	// known to have stopped (an *executor.TimeoutError with Stopped
+	// false): it may have run on after End, for a time nobody measured.
+	Abandoned bool
+}
+
+// Wait is the time between a failed attempt's end and the start of its
+// retry: the retry delay (backoff) plus whatever the scheduler took.
+type Wait struct {
+	Task    string        // the task run's label
+	Attempt int           // the retry's number: the wait follows attempt Attempt-1
+	From    time.Duration // the end of attempt Attempt-1, from the origin
+	To      time.Duration // the start of attempt Attempt
 }
 
 // Lane is where attempts ran: a worker slot, a process, a remote worker.
@@ -71,6 +95,13 @@ type Timeline struct {
 	Origin time.Time     // the earliest attempt start
 	Span   time.Duration // from Origin to the latest attempt end
 	Lanes  []Lane
+	Waits  []Wait // one per retry, in the order of the results and attempts
+
+	// What the picture shows, for the SVG's title: empty fields are left
+	// out. FromRun sets Flow, Run and Total; Executor is yours to set
+	// ("pool, 4 workers"). A zero Total means Span.
+	Flow, Run, Executor string
+	Total               time.Duration
 }
 
 // DefaultLane names the lane of attempts whose executor did not say where
@@ -86,12 +117,21 @@ func FromResults(results []task.Result) *Timeline {
 		a    task.Attempt
 		run  string
 	}
+	type rawWait struct {
+		task     string
+		attempt  int
+		from, to time.Time
+	}
 	var recs []rec
+	var waits []rawWait
 	var origin, last time.Time
 	for _, r := range results {
-		for _, a := range r.Attempts {
+		for k, a := range r.Attempts {
 			if a.Start.IsZero() {
 				continue
+			}
+			if k > 0 && !r.Attempts[k-1].End.IsZero() {
+				waits = append(waits, rawWait{task: r.Task, attempt: a.N, from: r.Attempts[k-1].End, to: a.Start})
 			}
 			lane := a.Worker
 			if lane == "" {
@@ -113,6 +153,9 @@ func FromResults(results []task.Result) *Timeline {
 		return tl
 	}
 	tl.Span = last.Sub(origin)
+	for _, w := range waits {
+		tl.Waits = append(tl.Waits, Wait{Task: w.task, Attempt: w.attempt, From: w.from.Sub(origin), To: w.to.Sub(origin)})
+	}
 	byLane := map[string]*Lane{}
 	for _, r := range recs {
 		l := byLane[r.lane]
@@ -128,6 +171,8 @@ func FromResults(results []task.Result) *Timeline {
 		}
 		if r.a.Err != nil {
 			s.Error = r.a.Err.Error()
+			var te *executor.TimeoutError
+			s.Abandoned = errors.As(r.a.Err, &te) && !te.Stopped
 		}
 		l.Slices = append(l.Slices, s)
 	}

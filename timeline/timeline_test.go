@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -180,4 +181,151 @@ func canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// TestSVGIsReadable checks what makes the picture readable, on a run with
+// a soft timeout retried after a backoff on another lane, and attempts too
+// short to hold their own label: a title, a label for every attempt, a bar
+// at least 3px wide, the wait drawn and linked, the abandoned tail.
+func TestSVGIsReadable(t *testing.T) {
+	soft := &executor.TimeoutError{Task: "fetch", Limit: 100 * time.Millisecond, Enforcement: executor.Soft}
+	hard := &executor.TimeoutError{Task: "kill", Limit: 10 * time.Millisecond, Enforcement: executor.Hard, Stopped: true}
+	results := []task.Result{
+		{Task: "fetch", Attempts: []task.Attempt{
+			{N: 1, Start: at(0), End: at(100), Err: soft, Worker: "pool/0"},
+			{N: 2, Start: at(150), End: at(151), Worker: "pool/1"}, // after a 50ms backoff, elsewhere
+		}},
+		{Task: "kill", Attempts: []task.Attempt{{N: 1, Start: at(0), End: at(10), Err: hard, Worker: "pool/1"}}},
+	}
+	for i := range 5 { // five instant attempts, back to back
+		results = append(results, task.Result{Task: "tiny[" + string(rune('0'+i)) + "]",
+			Attempts: []task.Attempt{{N: 1, Start: at(151), End: at(151), Worker: "pool/1"}}})
+	}
+	tl := timeline.FromResults(results)
+	tl.Flow, tl.Run, tl.Executor = "etl", "r1", "pool, 2 workers"
+	require.Len(t, tl.Waits, 1)
+	assert.Equal(t, timeline.Wait{Task: "fetch", Attempt: 2, From: 100 * time.Millisecond, To: 150 * time.Millisecond}, tl.Waits[0])
+	assert.True(t, tl.Lanes[0].Slices[0].Abandoned, "a soft timeout whose work was not known to stop")
+	assert.False(t, tl.Lanes[1].Slices[0].Abandoned, "a hard timeout stopped its work")
+
+	var buf bytes.Buffer
+	require.NoError(t, tl.WriteSVG(&buf))
+	assertWellFormedXML(t, buf.Bytes())
+	doc := parseSVG(t, buf.Bytes())
+
+	assert.Equal(t, []string{"flow etl · run r1 · on pool, 2 workers · 151ms total, 8 attempts on 2 lanes"}, doc.texts["title"])
+	labels := doc.texts["label"]
+	for _, want := range []string{"fetch", "fetch #2", "kill", "tiny[0]", "tiny[1]", "tiny[2]", "tiny[3]", "tiny[4]"} {
+		assert.Contains(t, labels, want, "every attempt is labelled, on its bar or beside it")
+	}
+	assert.Len(t, doc.groups["attempt"], 8)
+	for _, w := range doc.barWidths {
+		assert.GreaterOrEqual(t, w, 3.0, "an instant attempt is still seen")
+	}
+	require.Len(t, doc.groups["wait"], 1, "the backoff before fetch #2 is drawn")
+	assert.Contains(t, doc.groups["wait"][0], "fetch waited 50ms before attempt 2")
+	assert.Contains(t, buf.String(), `marker-end="url(#arrow)"`, "linked to the attempt before")
+	assert.Len(t, doc.groups["abandoned"], 1, "one abandoned tail: the soft timeout's")
+	assert.Contains(t, buf.String(), "abandoned: told to stop, may still run", "and the legend says what it is")
+	assert.Positive(t, doc.height)
+
+	// Labels beside bars never overlap: the five instants stack in rows.
+	assert.GreaterOrEqual(t, doc.rowsOfLabels("tiny"), 5)
+}
+
+func TestFromRunTitles(t *testing.T) {
+	assert.Empty(t, timeline.FromRun(nil).Lanes)
+	var buf bytes.Buffer
+	require.NoError(t, timeline.FromRun(nil).WriteSVG(&buf))
+	assert.Contains(t, buf.String(), "no attempt started")
+	assertWellFormedXML(t, buf.Bytes())
+}
+
+// svgDoc is what the tests read back from an SVG: text by class, the
+// titles of groups by class, bar widths and the label rows.
+type svgDoc struct {
+	texts     map[string][]string
+	groups    map[string][]string
+	barWidths []float64
+	labelY    map[string]float64
+	height    float64
+}
+
+func parseSVG(t *testing.T, data []byte) svgDoc {
+	t.Helper()
+	doc := svgDoc{texts: map[string][]string{}, groups: map[string][]string{}, labelY: map[string]float64{}}
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	var stack []string // the class of each open <g>
+	var inText, inTitle string
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return doc
+		}
+		require.NoError(t, err)
+		switch e := tok.(type) {
+		case xml.StartElement:
+			attr := map[string]string{}
+			for _, a := range e.Attr {
+				attr[a.Name.Local] = a.Value
+			}
+			switch e.Name.Local {
+			case "svg":
+				fmt.Sscan(attr["height"], &doc.height)
+			case "g":
+				stack = append(stack, attr["class"])
+			case "title":
+				if len(stack) > 0 {
+					inTitle = stack[len(stack)-1]
+				}
+			case "text":
+				inText = attr["class"]
+				if inText == "label" {
+					inText = "label:" + attr["y"]
+				}
+			case "rect":
+				if len(stack) > 0 && stack[len(stack)-1] == "attempt" && attr["fill"] != "" && !strings.HasPrefix(attr["fill"], "url(") {
+					var w float64
+					fmt.Sscan(attr["width"], &w)
+					doc.barWidths = append(doc.barWidths, w)
+				}
+			}
+		case xml.EndElement:
+			switch e.Name.Local {
+			case "g":
+				if c := stack[len(stack)-1]; c == "abandoned" {
+					doc.groups[c] = append(doc.groups[c], "")
+				}
+				stack = stack[:len(stack)-1]
+			case "title":
+				inTitle = ""
+			case "text":
+				inText = ""
+			}
+		case xml.CharData:
+			if inTitle != "" {
+				doc.groups[inTitle] = append(doc.groups[inTitle], string(e))
+			}
+			if y, ok := strings.CutPrefix(inText, "label:"); ok {
+				doc.texts["label"] = append(doc.texts["label"], string(e))
+				var v float64
+				fmt.Sscan(y, &v)
+				doc.labelY[string(e)] = v
+			} else if inText != "" {
+				doc.texts[inText] = append(doc.texts[inText], string(e))
+			}
+		}
+	}
+}
+
+// rowsOfLabels counts the distinct rows of the labels that start with
+// prefix.
+func (d svgDoc) rowsOfLabels(prefix string) int {
+	ys := map[float64]bool{}
+	for text, y := range d.labelY {
+		if strings.HasPrefix(text, prefix) {
+			ys[y] = true
+		}
+	}
+	return len(ys)
 }

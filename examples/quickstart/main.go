@@ -133,7 +133,11 @@ func run(c config) error {
 	progress.end()
 	if res != nil {
 		fmt.Print(res.Report())
-		if err := writeTimeline(res, c.tracePath, c.svgPath); err != nil {
+		executorName := "local"
+		if c.pool {
+			executorName = "pool, 4 workers"
+		}
+		if err := writeTimeline(res, executorName, c.tracePath, c.svgPath); err != nil {
 			return err
 		}
 	}
@@ -233,8 +237,9 @@ func (p *progress) end() {
 }
 
 // writeTimeline writes the run's timeline where the flags ask.
-func writeTimeline(res *flow.Result, tracePath, svgPath string) error {
-	tl := timeline.FromResults(res.TaskResults())
+func writeTimeline(res *flow.Result, executorName, tracePath, svgPath string) error {
+	tl := timeline.FromRun(res)
+	tl.Executor = executorName
 	for _, out := range []struct {
 		path  string
 		write func(*os.File) error

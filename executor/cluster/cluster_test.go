@@ -220,3 +220,38 @@ func TestConformance(t *testing.T) {
 		SoftSlack: 250 * time.Millisecond,
 	})
 }
+
+// newTestCluster is an executor with its own embedded server and one
+// worker process serving executortest.Registry on executor/local.
+func newTestCluster(t *testing.T, logger hclog.Logger, name string) executor.Executor {
+	t.Helper()
+	srv := startServer(t)
+	ex, err := cluster.New(cluster.Options{Logger: logger, Setup: fast(cluster.Setup{}),
+		Connection: cluster.Connection{Server: srv}, StopServer: true})
+	require.NoError(t, err)
+	startWorkerProcess(t, ex.ClientURL(), name)
+	waitPulling(t, ex.ClientURL(), cluster.Setup{}, workerConcurrency)
+	return ex
+}
+
+// The embedded server takes messages of 1 MiB; a call's envelope and a
+// result's record take a little of it.
+const maxPayload = 1 << 20
+
+func TestStress(t *testing.T) {
+	n := 0
+	executortest.Stress(t, executortest.StressConfig{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			n++
+			return newTestCluster(t, logger, fmt.Sprintf("stress-%d", n))
+		},
+		OutOfProcess: true,
+		// Scaled for one worker process of 4 slots on a loaded 2-core
+		// machine under -race: calls cross NATS twice.
+		Calls:      400,
+		Submitters: 16,
+		Limit:      50 * time.Millisecond,
+		MaxInput:   maxPayload - 512,
+		MaxResult:  maxPayload - 512,
+	})
+}

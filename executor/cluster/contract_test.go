@@ -297,3 +297,23 @@ func TestSubmitWaitsForRoomAndTrySubmitDoesNot(t *testing.T) {
 	}
 	assert.Equal(t, executor.Stats{Submitted: 2, Canceled: 2}, ex.Stats())
 }
+
+func TestGoexitIsAPanicAndTheSlotServesOn(t *testing.T) {
+	ex := newExecutor(t, cluster.Options{})
+	// One slot, on executor/local, which runs a call without a limit on
+	// the slot's own goroutine: Goexit ends that goroutine.
+	w := startWorker(t, cluster.WorkerOptions{Connection: inProcess(ex), Concurrency: 1})
+	for i := range 3 {
+		for _, limit := range []time.Duration{0, time.Minute} {
+			_, err := executor.Run(context.Background(), ex, executor.Call{Handler: executortest.Goexit, Limit: limit})
+			var pe *executor.PanicError
+			require.ErrorAs(t, err, &pe, "call %d, limit %v", i, limit)
+			assert.ErrorIs(t, err, executor.ErrGoexit)
+			assert.Equal(t, executor.ClassPanic, executor.ClassOf(err))
+		}
+	}
+	v, err := executor.Run(context.Background(), ex, executor.Call{Handler: executortest.Echo, Input: args(4, 0)})
+	require.NoError(t, err)
+	assert.Equal(t, executortest.Reply{N: 8}, v)
+	assert.Equal(t, uint64(7), w.Stats().Ran)
+}

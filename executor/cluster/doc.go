@@ -25,7 +25,9 @@
 // refused). Tasks with side effects should be idempotent: use
 // executor.CallInfo(ctx) (task, run, attempt) as an idempotency key. A
 // call delivered MaxDeliveries times without a result fails with an
-// *executor.CrashError and is removed from the stream.
+// *executor.CrashError and is removed from the stream. Future.Deliveries
+// tells the caller which delivery of its call was recorded, so a
+// redelivery is visible (1 for a call run once).
 //
 // Timeouts are enforced where calls run, by the workers' executors, soft
 // or hard: declare which in Options.Enforcement. The Executor also keeps a

@@ -99,9 +99,13 @@ type Executor struct {
 	events  string        // subject the workers send events to
 	ackWait time.Duration // the consumer's
 
-	watcher    jetstream.KeyWatcher
+	watcher    jetstream.KeyWatcher // under mu: the watchdog replaces it
 	stopWatch  context.CancelFunc
 	watchDone  chan struct{}
+	watchSwap  chan struct{} // the watchdog replaced the watcher; size 1
+	seenRev    atomic.Uint64 // the highest bucket revision the watcher delivered
+	dogStop    chan struct{}
+	dogDone    chan struct{}
 	eventSub   *nats.Subscription
 	adviseSub  *nats.Subscription
 	janitorEnd chan struct{}
@@ -175,6 +179,9 @@ func New(opts Options) (*Executor, error) {
 		pending:    make(map[string]*pending),
 		kick:       make(chan struct{}, 1),
 		watchDone:  make(chan struct{}),
+		watchSwap:  make(chan struct{}, 1),
+		dogStop:    make(chan struct{}),
+		dogDone:    make(chan struct{}),
 		janitorEnd: make(chan struct{}),
 		room:       make(chan struct{}, opts.MaxPending),
 		closing:    make(chan struct{}),
@@ -215,7 +222,7 @@ func (e *Executor) start() error {
 	if err != nil {
 		return fmt.Errorf("executor/cluster: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e.opts.startTimeout())
 	defer cancel()
 	if e.obj, err = e.opts.Setup.ensure(ctx, e.js, e.logger); err != nil {
 		return err
@@ -237,7 +244,90 @@ func (e *Executor) start() error {
 	if e.watcher, err = e.obj.kv.WatchAll(wctx, jetstream.UpdatesOnly()); err != nil {
 		return fmt.Errorf("executor/cluster: watch results: %w", err)
 	}
+	if st, err := e.obj.kv.Status(ctx); err == nil {
+		e.noteRev(bucketLastSeq(st))
+	}
+	go e.watchdog(wctx)
 	return nil
+}
+
+// bucketLastSeq is the bucket's last revision, from its stream's state.
+func bucketLastSeq(st jetstream.KeyValueStatus) uint64 {
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		return bs.StreamInfo().State.LastSeq
+	}
+	return 0
+}
+
+// noteRev records that the watcher has delivered revision rev.
+func (e *Executor) noteRev(rev uint64) {
+	for {
+		old := e.seenRev.Load()
+		if rev <= old || e.seenRev.CompareAndSwap(old, rev) {
+			return
+		}
+	}
+}
+
+// watchCheck is how often the watchdog compares the bucket's last
+// revision with what the watcher delivered.
+const watchCheck = 500 * time.Millisecond
+
+// watchdog re-creates the result watcher when it stalls. The watcher is
+// an ordered consumer, a single copy on one server: when that server
+// dies, or the connection moves, results stop arriving until the client
+// notices missed heartbeats (10-20 s). The watchdog reads the bucket's
+// last revision every watchCheck; a revision that was in the bucket at
+// the previous check and has still not been delivered means a stall, and
+// the watcher is replaced by one that resumes after the last revision
+// delivered, so no result is missed.
+func (e *Executor) watchdog(wctx context.Context) {
+	defer close(e.dogDone)
+	t := time.NewTicker(watchCheck)
+	defer t.Stop()
+	var prev uint64 // the bucket's last revision at the previous check
+	for {
+		select {
+		case <-e.dogStop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(wctx, watchCheck)
+		st, err := e.obj.kv.Status(ctx)
+		cancel()
+		if err != nil {
+			e.logger.Debug("cannot read the result bucket's state", "error", err)
+			continue
+		}
+		last := bucketLastSeq(st)
+		seen := e.seenRev.Load()
+		if prev > seen {
+			e.rewatch(wctx, seen+1)
+		}
+		prev = last
+	}
+}
+
+// rewatch replaces the watcher by one that starts at revision from.
+func (e *Executor) rewatch(wctx context.Context, from uint64) {
+	// The watch lives until teardown (wctx).
+	w, err := e.obj.kv.WatchAll(wctx, jetstream.ResumeFromRevision(from))
+	if err != nil {
+		e.logger.Warn("the result watcher stalled and cannot be replaced yet", "error", err)
+		return
+	}
+	e.logger.Warn("the result watcher stalled; watching again", "from revision", from)
+	e.mu.Lock()
+	old := e.watcher
+	e.watcher = w
+	e.mu.Unlock()
+	select {
+	case e.watchSwap <- struct{}{}:
+	default:
+	}
+	if err := old.Stop(); err != nil {
+		e.logger.Debug("stopping the stalled watcher", "error", err)
+	}
 }
 
 // Server returns the in-process server the executor is connected to (the
@@ -595,6 +685,10 @@ func (e *Executor) lastLook(ctx context.Context, p *pending) {
 		entry, gerr := e.obj.kv.Get(ctx, p.key)
 		if gerr == nil {
 			e.deliver(p.key, entry.Value())
+			// The record may be this timeout itself, written by an
+			// earlier try whose answer was lost: the workers must still
+			// be told to stop the call (harmless if it has finished).
+			e.stopCall(ctx, p)
 			return
 		}
 		err = gerr
@@ -609,13 +703,16 @@ func (e *Executor) lastLook(ctx context.Context, p *pending) {
 		e.mu.Unlock()
 		return
 	}
+	// The timeout is the call's verdict (recorded, or not recordable):
+	// the workers are told to stop it whoever completes the future (the
+	// watcher may deliver the record before Create returns).
+	e.stopCall(ctx, p)
 	e.mu.Lock()
 	removed := e.removeLocked(p)
 	e.mu.Unlock()
 	if !removed {
 		return
 	}
-	e.stopCall(ctx, p)
 	e.logger.Warn("no result by the call's limit, grace, ack wait and margin", "call", p.call.String(), "started", p.started)
 	e.complete(p, nil, verdict, "")
 }
@@ -716,9 +813,10 @@ func (e *Executor) failedPub(m *nats.Msg, err error) {
 		p.backoff = min(max(2*p.backoff, 50*time.Millisecond), 2*time.Second)
 		p.retryAt = now.Add(p.backoff)
 		e.retries = append(e.retries, p)
-		e.logger.Debug("repeating a submission", "call", p.call.String(), "in", p.backoff, "error", err)
+		backoff := p.backoff
 		e.wake() // to set its timer
 		e.mu.Unlock()
+		e.logger.Debug("repeating a submission", "call", p.call.String(), "in", backoff, "error", err)
 		return
 	}
 	e.removeLocked(p)
@@ -729,11 +827,35 @@ func (e *Executor) failedPub(m *nats.Msg, err error) {
 // dispatch completes calls as their results arrive in the bucket.
 func (e *Executor) dispatch() {
 	defer close(e.watchDone)
-	for entry := range e.watcher.Updates() {
-		if entry == nil || entry.Operation() != jetstream.KeyValuePut {
+	for {
+		e.mu.Lock()
+		w, torn := e.watcher, e.torn
+		e.mu.Unlock()
+		for entry := range w.Updates() {
+			if entry == nil {
+				continue
+			}
+			e.noteRev(entry.Revision())
+			if entry.Operation() == jetstream.KeyValuePut {
+				e.deliver(entry.Key(), entry.Value())
+			}
+		}
+		// Stopped: replaced by the watchdog, or at teardown.
+		e.mu.Lock()
+		swapped := e.watcher != w
+		torn = torn || e.torn
+		e.mu.Unlock()
+		if swapped {
 			continue
 		}
-		e.deliver(entry.Key(), entry.Value())
+		if torn {
+			return
+		}
+		select { // the watcher ended by itself: wait for a new one
+		case <-e.watchSwap:
+		case <-e.dogDone:
+			return
+		}
 	}
 }
 
@@ -1107,7 +1229,12 @@ func (e *Executor) teardown(ctx context.Context) {
 	e.mu.Unlock()
 	if started {
 		<-e.janitorEnd
-		if err := e.watcher.Stop(); err != nil {
+		close(e.dogStop)
+		<-e.dogDone
+		e.mu.Lock()
+		w := e.watcher
+		e.mu.Unlock()
+		if err := w.Stop(); err != nil {
 			e.logger.Debug("stopping the watcher", "error", err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
 	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/executortest"
+	"github.com/flowline-go/flowline/executor/local"
 )
 
 // submitAll submits n cooperative sleeps of d, numbered 0..n-1, and
@@ -140,16 +141,9 @@ func TestStreamLeaderFailover(t *testing.T) {
 	conn := cluster.Connection{URL: strings.Join(urls, ",")}
 	setup := cluster.Setup{Replicas: 3, AckWait: 2 * time.Second}
 
-	// The cluster elects its JetStream leader first; until then New fails.
-	var ex *cluster.Executor
-	require.Eventually(t, func() bool {
-		var err error
-		ex, err = cluster.New(cluster.Options{Connection: conn, Setup: setup})
-		if err != nil {
-			t.Logf("waiting for the cluster: %v", err)
-		}
-		return err == nil
-	}, time.Minute, 500*time.Millisecond)
+	// The cluster is still electing its JetStream leader: New waits for it.
+	ex, err := cluster.New(cluster.Options{Connection: conn, Setup: setup})
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -196,4 +190,24 @@ func TestStreamLeaderFailover(t *testing.T) {
 	}
 	t.Logf("all %d calls done %v after the leader stopped", n+n/2, time.Since(stoppedAt).Round(time.Millisecond))
 	assert.Equal(t, uint64(n+n/2), ex.Stats().Succeeded)
+}
+
+func TestReplicaMismatchIsRefused(t *testing.T) {
+	ex := newExecutor(t, cluster.Options{}) // creates everything with 1 replica
+	for _, side := range []string{"submitter", "worker"} {
+		var err error
+		setup := fast(cluster.Setup{Replicas: 3})
+		if side == "submitter" {
+			_, err = cluster.New(cluster.Options{Connection: inProcess(ex), Setup: setup})
+		} else {
+			runner := local.New(local.Options{})
+			_, err = cluster.NewWorker(cluster.WorkerOptions{Connection: inProcess(ex), Setup: setup,
+				Registry: executortest.Registry(), Executor: runner})
+			assert.NoError(t, runner.Shutdown(context.Background()))
+		}
+		var re *cluster.ReplicasError
+		require.ErrorAs(t, err, &re, side)
+		assert.Equal(t, cluster.ReplicasError{Kind: "stream", Name: "FLOWLINE_CALLS", Has: 1, Want: 3}, *re, side)
+		assert.Contains(t, err.Error(), "set Replicas alike", side)
+	}
 }

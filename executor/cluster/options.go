@@ -57,6 +57,19 @@ type Connection struct {
 	// NATSOptions are more client options, applied after all the above
 	// (for example nats.ReconnectWait).
 	NATSOptions []nats.Option
+
+	// StartTimeout bounds how long New and NewWorker wait for the servers
+	// and JetStream to be ready: a server that is not up yet (with a URL,
+	// the first connection is retried), a cluster still electing its
+	// leaders. Default 30s.
+	StartTimeout time.Duration
+}
+
+func (c *Connection) startTimeout() time.Duration {
+	if c.StartTimeout <= 0 {
+		return 30 * time.Second
+	}
+	return c.StartTimeout
 }
 
 // Server is a NATS server in the same process, which clients reach
@@ -77,7 +90,9 @@ type Server interface {
 // and worker of one deployment must use the same names. Each side creates
 // what is missing with these settings; a stream, consumer or bucket that
 // already exists is used as it is, whatever its settings (change them with
-// the nats command-line tool). The zero value means every default.
+// the nats command-line tool), except its replicas: one whose number of
+// replicas is not Replicas is refused with a *ReplicasError. The zero
+// value means every default.
 type Setup struct {
 	// Prefix starts every subject: calls are published on
 	// "<Prefix>.calls", cancellations on "<Prefix>.cancel", and workers
@@ -217,6 +232,11 @@ func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog
 	var o objects
 	err := retry(ctx, logger, func(ctx context.Context) error {
 		var err error
+		// An existing stream is used as it is: look before creating, so
+		// that one with other settings is found, not refused.
+		if o.stream, err = js.Stream(ctx, s.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
 		o.stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        s.Stream,
 			Description: "flowline calls waiting for a worker",
@@ -235,8 +255,14 @@ func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog
 	if err != nil {
 		return o, fmt.Errorf("executor/cluster: stream %s: %w", s.Stream, err)
 	}
+	if err := s.sameReplicas("stream", s.Stream, o.stream.CachedInfo().Config.Replicas); err != nil {
+		return o, err
+	}
 	err = retry(ctx, logger, func(ctx context.Context) error {
 		var err error
+		if o.consumer, err = o.stream.Consumer(ctx, s.Consumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
 		o.consumer, err = o.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       s.Consumer,
 			Description:   "flowline workers",
@@ -256,8 +282,17 @@ func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog
 	if err != nil {
 		return o, fmt.Errorf("executor/cluster: consumer %s: %w", s.Consumer, err)
 	}
+	// A consumer's 0 replicas means the stream's.
+	if r := o.consumer.CachedInfo().Config.Replicas; r != 0 {
+		if err := s.sameReplicas("consumer", s.Consumer, r); err != nil {
+			return o, err
+		}
+	}
 	err = retry(ctx, logger, func(ctx context.Context) error {
 		var err error
+		if o.kv, err = js.KeyValue(ctx, s.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
 		o.kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      s.Bucket,
 			Description: "flowline results",
@@ -275,7 +310,42 @@ func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog
 	if err != nil {
 		return o, fmt.Errorf("executor/cluster: bucket %s: %w", s.Bucket, err)
 	}
+	var st jetstream.KeyValueStatus
+	err = retry(ctx, logger, func(ctx context.Context) error {
+		var err error
+		st, err = o.kv.Status(ctx)
+		return err
+	})
+	if err != nil {
+		return o, fmt.Errorf("executor/cluster: bucket %s: %w", s.Bucket, err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		if err := s.sameReplicas("bucket", s.Bucket, bs.StreamInfo().Config.Replicas); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
+}
+
+// ReplicasError refuses an existing stream, consumer or bucket whose
+// number of replicas is not Setup.Replicas: submitters and workers must
+// be set alike, and a deployment that believes it survives the loss of a
+// server must not run on single copies.
+type ReplicasError struct {
+	Kind, Name string // "stream", "consumer" or "bucket", and its name
+	Has, Want  int    // its replicas, and Setup.Replicas
+}
+
+func (e *ReplicasError) Error() string {
+	return fmt.Sprintf("executor/cluster: %s %s has %d replicas but Setup.Replicas is %d: set Replicas alike on every submitter and worker (or change the %s with the nats tool)",
+		e.Kind, e.Name, e.Has, e.Want, e.Kind)
+}
+
+func (s *Setup) sameReplicas(kind, name string, has int) error {
+	if has != s.Replicas {
+		return &ReplicasError{Kind: kind, Name: name, Has: has, Want: s.Replicas}
+	}
+	return nil
 }
 
 // transient reports whether a JetStream request may succeed if repeated:
@@ -376,7 +446,16 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 		opts = append(opts, nats.Secure(c.TLS))
 	}
 	opts = append(opts, c.NATSOptions...)
+	// No server up yet (a cluster starting with its clients) is waited
+	// for, up to StartTimeout; any other refusal (authentication, TLS) is
+	// final.
+	deadline := time.Now().Add(c.startTimeout())
 	nc, err := nats.Connect(url, opts...)
+	for wait := 100 * time.Millisecond; errors.Is(err, nats.ErrNoServers) && time.Now().Add(wait).Before(deadline); wait = min(2*wait, time.Second) {
+		logger.Debug("no NATS server reachable yet; trying again", "in", wait)
+		time.Sleep(wait)
+		nc, err = nats.Connect(url, opts...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("executor/cluster: connect to NATS: %w", err)
 	}

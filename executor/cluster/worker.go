@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -78,7 +79,11 @@ type WorkerStats struct {
 // Worker serves calls from the stream: it pulls one call per free slot,
 // runs it on its executor, heartbeats it while it runs, records its result
 // in the bucket (create-if-absent: the first result of a call stands) and
-// acknowledges the message. It is safe for concurrent use. The zero value
+// acknowledges the message. A task that calls runtime.Goexit on a slot's
+// goroutine (an executor that runs calls inline, such as executor/local
+// without a limit) is answered as an *executor.PanicError matching
+// executor.ErrGoexit, and the slot goes on with a new goroutine. It is
+// safe for concurrent use. The zero value
 // is not usable: call NewWorker, or Serve.
 type Worker struct {
 	opts   WorkerOptions
@@ -97,6 +102,7 @@ type Worker struct {
 	beatDone  chan struct{}
 	abort     chan struct{} // closed when a Shutdown gave up waiting
 	draining  atomic.Bool
+	stopPulls context.CancelFunc // ends the slots' pull requests
 	drainOnce sync.Once
 	abortOnce sync.Once
 	closeOnce sync.Once
@@ -111,12 +117,12 @@ type Worker struct {
 	received, ran, skipped, handedBack atomic.Uint64
 }
 
-// slot is one unit of the worker's concurrency: a pull iterator that asks
-// for one message at a time, and the call it runs.
+// slot is one unit of the worker's concurrency: it asks for one call at
+// a time, with a pull request of its own that ends within pullWait, and
+// runs it. A slot holds at most the one message it heartbeats.
 type slot struct {
 	mu         sync.Mutex
-	iter       jetstream.MessagesContext // replaced if the server ends the pull
-	msg        jetstream.Msg             // nil when idle
+	msg        jetstream.Msg // nil when idle
 	key        string
 	what       string // the call, for ShutdownError
 	cancel     context.CancelFunc
@@ -169,8 +175,11 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	w.live.Store(int32(len(w.slots)))
+	// The slots' pulls end when Shutdown begins (stopPulls).
+	pctx, stopPulls := context.WithCancel(context.Background())
+	w.stopPulls = stopPulls
 	for _, s := range w.slots {
-		go w.serve(s)
+		go w.serve(pctx, s)
 	}
 	go w.heartbeat()
 	go w.jobs()
@@ -187,7 +196,7 @@ func (w *Worker) start() error {
 	if err != nil {
 		return fmt.Errorf("executor/cluster: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.startTimeout())
 	defer cancel()
 	if w.obj, err = w.opts.Setup.ensure(ctx, js, w.logger); err != nil {
 		return err
@@ -204,26 +213,41 @@ func (w *Worker) start() error {
 		return fmt.Errorf("executor/cluster: subscribe to advisories: %w", err)
 	}
 	for range w.opts.Concurrency {
-		it, err := w.pull()
-		if err != nil {
-			for _, s := range w.slots {
-				s.iter.Stop()
-			}
-			return err
-		}
-		w.slots = append(w.slots, &slot{iter: it})
+		w.slots = append(w.slots, &slot{})
 	}
 	return nil
 }
 
-// pull opens a slot's iterator: it holds at most one pull request for one
-// message, and makes it only when the slot asks for its next call.
-func (w *Worker) pull() (jetstream.MessagesContext, error) {
-	it, err := w.obj.consumer.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(10*time.Second))
+// pullWait bounds one pull request of a slot. A request parked at a
+// consumer leader that died, or lost in a reconnect, is replaced when it
+// ends: so it bounds how long a free slot can sit idle after a failure.
+const pullWait = 2 * time.Second
+
+// next waits up to pullWait for one call, or until ctx ends (Shutdown);
+// it returns nil without a call. A slot asks for a call only when it is
+// free and for one call only, with a fetch of its own, so no message ever
+// waits in a client buffer without a heartbeat: an iterator would issue a
+// second pull after a reconnect while the first is still parked at the
+// server, and hold two messages.
+func (w *Worker) next(ctx context.Context) (jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, pullWait)
+	defer cancel()
+	batch, err := w.obj.consumer.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
-		return nil, fmt.Errorf("executor/cluster: pull from %s: %w", w.opts.Setup.Consumer, err)
+		return nil, err
 	}
-	return it, nil
+	var msg jetstream.Msg
+	for m := range batch.Messages() {
+		msg = m
+	}
+	if msg != nil {
+		return msg, nil
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	return nil, nil
 }
 
 // Name returns the worker's name.
@@ -244,51 +268,32 @@ func (w *Worker) Stats() WorkerStats {
 	}
 }
 
-// serve is a slot's loop: take the next call, run it, again.
-func (w *Worker) serve(s *slot) {
+// serve is a slot's loop: take the next call, run it, again, until
+// Shutdown (ctx ends) or the connection is closed for good.
+func (w *Worker) serve(ctx context.Context, s *slot) {
 	defer func() {
 		if w.live.Add(-1) == 0 {
 			close(w.done)
 		}
 	}()
-	for {
-		s.mu.Lock()
-		it := s.iter
-		s.mu.Unlock()
-		msg, err := it.Next()
-		switch {
-		case err == nil:
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			if w.draining.Load() {
-				return
-			}
+	backoff := 50 * time.Millisecond
+	for !w.draining.Load() {
+		msg, err := w.next(ctx)
+		if err != nil {
 			if w.conn.nc.IsClosed() {
 				w.lostOnce.Do(func() { w.logger.Error("connection closed; the worker stops serving") })
 				return
 			}
-			// The server ended the pull (a deleted consumer, for one): try
-			// again after a pause.
-			w.logger.Warn("pulling stopped; starting again", "error", err)
-			if !w.pause(time.Second) {
-				return
-			}
-			it, err := w.pull()
-			if err != nil {
-				w.logger.Warn("cannot pull", "error", err)
-				continue
-			}
-			s.mu.Lock()
-			s.iter = it
-			s.mu.Unlock()
-			// Shutdown drains the iterator it finds; if it looked before
-			// this one was in place, it is ours to stop.
-			if w.draining.Load() {
-				it.Stop()
-				return
-			}
-			continue
-		default:
+			// No leader yet, a reconnect: ask again soon.
 			w.logger.Debug("pull", "error", err)
+			if !w.pause(backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if msg == nil {
 			continue
 		}
 		w.received.Add(1)
@@ -296,8 +301,49 @@ func (w *Worker) serve(s *slot) {
 			w.handBackMsg(msg)
 			continue
 		}
-		w.handle(s, msg)
+		if !w.handleGuarded(ctx, s, msg) {
+			return // runtime.Goexit: a new goroutine serves the slot
+		}
 	}
+}
+
+// handleGuarded is handle, surviving a task that calls runtime.Goexit on
+// this goroutine (an executor that runs calls inline, as executor/local
+// does without a limit, runs the task here). Nothing can stop Goexit: the
+// deferred function answers the call as a *executor.PanicError matching
+// executor.ErrGoexit, records it, and starts a new goroutine for the slot
+// before this one ends. It reports false in that case.
+func (w *Worker) handleGuarded(ctx context.Context, s *slot, msg jetstream.Msg) (returned bool) {
+	defer func() {
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			panic(v) // the worker's own bug, not a task's: never hidden
+		}
+		s.mu.Lock()
+		key, what := s.key, s.what
+		s.mu.Unlock()
+		task := ""
+		if hc, _, err := envelope.DecodeCall(msg.Data()); err == nil {
+			task = hc.Task
+		}
+		delivery := uint64(1)
+		if meta, err := msg.Metadata(); err == nil {
+			delivery = meta.NumDelivered
+		}
+		w.logger.Warn("a task called runtime.Goexit; answering it as a panic", "call", what)
+		if key != "" && !s.ran() {
+			perr := &executor.PanicError{Task: task, Value: executor.ErrGoexit, Stack: debug.Stack()}
+			w.settle(s, msg, w.store(key, task, w.result(nil, task, nil, perr, delivery, 0, "")))
+		} else {
+			s.end()
+		}
+		w.live.Add(1) // before this goroutine's serve counts itself out
+		go w.serve(ctx, s)
+	}()
+	w.handle(s, msg)
+	return true
 }
 
 // pause waits for d unless the worker stops draining first; it reports
@@ -545,8 +591,11 @@ func (w *Worker) store(key, task string, rec []byte) bool {
 	}
 }
 
-// storeTimeout bounds one attempt to record a result.
-const storeTimeout = 5 * time.Second
+// storeTimeout bounds one attempt to record a result. It is short: a
+// write sent to a server that just died is never answered, and is better
+// repeated soon (create-if-absent makes a repeat safe: a write that did
+// land answers the repeat with "key exists") than waited for.
+const storeTimeout = time.Second
 
 // errorPayload is err in the wire form of a failure record.
 func errorPayload(err error) []byte {
@@ -704,21 +753,7 @@ func (w *Worker) jobs() {
 // than once.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.draining.Store(true)
-	w.drainOnce.Do(func() {
-		// Draining asks the server to confirm that no message is on its
-		// way; without a connection nothing can be, so just stop.
-		connected := w.conn.nc.IsConnected()
-		for _, s := range w.slots {
-			s.mu.Lock()
-			it := s.iter
-			s.mu.Unlock()
-			if connected {
-				it.Drain()
-			} else {
-				it.Stop()
-			}
-		}
-	})
+	w.drainOnce.Do(w.stopPulls)
 	select {
 	case <-w.done:
 	case <-ctx.Done():
@@ -751,9 +786,6 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 			sort.Strings(running)
 			return &executor.ShutdownError{Running: running, Err: ctx.Err()}
 		}
-		// Every slot is idle, waiting for a drain the server has not
-		// confirmed: closing the connection ends it.
-		w.conn.nc.Close()
 		<-w.done
 	}
 	w.closeOnce.Do(func() {

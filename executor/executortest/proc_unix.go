@@ -3,7 +3,9 @@
 package executortest
 
 import (
+	"context"
 	"errors"
+	"os/exec"
 	"syscall"
 )
 
@@ -19,3 +21,8 @@ func ownGroup() int { return syscall.Getpgrp() }
 
 // groupOf returns process pid's group id.
 func groupOf(pid int) (int, error) { return syscall.Getpgid(pid) }
+
+// echoCommand returns a command that prints text and a newline.
+func echoCommand(ctx context.Context, text string) *exec.Cmd {
+	return exec.CommandContext(ctx, "sh", "-c", `echo "$0"`, text)
+}

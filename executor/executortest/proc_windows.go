@@ -3,8 +3,11 @@
 package executortest
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"syscall"
 
 	"github.com/flowline-go/flowline/internal/procgroup"
 )
@@ -29,4 +32,14 @@ func ownGroup() int { return -1 }
 // groupOf fails: Windows has no process groups.
 func groupOf(pid int) (int, error) {
 	return 0, fmt.Errorf("executortest: process group of %d: %w", pid, errors.ErrUnsupported)
+}
+
+// echoCommand returns a command that prints text and a newline: cmd's
+// echo, with the command line given whole so that no quotes are added
+// (text must hold none of cmd's special characters; the suite's does
+// not).
+func echoCommand(ctx context.Context, text string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "cmd")
+	cmd.SysProcAttr = &syscall.SysProcAttr{CmdLine: "cmd /c echo " + text}
+	return cmd
 }

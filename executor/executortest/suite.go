@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,26 @@ type Config struct {
 	// SIGKILL fails only its own call. It requires OutOfProcess.
 	Crashable bool
 
+	// RunsOnCaller says that a call without a limit runs on the goroutine
+	// that submits it (executor/local): a task's runtime.Goexit then ends
+	// that goroutine, as in plain Go, instead of being answered with a
+	// *executor.PanicError. The suite checks the Stats still balance.
+	RunsOnCaller bool
+
+	// Capacity, when positive, is how many calls the executor holds at
+	// once (running plus queued) before Submit has to wait for room: the
+	// suite then checks the backpressure rule of executor.TimeoutHandler
+	// (Submit waits while its context allows and returns exactly ctx.Err(),
+	// never ErrQueueFull; TrySubmit, if offered, fails at once with
+	// ErrQueueFull). Zero skips that check.
+	Capacity int
+
+	// SkipGoexit skips the checks of a task that calls runtime.Goexit. It
+	// is transitional, for executors whose workers do not answer Goexit
+	// yet (their worker loop must run tasks with Handler.RunIsolated or
+	// Handler.RunOnGoexit); it will be removed once every executor does.
+	SkipGoexit bool
+
 	// SoftSlack is how late after the limit a soft executor may answer a
 	// timed-out call ("within a few milliseconds"). Zero means 5ms, which
 	// is exact in a synctest bubble; an executor whose answers cross a
@@ -114,6 +135,9 @@ func Run(t *testing.T, cfg Config) {
 			if c.inProcess && cfg.OutOfProcess {
 				t.Skip("counts abandoned work, which an out-of-process executor's workers own")
 			}
+			if c.goexit && cfg.SkipGoexit {
+				t.Skip("Config.SkipGoexit: this executor does not answer runtime.Goexit yet")
+			}
 			if c.crashable && !cfg.Crashable {
 				t.Skip("applies to executors whose worker processes can crash")
 			}
@@ -129,6 +153,7 @@ type check struct {
 	outOfProcess bool                 // out-of-process executors only
 	inProcess    bool                 // in-process executors only
 	crashable    bool                 // executors whose workers can crash
+	goexit       bool                 // a task calls runtime.Goexit (see Config.SkipGoexit)
 	fn           func(t *testing.T, s *session)
 }
 
@@ -285,6 +310,11 @@ var checks = []check{
 	{name: "G12/NilHandlerIsRefused", fn: checkNilHandler},
 	{name: "Stats/CountEveryOutcome", fn: checkStats},
 	{name: "Concurrency/ManySubmitters", fn: checkManySubmitters},
+	{name: "G3/LateIsDecidedAtTheDeadline", fn: checkLateRule},
+	{name: "G6/GoexitIsAPanic", goexit: true, fn: checkGoexit},
+	{name: "G5/CallersDeadlineIsACancellation", fn: checkCallersDeadline},
+	{name: "G12/SubmitWaitsForRoom", fn: checkBackpressure},
+	{name: "Classes/SameClassOnEveryExecutor", fn: checkClasses},
 }
 
 func checkNoLimit(t *testing.T, s *session) {
@@ -563,6 +593,20 @@ func checkSignalDeath(t *testing.T, s *session) {
 	assert.Equal(t, 10, reply(t, s.run(t, context.Background(), s.call(t, Echo, Args{N: 5}, time.Minute))).N)
 }
 
+// waitWarn returns the number of Warn lines for run in the executor's log,
+// once there is one or a second (of the session's time) has passed: an
+// executor may log an abandonment after it has answered the call, so that
+// a slow logger never delays an answer.
+func (s *session) waitWarn(t *testing.T, run string) int {
+	for range 1000 {
+		if n := warnLines(t, s.exLog, run); n > 0 {
+			return n
+		}
+		s.settle(time.Millisecond)
+	}
+	return warnLines(t, s.exLog, run)
+}
+
 // warnLines counts the Warn lines of buf that carry the given run id.
 func warnLines(t *testing.T, buf *LogBuffer, run string) int {
 	n := 0
@@ -585,7 +629,7 @@ func checkAbandoned(t *testing.T, s *session) {
 	assert.Equal(t, int64(1), st.Abandoned)
 	assert.Equal(t, int64(1), st.Running, "abandoned work still counts as running")
 	assert.Equal(t, uint64(1), st.TimedOut)
-	assert.Equal(t, 1, warnLines(t, s.exLog, call.RunID), "the abandonment is logged once")
+	assert.Equal(t, 1, s.waitWarn(t, call.RunID), "the abandonment is logged once")
 
 	s.settle(work)
 	st = s.ex.Stats()
@@ -852,4 +896,231 @@ func (b *LogBuffer) Lines(t testing.TB) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// checkLateRule pins the rule of executor.TimeoutHandler: the verdict is
+// decided by when the executor sees the task return, against start +
+// Limit. In a bubble it is exact: a return one nanosecond before the
+// deadline is the task's result, a return at the deadline is a timeout.
+// On the real clock, a task that saw its deadline pass before returning
+// must not be answered with its result.
+func checkLateRule(t *testing.T, s *session) {
+	limit := 20 * time.Millisecond
+	if s.hard {
+		limit = 300 * time.Millisecond
+	}
+	if s.cfg.Synctest && !s.hard {
+		r := s.run(t, context.Background(), s.call(t, Sleep, Args{N: 1, Text: "early", Sleep: limit - time.Nanosecond}, limit))
+		assert.Equal(t, Reply{N: 1, Text: "early"}, reply(t, r), "a return before the deadline is on time")
+		call := s.call(t, Sleep, Args{N: 2, Text: "at", Sleep: limit}, limit)
+		r = s.run(t, context.Background(), call)
+		s.timeoutOf(t, r.err, call)
+		assert.Nil(t, r.value, "a return at the deadline is late")
+		return
+	}
+	const n = 20
+	var late, onTime atomic.Int64
+	var g errgroup.Group
+	for i := range n {
+		g.Go(func() error {
+			// Around the limit, on both sides.
+			d := limit - limit/4 + time.Duration(i)*limit/(2*n)
+			call := s.call(t, Sleep, Args{N: i, Text: strconv.Itoa(i), Sleep: d}, limit)
+			f, err := s.ex.Submit(context.Background(), call)
+			if err != nil {
+				return fmt.Errorf("call %d: submit: %w", i, err)
+			}
+			v, err := f.Wait(context.Background())
+			var te *executor.TimeoutError
+			switch rep, ok := v.(Reply); {
+			case err == nil && ok && rep.Text == strconv.Itoa(i):
+				if rep.ReturnedLate {
+					return fmt.Errorf("call %d: the task returned after its deadline, yet the call succeeded", i)
+				}
+				onTime.Add(1)
+			case errors.As(err, &te):
+				late.Add(1)
+			default:
+				return fmt.Errorf("call %d: got %#v, %v", i, v, err)
+			}
+			return nil
+		})
+	}
+	require.NoError(t, g.Wait())
+	t.Logf("around the limit: %d on time, %d late", onTime.Load(), late.Load())
+}
+
+// checkGoexit: a task that calls runtime.Goexit is answered with a
+// *executor.PanicError matching executor.ErrGoexit, and the executor goes
+// on working; where a call without a limit runs on the caller's goroutine,
+// Goexit ends that goroutine and the call is counted as failed.
+func checkGoexit(t *testing.T, s *session) {
+	for _, limit := range []time.Duration{0, time.Minute} {
+		for range 3 { // again and again: nothing is lost each time
+			before := s.ex.Stats()
+			r, returned := s.runOff(s.call(t, Goexit, Args{}, limit))
+			if !returned {
+				require.True(t, limit <= 0 && s.cfg.RunsOnCaller,
+					"Submit of a task calling runtime.Goexit (limit %v) ended the caller's goroutine", limit)
+				after := s.ex.Stats()
+				assert.Equal(t, before.Submitted+1, after.Submitted)
+				assert.Equal(t, before.Failed+1, after.Failed, "the call is counted as failed")
+				assert.Equal(t, before.Running, after.Running)
+				continue
+			}
+			require.ErrorIs(t, r.err, executor.ErrGoexit, "limit %v", limit)
+			var pe *executor.PanicError
+			require.ErrorAs(t, r.err, &pe)
+			assert.Equal(t, Goexit.Name(), pe.Task)
+			assert.Equal(t, executor.ClassPanic, executor.ClassOf(r.err))
+			assert.NotErrorIs(t, r.err, executor.ErrTimeout)
+		}
+	}
+	assert.Equal(t, 6, reply(t, s.run(t, context.Background(), s.call(t, Echo, Args{N: 3}, time.Minute))).N)
+	s.settle(time.Millisecond)
+	st := s.ex.Stats()
+	assert.Equal(t, int64(0), st.Running, "a Goexit leaves nothing running")
+	assert.Equal(t, st.Submitted, st.Succeeded+st.Failed+st.TimedOut+st.Canceled, "Stats balance")
+}
+
+// runOff submits call and waits for it on a goroutine of its own, so that
+// a task's runtime.Goexit on the caller's goroutine (or a broken executor)
+// cannot end the test's: returned is false if that goroutine ended without
+// an answer. A Submit error is r.err.
+func (s *session) runOff(call executor.Call) (r result, returned bool) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		start := time.Now()
+		f, err := s.ex.Submit(context.Background(), call)
+		if err == nil {
+			r.value, r.err = f.Wait(context.Background())
+		} else {
+			r.err = err
+		}
+		r.elapsed = time.Since(start)
+		returned = true
+	})
+	wg.Wait()
+	return r, returned
+}
+
+// ClassCase is one row of the cross-executor table: a hostile task and the
+// error class every executor must give it.
+type ClassCase struct {
+	Name    string
+	Handler *executor.Handler
+	Input   any
+	Class   executor.Class
+	// Message, if set, is the error's message, which must be kept.
+	Message string
+	// OutOfProcessOnly marks a case that only exists across a boundary
+	// (a result that cannot be encoded: in process nothing encodes it).
+	OutOfProcessOnly bool
+}
+
+// ClassCases is the table that checkClasses runs on every executor, with
+// and without a limit: the same hostile task gives the same class
+// everywhere.
+var ClassCases = []ClassCase{
+	{Name: "panic", Handler: Panic, Input: Args{Text: "boom"}, Class: executor.ClassPanic},
+	{Name: "goexit-with-a-limit", Handler: Goexit, Class: executor.ClassPanic},
+	{Name: "own-deadline", Handler: OwnDeadline, Input: Args{Text: "GET /slow"}, Class: executor.ClassFailure,
+		Message: "GET /slow: context deadline exceeded"},
+	{Name: "failure", Handler: Fail, Input: Args{Text: "disk full"}, Class: executor.ClassFailure,
+		Message: "disk full: " + ErrTask.Error()},
+	{Name: "skip", Handler: Skip, Input: Args{Text: "nothing to do"}, Class: executor.ClassSkip, Message: "nothing to do"},
+	{Name: "fatal", Handler: Fatal, Input: Args{Text: "give up"}, Class: executor.ClassFatal, Message: "give up"},
+	{Name: "bad-raw-input", Handler: Echo, Input: executor.Raw(`{"N": "x"}`), Class: executor.ClassBadInput},
+	{Name: "wrong-input-type", Handler: Echo, Input: 42, Class: executor.ClassBadInput},
+	{Name: "unencodable-result", Handler: BadOutput, Class: executor.ClassBadOutput, OutOfProcessOnly: true},
+}
+
+func checkClasses(t *testing.T, s *session) {
+	for _, c := range ClassCases {
+		if c.OutOfProcessOnly && !s.cfg.OutOfProcess {
+			continue
+		}
+		for _, limit := range []time.Duration{0, time.Minute} {
+			if c.Handler == Goexit && s.cfg.SkipGoexit {
+				continue
+			}
+			if c.Handler == Goexit && limit <= 0 && s.cfg.RunsOnCaller {
+				continue // ends the caller's goroutine: see checkGoexit
+			}
+			call := s.call(t, c.Handler, Args{}, limit)
+			call.Input = c.Input
+			r, returned := s.runOff(call)
+			if !returned {
+				t.Errorf("%s, limit %v: Submit ended the caller's goroutine", c.Name, limit)
+				continue
+			}
+			err := r.err
+			if !assert.Error(t, err, "%s, limit %v", c.Name, limit) {
+				continue
+			}
+			assert.Equal(t, c.Class, executor.ClassOf(err), "%s, limit %v: %v", c.Name, limit, err)
+			if c.Message != "" {
+				assert.Equal(t, c.Message, err.Error(), "%s, limit %v", c.Name, limit)
+			}
+			if c.Class != executor.ClassTimeout {
+				assert.NotErrorIs(t, err, executor.ErrTimeout, "%s, limit %v", c.Name, limit)
+			}
+		}
+	}
+}
+
+// checkCallersDeadline: a cooperative task that gives up because its
+// caller's context passed its deadline (returning ctx.Err(), a bare
+// context.DeadlineExceeded) was cancelled: the answer is of
+// ClassCanceled, never a timeout and never the task's failure.
+func checkCallersDeadline(t *testing.T, s *session) {
+	for _, limit := range []time.Duration{0, time.Hour} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		r := s.run(t, ctx, s.call(t, Sleep, Args{Sleep: time.Hour, Cooperative: true}, limit))
+		cancel()
+		require.Error(t, r.err, "limit %v", limit)
+		assert.Equal(t, executor.ClassCanceled, executor.ClassOf(r.err), "limit %v: %v", limit, r.err)
+		assert.NotErrorIs(t, r.err, executor.ErrTimeout, "limit %v", limit)
+	}
+}
+
+func checkBackpressure(t *testing.T, s *session) {
+	if s.cfg.Capacity <= 0 {
+		t.Skip("Config.Capacity is not set")
+	}
+	hold, release := context.WithCancel(context.Background())
+	defer release()
+	var held []*executor.Future
+	for range s.cfg.Capacity {
+		f, err := s.ex.Submit(hold, s.call(t, Sleep, Args{Sleep: time.Hour, Cooperative: true}, 0))
+		require.NoError(t, err, "the executor refused a call within its capacity")
+		held = append(held, f)
+	}
+	s.settle(10 * time.Millisecond) // the held calls reach their workers
+	wait := 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	start := time.Now()
+	f, err := s.ex.Submit(ctx, s.call(t, Echo, Args{N: 1}, 0))
+	elapsed := time.Since(start)
+	assert.Nil(t, f, "a call beyond the capacity was accepted")
+	assert.Equal(t, context.DeadlineExceeded, err, "Submit returns exactly ctx.Err() when its context ends while it waits for room")
+	assert.NotErrorIs(t, err, executor.ErrQueueFull, "Submit waits for room; it never fails with ErrQueueFull")
+	assert.GreaterOrEqual(t, elapsed, wait, "Submit did not wait for room")
+	if ts, ok := s.ex.(executor.TrySubmitter); ok {
+		start = time.Now()
+		f, err = ts.TrySubmit(context.Background(), s.call(t, Echo, Args{N: 1}, 0))
+		assert.Nil(t, f)
+		assert.ErrorIs(t, err, executor.ErrQueueFull, "TrySubmit fails at once when there is no room")
+		if s.cfg.Synctest && !s.hard {
+			assert.Zero(t, time.Since(start), "TrySubmit does not wait")
+		}
+	}
+	release()
+	for _, f := range held {
+		_, err := f.Wait(context.Background())
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+	// Room again: Submit goes through.
+	assert.Equal(t, 4, reply(t, s.run(t, context.Background(), s.call(t, Echo, Args{N: 2}, 0))).N)
 }

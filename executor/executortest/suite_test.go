@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/executortest"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 )
 
 // brokenEnv names the broken executor that TestBrokenTarget runs the suite
@@ -31,6 +33,7 @@ type broken struct {
 	*local.Executor
 	how    string
 	closed bool
+	last   atomic.Value // swaps-values: the previous successful value
 }
 
 func (b *broken) Shutdown(ctx context.Context) error {
@@ -65,6 +68,10 @@ func (b *broken) Submit(ctx context.Context, call executor.Call) (*executor.Futu
 		return executor.Completed(v, nil), nil
 	case b.how == "hides-panics" && errors.As(ferr, &pe):
 		return executor.Completed(nil, errors.New("something went wrong")), nil
+	case b.how == "swaps-values" && ferr == nil && v != nil:
+		if prev := b.last.Swap(valueBox{v}); prev != nil {
+			return executor.Completed(prev.(valueBox).v, nil), nil
+		}
 	}
 	return f, nil
 }
@@ -73,7 +80,89 @@ func (b *broken) Stats() executor.Stats {
 	if b.how == "zero-stats" {
 		return executor.Stats{}
 	}
+	if b.how == "unbalanced-stats" {
+		st := b.Executor.Stats()
+		st.Succeeded++
+		return st
+	}
 	return b.Executor.Stats()
+}
+
+// failsFast is a bounded pool whose Submit fails at once when it is full,
+// breaking the backpressure rule.
+type failsFast struct{ *pool.Executor }
+
+func (f failsFast) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
+	return f.TrySubmit(ctx, call)
+}
+
+// TestBrokenPoolTarget is the child side of TestSuiteCatchesFailFastSubmit.
+func TestBrokenPoolTarget(t *testing.T) {
+	if os.Getenv(brokenEnv) != "fails-fast" {
+		t.Skip("runs only as a child of TestSuiteCatchesFailFastSubmit")
+	}
+	executortest.Run(t, executortest.Config{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			return failsFast{pool.New(pool.Options{Workers: 1, Queue: -1, Logger: logger})}
+		},
+		Synctest: true,
+		Capacity: 1,
+	})
+}
+
+// TestSuiteCatchesFailFastSubmit: a Submit that fails with ErrQueueFull
+// instead of waiting for room fails G12/SubmitWaitsForRoom.
+func TestSuiteCatchesFailFastSubmit(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("child process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenPoolTarget$/^G12$/^SubmitWaitsForRoom$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), brokenEnv+"=fails-fast")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the suite passed a Submit that does not wait:\n%s", out)
+	assert.Contains(t, string(out), "--- FAIL: TestBrokenPoolTarget/G12/SubmitWaitsForRoom ")
+	assert.Contains(t, string(out), "never fails with ErrQueueFull")
+}
+
+// valueBox lets atomic.Value hold values of different types.
+type valueBox struct{ v any }
+
+// TestBrokenStressTarget is the child side of TestStressCatchesBrokenExecutors.
+func TestBrokenStressTarget(t *testing.T) {
+	how := os.Getenv(brokenEnv)
+	if how == "" {
+		t.Skip("runs only as a child of TestStressCatchesBrokenExecutors")
+	}
+	executortest.Stress(t, executortest.StressConfig{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			return &broken{Executor: local.New(local.Options{Logger: logger}), how: how}
+		},
+		RunsOnCaller: true,
+		Calls:        400,
+		Submitters:   8,
+	})
+}
+
+// TestStressCatchesBrokenExecutors proves that Stress's checks can fail.
+func TestStressCatchesBrokenExecutors(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("child process")
+	}
+	for how, mustSay := range map[string]string{
+		"swaps-values":     "got another call's value",
+		"unbalanced-stats": "Stats at rest",
+		"ignores-limits":   "want an error", // the stubborn, hostile calls succeed
+	} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStressTarget$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), brokenEnv+"="+how)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "Stress passed a broken executor (%s):\n%s", how, tail(string(out), 60))
+			assert.Contains(t, string(out), "--- FAIL: TestBrokenStressTarget/AtTheLimit ")
+			assert.Contains(t, string(out), mustSay, "Stress did not say what is wrong with %s", how)
+		})
+	}
 }
 
 // TestBrokenTarget is the child side of TestSuiteCatchesBrokenExecutors.
@@ -86,7 +175,8 @@ func TestBrokenTarget(t *testing.T) {
 		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
 			return &broken{Executor: local.New(local.Options{Logger: logger}), how: how}
 		},
-		Synctest: true,
+		Synctest:     true,
+		RunsOnCaller: true,
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type Reply struct {
 	Text        string
 	Identity    executor.Identity
 	HasDeadline bool
+	// ReturnedLate is set by Sleep when, just before returning, the task
+	// found its context's deadline already passed: the executor sees the
+	// return later still, so by the late rule the call must not succeed.
+	ReturnedLate bool `json:",omitempty"`
 }
 
 // ErrTask is wrapped by the error that the Fail task returns, so that the
@@ -52,8 +57,9 @@ var (
 	Fail = executor.NewHandler("executortest.fail", fail, nil)
 	// Skip returns an error of class executor.ClassSkip with message Text.
 	Skip = executor.NewHandler("executortest.skip", skip, nil)
-	// Sleep sleeps for Sleep and returns N; if Cooperative, it returns its
-	// context's error as soon as the context ends.
+	// Sleep sleeps for Sleep and returns N and Text (a caller's token, in
+	// the stress checks); if Cooperative, it returns its context's error as
+	// soon as the context ends.
 	Sleep = executor.NewHandler("executortest.sleep", sleep, nil)
 	// Append appends a line to Path every Tick until Sleep has passed; if
 	// Cooperative, it stops as soon as its context ends.
@@ -79,6 +85,16 @@ var (
 	Kill = executor.NewHandler("executortest.kill", kill, nil)
 	// BadOutput returns a value that JSON cannot encode (a channel).
 	BadOutput = executor.NewHandler("executortest.bad-output", badOutput, nil)
+	// Goexit calls runtime.Goexit.
+	Goexit = executor.NewHandler("executortest.goexit", goexit, nil)
+	// OwnDeadline returns an error "<Text>: context deadline exceeded" of
+	// a deadline of its own making (as an HTTP client's): a failure, not a
+	// timeout.
+	OwnDeadline = executor.NewHandler("executortest.own-deadline", ownDeadline, nil)
+	// Fatal returns an error of class executor.ClassFatal with message Text.
+	Fatal = executor.NewHandler("executortest.fatal", fatal, nil)
+	// Big returns Reply{N: N, Text: N bytes of 'x'}, for result size limits.
+	Big = executor.NewHandler("executortest.big", big, nil)
 	// Unregistered is like Echo but is not in Registry, so an
 	// out-of-process worker does not know it.
 	Unregistered = executor.NewHandler("executortest.unregistered", echo, nil)
@@ -89,7 +105,7 @@ var (
 // from the worker hook in the test binary's TestMain.
 func Registry() *executor.Registry {
 	r, err := executor.NewRegistry(Echo, Whoami, Fail, Skip, Sleep, Append, Deadline, Panic,
-		Spawn, Grandchild, Log, Exit, Kill, BadOutput)
+		Spawn, Grandchild, Log, Exit, Kill, BadOutput, Goexit, OwnDeadline, Fatal, Big)
 	if err != nil {
 		panic("executortest: " + err.Error())
 	}
@@ -129,16 +145,41 @@ func sleep(ctx context.Context, a Args) (Reply, error) {
 	}
 	if !a.Cooperative {
 		time.Sleep(a.Sleep)
-		return Reply{N: a.N}, nil
+		return sleptReply(ctx, a), nil
 	}
 	t := time.NewTimer(a.Sleep)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return Reply{N: a.N}, nil
+		return sleptReply(ctx, a), nil
 	case <-ctx.Done():
 		return Reply{}, ctx.Err()
 	}
+}
+
+func sleptReply(ctx context.Context, a Args) Reply {
+	d, ok := ctx.Deadline()
+	return Reply{N: a.N, Text: a.Text, ReturnedLate: ok && !time.Now().Before(d)}
+}
+
+func goexit(ctx context.Context, a Args) (Reply, error) {
+	runtime.Goexit()
+	return Reply{}, nil
+}
+
+func ownDeadline(ctx context.Context, a Args) (Reply, error) {
+	own, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-own.Done()
+	return Reply{}, fmt.Errorf("%s: %w", a.Text, own.Err())
+}
+
+func fatal(ctx context.Context, a Args) (Reply, error) {
+	return Reply{}, &classError{class: executor.ClassFatal, msg: a.Text}
+}
+
+func big(ctx context.Context, a Args) (Reply, error) {
+	return Reply{N: a.N, Text: strings.Repeat("x", a.N)}, nil
 }
 
 func appendTicks(ctx context.Context, a Args) (Reply, error) {
@@ -225,7 +266,7 @@ func spawn(ctx context.Context, a Args) (Reply, error) {
 			mu.Unlock()
 		})
 	}
-	out, err := exec.CommandContext(ctx, "sh", "-c", `echo "$0"`, a.Text).Output()
+	out, err := echoCommand(ctx, a.Text).Output() // proc_*.go: sh on Unix, cmd on Windows
 	wg.Wait()
 	if err != nil {
 		return Reply{}, fmt.Errorf("spawn: %w", err)

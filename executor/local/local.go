@@ -10,7 +10,16 @@
 // an *executor.TimeoutError as its cause and the caller gets that error at
 // once. A task that ignores its context cannot be stopped: it is abandoned,
 // keeps running on its goroutine, is counted in Stats.Abandoned and logged
-// once, and Shutdown waits for it.
+// once (after the answer, so a slow logger never delays one), and Shutdown
+// waits for it. A limited call whose return the helper observes at or after
+// its deadline is late (the rule of executor.TimeoutHandler) and answered
+// with the *executor.TimeoutError even if the timer has not fired.
+//
+// runtime.Goexit in a limited call is answered as an *executor.PanicError
+// matching executor.ErrGoexit and the helper goroutine is replaced; in a
+// call without a limit it ends the caller's goroutine, as in plain Go (see
+// Executor.Submit). Every call runs at once, so Submit never waits for
+// room and there is no TrySubmit.
 package local
 
 import (
@@ -45,8 +54,8 @@ type Executor struct {
 
 	mu      sync.Mutex
 	idle    []*helper            // helpers waiting for a limited call
-	live    int                  // helper goroutines alive
 	late    map[*helper]struct{} // helpers running abandoned calls
+	live    int                  // helper goroutines alive, and abandonment logs being written
 	drained chan struct{}        // closed once closed and live == 0
 }
 
@@ -77,12 +86,22 @@ func (e *Executor) Enforcement() executor.Enforcement { return executor.Soft }
 // call has returned, timed out, or been cancelled. It fails with
 // executor.ErrClosed after Shutdown and with an error for a Call without a
 // Handler. A context that has already ended gives a Future with an
-// *executor.CanceledError and the task does not run.
+// *executor.CanceledError and the task does not run. Submit never waits
+// for room: every call runs at once, so local has no TrySubmit.
 //
 // Without a limit the call runs on the calling goroutine and a cancellation
 // reaches the task only through its context: a task that ignores it keeps
-// Submit waiting until it returns. With a limit, Submit returns at the limit
-// or at the cancellation, whatever the task does.
+// Submit waiting until it returns. A task that calls runtime.Goexit there
+// ends the calling goroutine, as it would in plain Go, and Submit does not
+// return; the call is counted as Failed (Stats stay balanced) and logged at
+// Warn. With a limit, Submit returns at the limit or at the cancellation,
+// whatever the task does, and a Goexit in the task is answered as an
+// *executor.PanicError matching executor.ErrGoexit.
+//
+// Whether a limited call is late follows the rule of
+// executor.TimeoutHandler: the helper goroutine notes the moment the task
+// returns, and a return noted at or after start + Limit is answered with a
+// *executor.TimeoutError (Stopped set), even if the timer has not fired.
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	if e.closed.Load() {
 		return nil, executor.ErrClosed
@@ -97,14 +116,35 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 		return executor.Completed(nil, err), nil
 	}
 	if call.Limit <= 0 {
-		e.stats.Running.Add(1)
-		f := executor.RunInline(ctx, &call)
-		e.stats.Running.Add(-1)
-		_, err, _ := f.Result()
-		e.stats.Ended(err)
-		return f, nil
+		return e.runInline(ctx, &call), nil
 	}
 	return e.runLimited(ctx, call)
+}
+
+// runInline runs a call without a limit on the calling goroutine.
+func (e *Executor) runInline(ctx context.Context, call *executor.Call) *executor.Future {
+	e.stats.Running.Add(1)
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		// Only runtime.Goexit gets here (RunInline recovers panics): it
+		// ends the caller's goroutine, and nobody will see an answer.
+		e.stats.Running.Add(-1)
+		e.stats.Ended(&executor.PanicError{Task: call.Name(), Value: executor.ErrGoexit})
+		e.logger.Warn("task called runtime.Goexit on the caller's goroutine; the goroutine ends",
+			"task", call.Name(), "run", call.RunID, "attempt", call.Attempt)
+	}()
+	f := executor.RunInline(ctx, call)
+	returned = true
+	e.stats.Running.Add(-1)
+	_, err, _ := f.Result()
+	if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
+		f, err = executor.Completed(nil, cerr), cerr // the task gave up because its caller did
+	}
+	e.stats.Ended(err)
+	return f
 }
 
 // helper is a goroutine that runs limited calls one at a time, kept warm so
@@ -112,20 +152,24 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 // the call it runs; they are reused from call to call, so a limited call
 // allocates only what the task can keep (its context and its Future).
 type helper struct {
-	start chan struct{} // a call is ready in the fields below
-	done  chan struct{} // size 1: the call returned and its submitter waits
-	timer *time.Timer
+	start  chan struct{} // a call is ready in the fields below
+	done   chan struct{} // size 1: the call returned and its submitter waits
+	timer  *time.Timer   // the submitter's, while it waits
+	goexit func(*executor.PanicError)
 
+	// Written by the submitter before start, read by the helper after.
 	call  executor.Call
 	ctx   *deadlinectx.Context
 	began time.Time
-	value any
-	err   error
 
-	// finished and abandoned are guarded by Executor.mu: the helper sets
-	// finished when the call returns, the submitter sets abandoned when it
-	// stops waiting; whichever comes second knows what the other did.
+	// Guarded by Executor.mu: the helper sets finished, returned, value and
+	// err when the call returns, the submitter sets abandoned when it stops
+	// waiting; whichever comes second knows what the other did. returned
+	// is when the helper saw the call return, for the late rule.
 	finished, abandoned bool
+	returned            time.Time
+	value               any
+	err                 error
 }
 
 func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executor.Future, error) {
@@ -134,9 +178,13 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 		e.stats.Submitted.Add(^uint64(0))
 		return nil, executor.ErrClosed
 	}
-	h.began = time.Now()
+	// Keep what this call needs in locals: once abandoned, h belongs to the
+	// helper, which may clear it and serve another call.
+	began := time.Now()
+	h.began = began
 	h.call = call
-	h.ctx = deadlinectx.New(executor.WithCall(ctx, &h.call), h.began.Add(call.Limit))
+	cctx := deadlinectx.New(executor.WithCall(ctx, &h.call), began.Add(call.Limit))
+	h.ctx = cctx
 	h.finished, h.abandoned = false, false
 	e.stats.Running.Add(1)
 	h.timer.Reset(call.Limit)
@@ -144,36 +192,43 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 
 	select {
 	case <-h.done:
-		return e.collect(h), nil
-	case <-h.timer.C:
+		return e.collect(ctx, h), nil
+	case now := <-h.timer.C:
 		terr := &executor.TimeoutError{
 			Task:        call.Name(),
 			Limit:       call.Limit,
-			Elapsed:     time.Since(h.began),
+			Elapsed:     now.Sub(began),
 			Enforcement: executor.Soft,
 		}
-		if e.abandon(h, "timed out") {
+		if e.abandon(h, "timed out", &call, began) {
 			e.stats.Ended(terr)
-			h.ctx.Expire(terr)
+			cctx.Expire(terr)
 			return executor.Completed(nil, terr), nil
 		}
 	case <-ctx.Done():
-		if e.abandon(h, "cancelled") {
+		if e.abandon(h, "cancelled", &call, began) {
 			err := executor.NewCanceledError(call.Name(), ctx)
 			e.stats.Ended(err)
 			return executor.Completed(nil, err), nil
 		}
 	}
-	// The call returned while we decided to give up on it: its result wins.
+	// The call returned while we decided to give up on it: it was seen
+	// returning first, so the late rule decides.
 	<-h.done
-	return e.collect(h), nil
+	return e.collect(ctx, h), nil
 }
 
-// collect takes the result of a call that returned in time and makes its
-// helper idle again.
-func (e *Executor) collect(h *helper) *executor.Future {
+// collect takes the result of a call that returned before its submitter
+// gave up on it, applies the late rule, answers a task that gave up on its
+// caller's ended context as cancelled, and makes its helper idle again.
+func (e *Executor) collect(ctx context.Context, h *helper) *executor.Future {
 	h.timer.Stop()
 	v, err := h.value, h.err
+	if te := deadlinectx.Late(h.call.Name(), h.call.Limit, h.began, h.returned, executor.Soft); te != nil {
+		v, err = nil, te
+	} else if cerr := deadlinectx.CallerEnded(h.call.Name(), ctx, err); cerr != err {
+		v, err = nil, cerr // the task gave up because its caller did
+	}
 	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
 	e.stats.Ended(err)
 	e.putBack(h)
@@ -181,20 +236,38 @@ func (e *Executor) collect(h *helper) *executor.Future {
 }
 
 // abandon marks h's call as abandoned unless it has already returned, and
-// reports whether it did.
-func (e *Executor) abandon(h *helper, why string) bool {
+// reports whether it did. The abandonment is logged on a goroutine of its
+// own, counted in live so that Shutdown waits for it: the answer must not
+// wait for the executor's logger, which may be slow or blocked, and no
+// lock is held while it logs.
+func (e *Executor) abandon(h *helper, why string, call *executor.Call, began time.Time) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if h.finished {
+		e.mu.Unlock()
 		return false
 	}
 	h.abandoned = true
 	e.late[h] = struct{}{}
 	e.stats.Abandoned.Add(1)
-	e.logger.Warn("call abandoned; it may still be running",
-		"why", why, "task", h.call.Name(), "run", h.call.RunID, "attempt", h.call.Attempt,
-		"ran", time.Since(h.began), "limit", h.call.Limit)
+	e.live++
+	e.mu.Unlock()
+	task, run, attempt, limit, ran := call.Name(), call.RunID, call.Attempt, call.Limit, time.Since(began)
+	go func() {
+		defer e.gone()
+		e.logger.Warn("call abandoned; it may still be running",
+			"why", why, "task", task, "run", run, "attempt", attempt, "ran", ran, "limit", limit)
+	}()
 	return true
+}
+
+// gone counts out a goroutine of the executor's as it ends.
+func (e *Executor) gone() {
+	e.mu.Lock()
+	e.live--
+	if e.closed.Load() && e.live == 0 {
+		close(e.drained)
+	}
+	e.mu.Unlock()
 }
 
 // takeHelper returns an idle helper or starts one; nil after Shutdown.
@@ -211,6 +284,10 @@ func (e *Executor) takeHelper() *helper {
 	}
 	h := &helper{start: make(chan struct{}), done: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
 	h.timer.Stop()
+	h.goexit = func(pe *executor.PanicError) {
+		e.returned(h, nil, pe)
+		go e.serve(h) // this goroutine is ending: the new one takes its place in live
+	}
 	e.live++
 	go e.serve(h)
 	return h
@@ -234,34 +311,38 @@ func (e *Executor) putBack(h *helper) {
 	e.mu.Unlock()
 }
 
-// serve runs calls until its start channel is closed.
+// serve runs calls until its start channel is closed. A task that calls
+// runtime.Goexit ends serve's goroutine: h.goexit answers the call and
+// starts a new goroutine in its place, which keeps live right.
 func (e *Executor) serve(h *helper) {
 	for range h.start {
-		h.value, h.err = h.call.Handler.Run(h.ctx, h.call.Input)
-		h.ctx.Release()
-		e.stats.Running.Add(-1)
+		v, err := h.call.Handler.RunOnGoexit(h.ctx, h.call.Input, h.goexit)
+		e.returned(h, v, err)
+	}
+	e.gone()
+}
 
-		e.mu.Lock()
-		h.finished = true
-		if !h.abandoned {
-			h.done <- struct{}{} // never blocks: size 1, one call at a time
-			e.mu.Unlock()
-			continue
-		}
-		delete(e.late, h)
-		e.stats.Abandoned.Add(-1)
-		e.logger.Debug("abandoned call returned", "task", h.call.Name(), "run", h.call.RunID,
-			"attempt", h.call.Attempt, "ran", time.Since(h.began), "error", h.err)
-		h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
-		e.putBackLocked(h) // its submitter has gone
-		e.mu.Unlock()
-	}
+// returned ends h's call with what it returned: it hands the result to the
+// waiting submitter, or, for an abandoned call, makes h idle again.
+func (e *Executor) returned(h *helper, v any, err error) {
+	h.ctx.Release()
+	e.stats.Running.Add(-1)
 	e.mu.Lock()
-	e.live--
-	if e.closed.Load() && e.live == 0 {
-		close(e.drained)
+	h.finished, h.returned = true, time.Now()
+	if !h.abandoned {
+		h.value, h.err = v, err
+		h.done <- struct{}{} // never blocks: size 1, one call at a time
+		e.mu.Unlock()
+		return
 	}
+	delete(e.late, h)
+	e.stats.Abandoned.Add(-1)
+	call, ran := h.call, h.returned.Sub(h.began)
+	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
+	e.putBackLocked(h) // its submitter has gone
 	e.mu.Unlock()
+	e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
+		"attempt", call.Attempt, "ran", ran, "error", err)
 }
 
 // Shutdown stops intake and waits for every call that is still running,

@@ -20,6 +20,16 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
 			return local.New(local.Options{Logger: logger})
 		},
-		Synctest: true,
+		Synctest:     true,
+		RunsOnCaller: true,
+	})
+}
+
+func TestStress(t *testing.T) {
+	executortest.Stress(t, executortest.StressConfig{
+		New: func(t *testing.T, logger hclog.Logger) executor.Executor {
+			return local.New(local.Options{Logger: logger})
+		},
+		RunsOnCaller: true,
 	})
 }

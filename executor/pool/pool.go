@@ -24,9 +24,22 @@
 // ends when the queue is empty, so an idle pool holds no goroutine but its
 // watchdog, and a busy one never parks and wakes a goroutine per call.
 //
-// Three ways in: Submit waits for room in the queue (backpressure),
-// TrySubmit fails at once with executor.ErrQueueFull, and Go is Submit
-// without a Future, for work whose outcome the caller does not need.
+// A call whose return its worker observes at or after its deadline is late
+// (the rule of executor.TimeoutHandler) and answered with the
+// *executor.TimeoutError, even if the watchdog has not fired yet; one
+// observed before it keeps its result, even if the watchdog fires while it
+// is delivered. Timeouts are answered and logged off the watchdog's
+// goroutine and outside every lock, so a blocking OnDone callback or
+// logger delays only its own call. A task that calls runtime.Goexit is
+// answered as an *executor.PanicError matching executor.ErrGoexit, and a
+// new goroutine takes its worker's place.
+//
+// Three ways in, following the backpressure rule of
+// executor.TimeoutHandler: Submit waits for room in the queue while its
+// context allows (and returns exactly ctx.Err() if it ends first),
+// TrySubmit (executor.TrySubmitter) fails at once with
+// executor.ErrQueueFull, and Go is Submit without a Future, for work whose
+// outcome the caller does not need.
 //
 // Measured against errgroup, conc, ants and pond in the bench module
 // (bench/cmd/poolbench); docs/benchmarks.md has the numbers.
@@ -118,18 +131,22 @@ type Executor struct {
 	mu          sync.Mutex
 	ring        []job // the queue: n calls from head, FIFO
 	head, n     int
-	idle        []*worker     // workers without a goroutine, last to stop on top
-	live        int           // worker goroutines running
-	stopping    bool          // Shutdown has begun (the locked check)
-	waiters     int           // submitters waiting for room
-	room        chan struct{} // closed (and dropped) when room appears for waiters
-	gone        bool          // workersGone is closed
-	workersGone chan struct{} // closed once stopping and no worker goroutine is left
-	drained     chan struct{} // closed by the watchdog as it ends, after the workers
+	idle        []*worker      // workers without a goroutine, last to stop on top
+	live        int            // worker goroutines running
+	stopping    bool           // Shutdown has begun (the locked check)
+	waiters     int            // submitters waiting for room
+	room        chan struct{}  // closed (and dropped) when room appears for waiters
+	gone        bool           // workersGone is closed
+	workersGone chan struct{}  // closed once stopping and no worker goroutine is left
+	drained     chan struct{}  // closed by the watchdog as it ends, after the workers and answers
+	answers     sync.WaitGroup // goroutines delivering timeouts (see worker.expire)
 	forgetOnce  sync.Once
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor     = (*Executor)(nil)
+	_ executor.TrySubmitter = (*Executor)(nil)
+)
 
 // New returns an Executor and starts its watchdog goroutine; workers'
 // goroutines start as calls arrive. Call Shutdown to stop them.
@@ -185,8 +202,8 @@ type job struct {
 }
 
 // Submit queues call and returns its Future. It waits for room in the
-// queue while ctx allows; if ctx ends first it fails with ctx's error and
-// the call is not accepted. It fails with executor.ErrClosed after Shutdown
+// queue while ctx allows; if ctx ends first it fails with exactly ctx.Err()
+// and the call is not accepted; it never fails with executor.ErrQueueFull. It fails with executor.ErrClosed after Shutdown
 // has begun (also while waiting for room), with an error matching
 // ErrTooManyAbandoned when the Options.MaxAbandoned cap is reached, and
 // with an error for a Call without a Handler.
@@ -435,8 +452,13 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 		select {
 		case <-e.workersGone:
 			// Every call has returned; only the watchdog is still on
-			// its way out, which takes no time worth reporting.
-			<-e.drained
+			// its way out, after the answers it handed off, which take
+			// no time worth reporting unless an OnDone callback blocks.
+			select {
+			case <-e.drained:
+			case <-time.After(time.Millisecond):
+				return &executor.ShutdownError{Running: e.running(), Err: ctx.Err()}
+			}
 		default:
 			running := e.running()
 			if len(running) == 0 {
@@ -447,7 +469,11 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 				select {
 				case <-e.workersGone:
 					t.Stop()
-					<-e.drained
+					select {
+					case <-e.drained:
+					case <-time.After(time.Millisecond):
+						return &executor.ShutdownError{Running: e.running(), Err: ctx.Err()}
+					}
 					e.forgetCaches()
 					return nil
 				case <-t.C:

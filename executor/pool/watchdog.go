@@ -52,6 +52,8 @@ func (wd *watchdog) lower(d int64) bool {
 // watch is the watchdog goroutine. It ends after the last worker has.
 func (e *Executor) watch() {
 	defer close(e.drained)
+	defer e.answers.Wait() // the timeouts it handed off are delivered
+
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/internal/deadlinectx"
 )
 
 // A worker's state word packs the number of the call it is on (its
@@ -49,6 +50,8 @@ type worker struct {
 	start time.Time // when the current call started, for a limited call
 	lctx  *limitCtx // the current call's context, for a limited call
 
+	goexit func(*executor.PanicError) // onGoexit, made once
+
 	// The last call context made, reused while calls have the same
 	// identity, logger and parent: it is immutable, so sharing it between
 	// calls that would get equal ones is invisible to them, and saves an
@@ -66,12 +69,23 @@ type worker struct {
 // loop is a worker's goroutine: it runs the call it was started with and
 // then queued calls until the queue is empty.
 func (w *worker) loop() {
-	for {
+	w.run()
+	w.resume()
+}
+
+// resume runs queued calls until the queue is empty.
+func (w *worker) resume() {
+	for w.e.next(w) {
 		w.run()
-		if !w.e.next(w) {
-			return
-		}
 	}
+}
+
+// onGoexit answers a call whose task called runtime.Goexit, on the
+// worker's exiting goroutine, and starts a new goroutine in its place: the
+// worker keeps its slot (live is unchanged) and goes on with the queue.
+func (w *worker) onGoexit(pe *executor.PanicError) {
+	w.finish(w.gen, nil, pe)
+	go w.resume()
 }
 
 // run runs w.cur.
@@ -104,9 +118,19 @@ func (w *worker) run() {
 		w.deadline.Store(deadline)
 		e.wd.arm(deadline)
 	}
+	if w.goexit == nil {
+		w.goexit = w.onGoexit // one allocation per worker, not per call
+	}
+	v, err := j.call.Handler.RunOnGoexit(ctx, j.call.Input, w.goexit)
+	w.finish(g, v, err)
+}
 
-	v, err := j.call.Handler.Run(ctx, j.call.Input)
-
+// finish ends call g, which returned v and err: it answers the call unless
+// an answerer got there first, applying the late rule, and counts it.
+func (w *worker) finish(g uint64, v any, err error) {
+	e := w.e
+	j := &w.cur
+	limit := j.call.Limit
 	if limit > 0 {
 		w.deadline.Store(0)
 	}
@@ -119,17 +143,31 @@ func (w *worker) run() {
 		e.abandoned.Add(-1)
 		e.logger.Debug("abandoned call returned", "task", j.call.Name(), "run", j.call.RunID,
 			"attempt", j.call.Attempt, "ran", time.Since(w.start), "error", err)
-	} else {
-		w.count(err)
-		if j.promise == (executor.Promise{}) {
-			if pe := panicOf(err); pe != nil {
-				e.logger.Error("call submitted with Go panicked", "task", j.call.Name(),
-					"run", j.call.RunID, "attempt", j.call.Attempt, "error", err, "stack", string(pe.Stack))
-			}
-		} else {
-			j.promise.SetWorker(w.name)
-			j.promise.Complete(v, err)
+		w.clear()
+		return
+	}
+	// The worker has claimed the answer (settle): the moment it reads the
+	// clock now is when the executor observed the return. The watchdog
+	// answers only calls it claims before that, at or after their deadline.
+	if limit > 0 {
+		if te := deadlinectx.Late(j.call.Name(), limit, w.start, time.Now(), executor.Soft); te != nil {
+			v, err = nil, te
 		}
+	}
+	if err != nil && j.ctx != nil {
+		if cerr := deadlinectx.CallerEnded(j.call.Name(), j.ctx, err); cerr != err {
+			v, err = nil, cerr // the task gave up because its caller did
+		}
+	}
+	w.count(err)
+	if j.promise == (executor.Promise{}) {
+		if pe := panicOf(err); pe != nil {
+			e.logger.Error("call submitted with Go panicked", "task", j.call.Name(),
+				"run", j.call.RunID, "attempt", j.call.Attempt, "error", err, "stack", string(pe.Stack))
+		}
+	} else {
+		j.promise.SetWorker(w.name)
+		j.promise.Complete(v, err)
 	}
 	w.clear()
 }
@@ -201,20 +239,26 @@ func sameIface[T any](a, b T) bool {
 }
 
 // expire answers the running call with a timeout if its deadline, at or
-// before now, is still the current one. The watchdog calls it.
+// before now, is still the current one. The watchdog calls it. It claims
+// the call under the worker's mutex, and hands the answer (the Future's
+// OnDone callbacks) and the log line to a goroutine of their own, so that
+// neither a slow callback nor a slow logger holds the mutex or delays the
+// watchdog, and so other calls' limits.
 func (w *worker) expire(now time.Time, nowNs int64) {
 	e := w.e
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	s := w.state.Load()
 	d := w.deadline.Load()
 	if phaseOf(s) != running || d == 0 || d > nowNs {
+		w.mu.Unlock()
 		return
 	}
 	if !w.state.CompareAndSwap(s, pack(s>>2, answered)) {
+		w.mu.Unlock()
 		return // the call returned just now
 	}
-	c := &w.cur.call
+	c := w.cur.call
+	p := w.cur.promise
 	terr := &executor.TimeoutError{
 		Task:        c.Name(),
 		Limit:       c.Limit,
@@ -223,28 +267,38 @@ func (w *worker) expire(now time.Time, nowNs int64) {
 	}
 	e.timedOut.Add(1)
 	e.abandoned.Add(1)
-	e.logger.Warn("call abandoned: its limit passed and its work is still running",
-		"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", terr.Elapsed, "limit", c.Limit,
-		"worker", w.name)
+	// Ending the context runs no user code (context.AfterFunc functions run
+	// on goroutines of their own); under the mutex, the worker cannot
+	// release the context first.
 	w.lctx.expire(terr)
-	complete(w.cur.promise, w.name, nil, terr)
+	w.mu.Unlock()
+	e.answers.Go(func() {
+		complete(p, w.name, nil, terr)
+		e.logger.Warn("call abandoned: its limit passed and its work is still running",
+			"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", terr.Elapsed, "limit", c.Limit,
+			"worker", w.name)
+	})
 }
 
 // cancel answers call g with a cancellation if it is still running
-// unanswered. The submitter's context's cancellation calls it.
+// unanswered. The submitter's context's cancellation calls it, on the
+// goroutine of context.AfterFunc; it answers and logs after releasing the
+// worker's mutex.
 func (w *worker) cancel(g uint64) {
 	e := w.e
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.state.CompareAndSwap(pack(g, running), pack(g, answered)) {
+		w.mu.Unlock()
 		return // returned, or answered at its limit
 	}
-	c := &w.cur.call
+	c := w.cur.call
+	p, ctx, ran := w.cur.promise, w.cur.ctx, time.Since(w.start)
 	e.canceled.Add(1)
 	e.abandoned.Add(1)
+	w.mu.Unlock()
+	complete(p, w.name, nil, executor.NewCanceledError(c.Name(), ctx))
 	e.logger.Warn("call abandoned: its caller cancelled it and its work is still running",
-		"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", time.Since(w.start), "worker", w.name)
-	complete(w.cur.promise, w.name, nil, executor.NewCanceledError(c.Name(), w.cur.ctx))
+		"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", ran, "worker", w.name)
 }
 
 // describe names the call w is running, if any, as Call.String does.

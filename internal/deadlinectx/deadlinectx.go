@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/flowline-go/flowline/executor"
 )
 
 // Context is a call's context with a deadline that the owner enforces by
@@ -58,3 +60,40 @@ func (c *Context) Expire(cause error) { c.cancel(cause) }
 // Release ends the context after the call returned, freeing its resources.
 // It does nothing if the context has already ended.
 func (c *Context) Release() { c.cancel(context.Canceled) }
+
+// Late applies the one rule for late results (see executor.TimeoutHandler)
+// to a call of task with limit that started at start and whose return the
+// executor observed at observed, both read from the executor's clock: the
+// call is late if limit > 0 and observed is not before start + limit. Late
+// returns the *executor.TimeoutError to answer the call with then, with
+// Stopped set since the work has returned, and nil for a call on time or
+// without a limit. Every executor calls it with the moment its own code
+// saw the result, before anything else may answer the call, so that the
+// rule gives the same verdict whichever of the result and the timer
+// arrives first.
+func Late(task string, limit time.Duration, start, observed time.Time, enf executor.Enforcement) *executor.TimeoutError {
+	if limit <= 0 || observed.Before(start.Add(limit)) {
+		return nil
+	}
+	return &executor.TimeoutError{Task: task, Limit: limit, Elapsed: observed.Sub(start), Enforcement: enf, Stopped: true}
+}
+
+// CallerEnded returns the answer for a call of task whose work returned
+// err, when the submitter's context ctx may have ended meanwhile: if ctx
+// has ended and err is ctx's own error (the task gave up because its
+// caller did, typically by returning ctx.Err() after the caller's
+// deadline), the call was cancelled, and CallerEnded returns the
+// *executor.CanceledError for it; otherwise it returns err unchanged. It
+// keeps a caller's deadline from reading as the task's failure now that a
+// bare context.DeadlineExceeded is one (executor.ClassOf).
+func CallerEnded(task string, ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return err
+	}
+	var ce *executor.CanceledError
+	var te *executor.TimeoutError
+	if errors.As(err, &ce) || errors.As(err, &te) {
+		return err
+	}
+	return executor.NewCanceledError(task, ctx)
+}

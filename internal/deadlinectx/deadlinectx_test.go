@@ -3,6 +3,7 @@ package deadlinectx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -70,4 +71,35 @@ func TestParentCancelAndParentDeadline(t *testing.T) {
 		assert.True(t, errors.Is(c2.Err(), context.DeadlineExceeded))
 		c2.Release()
 	})
+}
+
+func TestLateIsDecidedAtTheDeadline(t *testing.T) {
+	start := time.Now()
+	limit := 10 * time.Millisecond
+	assert.Nil(t, deadlinectx.Late("t", limit, start, start.Add(limit-1), executor.Soft), "observed before the deadline: on time")
+	te := deadlinectx.Late("t", limit, start, start.Add(limit), executor.Soft)
+	require.NotNil(t, te, "observed at the deadline: late")
+	assert.Equal(t, &executor.TimeoutError{Task: "t", Limit: limit, Elapsed: limit, Enforcement: executor.Soft, Stopped: true}, te)
+	assert.NotNil(t, deadlinectx.Late("t", limit, start, start.Add(time.Hour), executor.Hard))
+	assert.Nil(t, deadlinectx.Late("t", 0, start, start.Add(time.Hour), executor.Soft), "no limit is never late")
+	assert.Nil(t, deadlinectx.Late("t", -time.Second, start, start.Add(time.Hour), executor.Soft))
+}
+
+func TestCallerEndedTurnsTheCallersDeadlineIntoACancellation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	err := deadlinectx.CallerEnded("t", ctx, fmt.Errorf("gave up: %w", ctx.Err()))
+	var ce *executor.CanceledError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, executor.ClassCanceled, executor.ClassOf(err))
+
+	own := errors.New("disk full")
+	assert.Same(t, own, deadlinectx.CallerEnded("t", ctx, own), "another error is the task's own")
+	assert.NoError(t, deadlinectx.CallerEnded("t", ctx, nil))
+	live := context.Background()
+	dl := fmt.Errorf("x: %w", context.DeadlineExceeded)
+	assert.Same(t, dl, deadlinectx.CallerEnded("t", live, dl), "a live caller: the task's own deadline")
+	te := &executor.TimeoutError{Task: "t"}
+	assert.Same(t, error(te), deadlinectx.CallerEnded("t", ctx, te))
 }

@@ -94,13 +94,23 @@ func (w *Error) Decode(task string) error {
 	}
 	switch w.Class {
 	case executor.ClassTimeout:
+		if w.Enforcement == "" {
+			// Another error of the timeout class (a Classifier of the
+			// task's own), not the executor's *TimeoutError: keep it as
+			// it was rather than make up a limit and an elapsed time.
+			return &executor.RemoteError{Task: task, Class: w.Class, Message: w.Message}
+		}
 		enf := executor.Soft
 		if w.Enforcement == executor.Hard.String() {
 			enf = executor.Hard
 		}
 		return &executor.TimeoutError{Task: task, Limit: w.Limit, Elapsed: w.Elapsed, Enforcement: enf, Stopped: w.Stopped}
 	case executor.ClassPanic:
-		return &executor.PanicError{Task: task, Value: w.Value, Stack: []byte(w.Stack)}
+		var v any = w.Value
+		if w.Value == executor.ErrGoexit.Error() {
+			v = executor.ErrGoexit // errors.Is(err, executor.ErrGoexit) holds across the boundary
+		}
+		return &executor.PanicError{Task: task, Value: v, Stack: []byte(w.Stack)}
 	case executor.ClassCrash:
 		return &executor.CrashError{Task: task, Reason: w.Reason, Stderr: w.Stderr}
 	case executor.ClassBadInput:

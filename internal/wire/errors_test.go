@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -143,4 +144,40 @@ func TestReplayLogKeepsLevelMessageModuleAndPairs(t *testing.T) {
 	require.NoError(t, json.Unmarshal(local.Bytes(), &m))
 	assert.Equal(t, "warn", m["@level"])
 	assert.Equal(t, "not json", m["line"], "an undecodable line is quoted, not dropped")
+}
+
+func TestTasksOwnDeadlineIsAFailureAcrossTheWire(t *testing.T) {
+	// A task's own deadline (an HTTP client's, say) is not the executor's
+	// timeout: it keeps its message and comes back as a failure.
+	own := fmt.Errorf("GET https://example.invalid/: %w", context.DeadlineExceeded)
+	got := roundTrip(t, own)
+	assert.Equal(t, executor.ClassFailure, executor.ClassOf(got))
+	assert.Equal(t, own.Error(), got.Error(), "the message is kept")
+	assert.NotErrorIs(t, got, executor.ErrTimeout)
+	var te *executor.TimeoutError
+	assert.False(t, errors.As(got, &te), "no TimeoutError is made up")
+}
+
+func TestGoexitKeepsItsIdentityAcrossTheWire(t *testing.T) {
+	h := executor.NewHandler("quitter", func(ctx context.Context, _ int) (int, error) {
+		runtime.Goexit()
+		return 0, nil
+	}, nil)
+	_, err := h.RunIsolated(context.Background(), 0)
+	require.ErrorIs(t, err, executor.ErrGoexit)
+	got := roundTrip(t, err)
+	var pe *executor.PanicError
+	require.ErrorAs(t, got, &pe)
+	assert.Equal(t, "quitter", pe.Task)
+	assert.ErrorIs(t, got, executor.ErrGoexit)
+	assert.Equal(t, executor.ClassPanic, executor.ClassOf(got))
+	assert.Equal(t, err.Error(), got.Error())
+}
+
+func TestATimeoutClassOfTheTasksOwnIsNotMadeATimeoutError(t *testing.T) {
+	got := roundTrip(t, classed{executor.ClassTimeout})
+	var te *executor.TimeoutError
+	assert.False(t, errors.As(got, &te), "no limit or elapsed time is made up")
+	assert.Equal(t, executor.ClassTimeout, executor.ClassOf(got))
+	assert.Equal(t, "classed timeout", got.Error())
 }

@@ -246,6 +246,20 @@ func testUpsert(t *testing.T, s store.Store) {
 	require.Len(t, as, 1, "one attempt per number")
 	assert.Equal(t, "Success", as[0].State)
 	assert.Equal(t, "w", as[0].Worker)
+
+	// One batch with two records of one key: the later one wins.
+	require.NoError(t, s.Apply(c, &store.Batch{RunID: "r1",
+		TaskRuns: []store.TaskRun{{Label: "u", State: "Running"}, {Label: "v", State: "Running"}, {Label: "u", State: "Failed", ErrMessage: "x"}},
+		Attempts: []store.Attempt{{Label: "u", N: 1, State: "Running"}, {Label: "u", N: 1, State: "Failed"}}}))
+	trs, err = s.TaskRuns(c, "r1")
+	require.NoError(t, err)
+	require.Len(t, trs, 3)
+	assert.Equal(t, "Failed", trs[1].State, "the batch's later record of u wins")
+	assert.Equal(t, "x", trs[1].ErrMessage)
+	as, err = s.Attempts(c, "r1")
+	require.NoError(t, err)
+	require.Len(t, as, 2)
+	assert.Equal(t, "Failed", as[1].State)
 }
 
 func testChanges(t *testing.T, s store.Store) {

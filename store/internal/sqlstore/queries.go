@@ -3,7 +3,6 @@ package sqlstore
 // queries are the statements, with placeholders for the dialect.
 type queries struct {
 	runOwner, insertRun, getRun, runLease, updateRun, touchRun string
-	upsertTaskRun, upsertAttempt, insertChange, putCache       string
 	unclaim, dropPlaceholder, taskRuns, attempts, changes      string
 	setLease, release, placeholder, getCache, claim            string
 	cacheEntries, countCache, invalidate                       string
@@ -17,26 +16,12 @@ const deletable = `SELECT id FROM flowline_runs WHERE updated < ? AND (owner = '
 
 func makeQueries(rebind func(string) string, forUpdate string) queries {
 	q := queries{
-		runOwner:  `SELECT owner, created FROM flowline_runs WHERE id = ?`,
-		insertRun: `INSERT INTO flowline_runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		getRun:    `SELECT ` + runCols + ` FROM flowline_runs WHERE id = ?`,
-		runLease:  `SELECT owner, lease_expires FROM flowline_runs WHERE id = ? ` + forUpdate,
-		updateRun: `UPDATE flowline_runs SET state = ?, err_class = ?, err_message = ?, ended = ?, updated = ? WHERE id = ?`,
-		touchRun:  `UPDATE flowline_runs SET updated = ? WHERE id = ?`,
-		upsertTaskRun: `INSERT INTO flowline_task_runs (run_id, label, state, value, err_class, err_message, attempts, start_t, end_t, cache_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id, label) DO UPDATE SET state = excluded.state, value = excluded.value,
-			err_class = excluded.err_class, err_message = excluded.err_message, attempts = excluded.attempts,
-			start_t = excluded.start_t, end_t = excluded.end_t, cache_key = excluded.cache_key`,
-		upsertAttempt: `INSERT INTO flowline_attempts (run_id, label, n, state, start_t, end_t, err_class, err_message, worker)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id, label, n) DO UPDATE SET state = excluded.state, start_t = excluded.start_t,
-			end_t = excluded.end_t, err_class = excluded.err_class, err_message = excluded.err_message, worker = excluded.worker`,
-		insertChange: `INSERT INTO flowline_changes (run_id, seq, label, attempt, from_state, to_state, err_class, err_message, t)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING`,
-		putCache: `INSERT INTO flowline_cache (key, value, created, expires, claim_owner, claim_expires) VALUES (?, ?, ?, ?, '', 0)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value, created = excluded.created, expires = excluded.expires,
-			claim_owner = '', claim_expires = 0`,
+		runOwner:        `SELECT owner, created FROM flowline_runs WHERE id = ?`,
+		insertRun:       `INSERT INTO flowline_runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		getRun:          `SELECT ` + runCols + ` FROM flowline_runs WHERE id = ?`,
+		runLease:        `SELECT owner, lease_expires FROM flowline_runs WHERE id = ? ` + forUpdate,
+		updateRun:       `UPDATE flowline_runs SET state = ?, err_class = ?, err_message = ?, ended = ?, updated = ? WHERE id = ?`,
+		touchRun:        `UPDATE flowline_runs SET updated = ? WHERE id = ?`,
 		unclaim:         `UPDATE flowline_cache SET claim_owner = '', claim_expires = 0 WHERE key = ? AND claim_owner = ?`,
 		dropPlaceholder: `DELETE FROM flowline_cache WHERE key = ? AND value IS NULL AND claim_owner = ''`,
 		taskRuns: `SELECT label, state, value, err_class, err_message, attempts, start_t, end_t, cache_key
@@ -61,7 +46,7 @@ func makeQueries(rebind func(string) string, forUpdate string) queries {
 		deleteExpiredCache: `DELETE FROM flowline_cache WHERE expires <> 0 AND expires < ? AND claim_owner = ''`,
 	}
 	for _, p := range []*string{&q.runOwner, &q.insertRun, &q.getRun, &q.runLease, &q.updateRun, &q.touchRun,
-		&q.upsertTaskRun, &q.upsertAttempt, &q.insertChange, &q.putCache, &q.unclaim, &q.dropPlaceholder,
+		&q.unclaim, &q.dropPlaceholder,
 		&q.taskRuns, &q.attempts, &q.changes, &q.setLease, &q.release, &q.placeholder, &q.getCache, &q.claim,
 		&q.cacheEntries, &q.countCache, &q.invalidate, &q.deleteTaskRuns, &q.deleteAttempts, &q.deleteChanges,
 		&q.deleteRuns, &q.deleteExpiredCache} {

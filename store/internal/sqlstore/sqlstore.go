@@ -347,25 +347,29 @@ func (s *DB) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	if err != nil {
 		return err
 	}
-	if err := s.each(ctx, tx, s.q.upsertTaskRun, len(b.TaskRuns), func(i int) []any {
+	type attemptKey struct {
+		label string
+		n     int
+	}
+	if err := s.insert(ctx, tx, bulkTaskRuns, lastPerKey(len(b.TaskRuns), func(i int) string { return b.TaskRuns[i].Label }), func(i int) []any {
 		t := &b.TaskRuns[i]
 		return []any{b.RunID, t.Label, t.State, t.Value, t.ErrClass, t.ErrMessage, t.Attempts, ns(t.Start), ns(t.End), t.CacheKey}
 	}); err != nil {
 		return err
 	}
-	if err := s.each(ctx, tx, s.q.upsertAttempt, len(b.Attempts), func(i int) []any {
+	if err := s.insert(ctx, tx, bulkAttempts, lastPerKey(len(b.Attempts), func(i int) attemptKey { return attemptKey{b.Attempts[i].Label, b.Attempts[i].N} }), func(i int) []any {
 		a := &b.Attempts[i]
 		return []any{b.RunID, a.Label, a.N, a.State, ns(a.Start), ns(a.End), a.ErrClass, a.ErrMessage, a.Worker}
 	}); err != nil {
 		return err
 	}
-	if err := s.each(ctx, tx, s.q.insertChange, len(b.Changes), func(i int) []any {
+	if err := s.insert(ctx, tx, bulkChanges, lastPerKey(len(b.Changes), func(i int) int64 { return b.Changes[i].Seq }), func(i int) []any {
 		c := &b.Changes[i]
 		return []any{b.RunID, c.Seq, c.Label, c.Attempt, c.From, c.To, c.ErrClass, c.ErrMessage, ns(c.Time)}
 	}); err != nil {
 		return err
 	}
-	if err := s.each(ctx, tx, s.q.putCache, len(b.Cache), func(i int) []any {
+	if err := s.insert(ctx, tx, bulkCache, lastPerKey(len(b.Cache), func(i int) string { return b.Cache[i].Key }), func(i int) []any {
 		e := &b.Cache[i]
 		created := e.Created
 		if created.IsZero() {
@@ -380,29 +384,6 @@ func (s *DB) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.q.dropPlaceholder, key); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// each runs the statement q once per row, prepared once when there are
-// several.
-func (s *DB) each(ctx context.Context, tx *sql.Tx, q string, n int, args func(i int) []any) error {
-	switch n {
-	case 0:
-		return nil
-	case 1:
-		_, err := tx.ExecContext(ctx, q, args(0)...)
-		return err
-	}
-	st, err := tx.PrepareContext(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for i := range n {
-		if _, err := st.ExecContext(ctx, args(i)...); err != nil {
 			return err
 		}
 	}

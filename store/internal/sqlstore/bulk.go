@@ -1,0 +1,89 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+)
+
+// bulk is a multi-row INSERT: head, then one tuple per row, then tail.
+// One statement per chunk of rows costs one round trip (Postgres) and one
+// statement's overhead (SQLite) instead of one per row: what makes a
+// batch of a thousand task runs commit in milliseconds.
+type bulk struct {
+	head, tuple, tail string
+	args              int // placeholders per tuple
+}
+
+// chunk is the most rows per statement, under both engines' limits on
+// placeholders (SQLite 32766, Postgres 65535).
+const chunk = 200
+
+var (
+	bulkTaskRuns = bulk{
+		head:  `INSERT INTO flowline_task_runs (run_id, label, state, value, err_class, err_message, attempts, start_t, end_t, cache_key) VALUES `,
+		tuple: `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args: 10,
+		tail: ` ON CONFLICT (run_id, label) DO UPDATE SET state = excluded.state, value = excluded.value,
+			err_class = excluded.err_class, err_message = excluded.err_message, attempts = excluded.attempts,
+			start_t = excluded.start_t, end_t = excluded.end_t, cache_key = excluded.cache_key`,
+	}
+	bulkAttempts = bulk{
+		head:  `INSERT INTO flowline_attempts (run_id, label, n, state, start_t, end_t, err_class, err_message, worker) VALUES `,
+		tuple: `(?, ?, ?, ?, ?, ?, ?, ?, ?)`, args: 9,
+		tail: ` ON CONFLICT (run_id, label, n) DO UPDATE SET state = excluded.state, start_t = excluded.start_t,
+			end_t = excluded.end_t, err_class = excluded.err_class, err_message = excluded.err_message, worker = excluded.worker`,
+	}
+	bulkChanges = bulk{
+		head:  `INSERT INTO flowline_changes (run_id, seq, label, attempt, from_state, to_state, err_class, err_message, t) VALUES `,
+		tuple: `(?, ?, ?, ?, ?, ?, ?, ?, ?)`, args: 9,
+		tail: ` ON CONFLICT (run_id, seq) DO NOTHING`,
+	}
+	bulkCache = bulk{
+		head:  `INSERT INTO flowline_cache (key, value, created, expires, claim_owner, claim_expires) VALUES `,
+		tuple: `(?, ?, ?, ?, '', 0)`, args: 4,
+		tail: ` ON CONFLICT (key) DO UPDATE SET value = excluded.value, created = excluded.created, expires = excluded.expires,
+			claim_owner = '', claim_expires = 0`,
+	}
+)
+
+// insert writes rows (indexes into the caller's slice, each key once: an
+// upsert may not touch one row twice in one statement) in chunks.
+func (s *DB) insert(ctx context.Context, tx *sql.Tx, b bulk, rows []int, args func(i int) []any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), chunk)
+		var q strings.Builder
+		q.WriteString(b.head)
+		flat := make([]any, 0, n*b.args)
+		for k := range n {
+			if k > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(b.tuple)
+			flat = append(flat, args(rows[k])...)
+		}
+		q.WriteString(b.tail)
+		if _, err := tx.ExecContext(ctx, s.rebind(q.String()), flat...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// lastPerKey returns the indexes 0..n-1 keeping, for each key, only the
+// last row with it, in first-seen order: a later row of a batch supersedes
+// an earlier one (a task run's final record its Running one).
+func lastPerKey[K comparable](n int, key func(i int) K) []int {
+	at := make(map[K]int, n)
+	order := make([]int, 0, n)
+	for i := range n {
+		k := key(i)
+		if p, ok := at[k]; ok {
+			order[p] = i
+			continue
+		}
+		at[k] = len(order)
+		order = append(order, i)
+	}
+	return order
+}
