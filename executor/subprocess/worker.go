@@ -322,6 +322,7 @@ func (w *worker) read() {
 	handshaken := false
 	for {
 		kind, body, err := r.Next()
+		at := time.Now() // when a result is observed, for the late rule
 		if err == nil && !handshaken {
 			err = w.handshake(kind, body)
 			handshaken = true
@@ -334,7 +335,7 @@ func (w *worker) read() {
 		if err == nil {
 			switch kind {
 			case proto.KindResult:
-				err = w.onResult(body)
+				err = w.onResult(body, at)
 			case proto.KindLog:
 				err = w.onLog(body)
 			default:
@@ -381,26 +382,37 @@ func (w *worker) handshake(kind byte, body []byte) error {
 	return nil
 }
 
-// onResult completes the running call with the worker's result, unless
-// the call is already being stopped or has overrun its limit.
-func (w *worker) onResult(body []byte) error {
+// onResult completes the running call with the worker's result, observed
+// at at, unless the call is being stopped otherwise or is late. The late
+// rule (executor.TimeoutHandler): a result observed at or after the call's
+// deadline, or one the worker itself found past it, is a timeout; one
+// observed before it is the answer, even if the deadline's timer fired
+// while it was on its way here (the worker, killed already, is replaced).
+func (w *worker) onResult(body []byte, at time.Time) error {
 	res, err := proto.DecodeResult(body)
 	if err != nil {
 		return err
 	}
 	e := w.e
 	e.mu.Lock()
-	if w.stopping {
-		e.mu.Unlock()
-		return nil // the stop decides the answer
-	}
 	j := w.job
+	late := j != nil && !j.deadline.IsZero() && (res.Expired || !at.Before(j.deadline))
+	if w.stopping {
+		if w.reason != stopTimeout || late || j == nil || j.seq != res.Seq {
+			e.mu.Unlock()
+			return nil // the stop decides the answer
+		}
+		w.detachLocked(j) // the serving slot then has no call to fail
+		e.mu.Unlock()
+		w.answer(j, res)
+		return nil
+	}
 	if j == nil || j.seq != res.Seq {
 		e.mu.Unlock()
 		return fmt.Errorf("a result for call %d, which is not running", res.Seq)
 	}
-	if !j.deadline.IsZero() && (res.Expired || !time.Now().Before(j.deadline)) {
-		// Too late, whatever it says: a timeout, and the group must die.
+	if late {
+		// A timeout, whatever it says (Stopped once the group is dead).
 		e.stopLocked(w, stopTimeout, "")
 		e.mu.Unlock()
 		return nil
@@ -418,14 +430,20 @@ func (w *worker) onResult(body []byte) error {
 	if next != nil {
 		w.send(next) // before decoding: the worker starts on it meanwhile
 	}
+	w.answer(j, res)
+	return nil
+}
+
+// answer decodes the worker's result of j and completes j with it.
+func (w *worker) answer(j *job, res proto.Result) {
 	var value any
+	var err error
 	if res.Err != nil {
 		err = res.Err.Decode(j.call.Name())
 	} else {
 		value, err = j.call.Handler.DecodeOutput(res.Output)
 	}
-	e.finish(j, w, value, err)
-	return nil
+	w.e.finish(j, w, value, err)
 }
 
 // onLog replays a log record of the task on its call's logger.
