@@ -52,7 +52,10 @@ type Executor struct {
 	stopOnce sync.Once
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor     = (*Executor)(nil)
+	_ executor.TrySubmitter = (*Executor)(nil)
+)
 
 // New returns an Executor. It starts nothing: workers start when calls
 // need them. On Linux, unless opts.NoSubreaper is set, it makes this

@@ -39,7 +39,7 @@ func TestGoexitIsAPanicAndTheWorkerServesOn(t *testing.T) {
 			var pe *executor.PanicError
 			require.ErrorAs(t, err, &pe)
 			assert.Equal(t, goexitTask.Name(), pe.Task)
-			assert.Contains(t, err.Error(), "runtime.Goexit")
+			assert.Contains(t, err.Error(), executor.ErrGoexit.Error())
 			assert.Equal(t, executor.ClassPanic, executor.ClassOf(err))
 			assert.Equal(t, before, workerPID(t, f), "it ran in the warm worker")
 			assert.Equal(t, before, pidOf(t, ex), "the worker is kept and serves the next call")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,7 +255,9 @@ func (s *server) call(c proto.Call) proto.Result {
 		r.stop()
 	}
 
-	out, err := runTask(ctx, h, executor.Raw(c.Input))
+	// On a goroutine of its own: a task's runtime.Goexit is answered as a
+	// *executor.PanicError and the worker serves on.
+	out, err := h.RunIsolated(ctx, executor.Raw(c.Input))
 	res.Expired = !r.deadline.IsZero() && !time.Now().Before(r.deadline)
 	if err == nil {
 		res.Output, err = h.EncodeOutput(out)
@@ -271,32 +272,6 @@ func (s *server) call(c proto.Call) proto.Result {
 	}
 	return res
 }
-
-// runTask runs h on a goroutine of its own, so that a task that calls
-// runtime.Goexit (directly, or through a helper that does) ends only that
-// goroutine: the call is then answered with an *executor.PanicError, the
-// stack where Goexit was called in it, and the worker serves on. A panic
-// is Handler.Run's to recover.
-func runTask(ctx context.Context, h *executor.Handler, input any) (out any, err error) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		returned := false
-		defer func() {
-			if !returned {
-				out, err = nil, &executor.PanicError{Task: h.Name(), Value: errGoexit, Stack: debug.Stack()}
-			}
-		}()
-		out, err = h.Run(ctx, input)
-		returned = true
-	}()
-	<-done
-	return out, err
-}
-
-// errGoexit is the value of the *executor.PanicError of a task that
-// called runtime.Goexit.
-var errGoexit = errors.New("runtime.Goexit called in the task")
 
 // resultOverhead bounds the bytes of a Result frame besides the output.
 const resultOverhead = 32
