@@ -31,8 +31,10 @@ type Options struct {
 	// executor's: see executor.TimeoutHandler.
 	Timeout time.Duration
 
-	// Grace is how long a hard executor waits after SIGTERM before
-	// SIGKILL. Zero means the executor's default.
+	// Grace is how long a hard executor lets an attempt's processes run
+	// between SIGTERM and SIGKILL, for cooperative cleanup. Zero means the
+	// executor's own setting (none by default for executor/subprocess),
+	// negative means none, positive is that grace: see executor.Call.Grace.
 	Grace time.Duration
 
 	// MaxRetries is how many times a failed attempt is tried again: the run

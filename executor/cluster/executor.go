@@ -626,7 +626,7 @@ func (e *Executor) cancel(p *pending, ctx context.Context) {
 			heap.Remove(&e.timers, p.heapIdx)
 		}
 		p.lastLook = time.Time{}
-		p.when = time.Now().Add(p.call.Grace + e.opts.TimeoutMargin)
+		p.when = time.Now().Add(max(p.call.Grace, 0) + e.opts.TimeoutMargin)
 		e.pushLocked(p)
 		e.verdictLocked(p, err)
 		e.mu.Unlock()
@@ -959,7 +959,7 @@ func (e *Executor) onEvent(m *nats.Msg) {
 			// Past the limit and grace, a dead worker's call is delivered
 			// again within the ack wait; this delivery's Started moves
 			// the backstop, so it never fires before a redelivery could.
-			p.when = now.Add(p.call.Limit + p.call.Grace + e.ackWait + e.opts.TimeoutMargin)
+			p.when = now.Add(p.call.Limit + max(p.call.Grace, 0) + e.ackWait + e.opts.TimeoutMargin)
 			e.pushLocked(p)
 		}
 		e.mu.Unlock()

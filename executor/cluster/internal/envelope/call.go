@@ -22,7 +22,7 @@ type Call struct {
 	Run     string
 	Attempt int
 	Limit   time.Duration // zero: none
-	Grace   time.Duration // zero: the worker executor's default
+	Grace   time.Duration // zero: the worker executor's default; negative (-1 after decoding): none
 	Reply   string        // subject for events; empty: send none
 	Log     bool          // forward the task's log lines to Reply
 	Hard    bool          // the submitter requires hard enforcement
@@ -32,6 +32,9 @@ const (
 	kindCall = 'c'
 	flagLog  = 1 << 0
 	flagHard = 1 << 1
+	// flagNoGrace carries a negative Grace ("no grace at all", as
+	// executor.Call defines it), which the unsigned duration field cannot.
+	flagNoGrace = 1 << 2
 )
 
 // AppendCall appends the encoding of c, then input, to dst.
@@ -42,6 +45,9 @@ func AppendCall(dst []byte, c Call, input []byte) []byte {
 	}
 	if c.Hard {
 		flags |= flagHard
+	}
+	if c.Grace < 0 {
+		flags |= flagNoGrace
 	}
 	dst = append(dst, version, kindCall, flags)
 	dst = appendString(dst, c.Key)
@@ -108,6 +114,9 @@ func DecodeCall(data []byte) (Call, []byte, error) {
 		errs = append(errs, errors.New("duration out of range"))
 	} else {
 		c.Limit, c.Grace = time.Duration(limit), time.Duration(grace)
+		if flags&flagNoGrace != 0 {
+			c.Grace = -1
+		}
 	}
 	if len(errs) > 0 {
 		return c, nil, fmt.Errorf("envelope: malformed call message: %w", errors.Join(errs...))

@@ -167,6 +167,7 @@ func TestCallRoundTrip(t *testing.T) {
 		{Task: "t", Key: "r/t/1", Run: "r", Attempt: 1},
 		{Task: "t", Key: "k", Run: "", Attempt: 3, Limit: time.Second, Grace: 5 * time.Millisecond,
 			Reply: "flowline.events.x", Log: true, Hard: true},
+		{Task: "t", Key: "k", Attempt: 1, Limit: time.Second, Grace: -1}, // no grace at all
 	} {
 		got, input, err := envelope.DecodeCall(envelope.AppendCall(nil, c, []byte(`{"N":1}`)))
 		require.NoError(t, err)
@@ -214,7 +215,7 @@ func FuzzDecodeCall(f *testing.F) {
 		require.NotEmpty(t, c.Key)
 		require.Positive(t, c.Attempt)
 		require.GreaterOrEqual(t, c.Limit, time.Duration(0))
-		require.GreaterOrEqual(t, c.Grace, time.Duration(0))
+		require.GreaterOrEqual(t, c.Grace, time.Duration(-1))
 		again, input2, err := envelope.DecodeCall(envelope.AppendCall(nil, c, input))
 		require.NoError(t, err)
 		require.Equal(t, c, again)
