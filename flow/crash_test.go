@@ -4,13 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	crand "crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -27,6 +22,7 @@ import (
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/store/postgres"
+	"github.com/flowline-go/flowline/store/postgres/pgtest"
 	"github.com/flowline-go/flowline/store/sqlite"
 	"github.com/flowline-go/flowline/task"
 )
@@ -294,43 +290,11 @@ func TestCrashTrialsSQLite(t *testing.T) {
 	t.Logf("%d trials: %d task runs in flight at the kills, %d ran again, none recorded complete ran again", trials, total.inFlight, total.reRun)
 }
 
-// postgresSchema returns a DSN on a new schema of the test server, or
-// skips (fails in CI) without one.
-func postgresSchema(t *testing.T) string {
-	base := os.Getenv("FLOWLINE_TEST_POSTGRES")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("FLOWLINE_TEST_POSTGRES is not set in CI: .ci/run must start a PostgreSQL server")
-		}
-		t.Skip("FLOWLINE_TEST_POSTGRES is not set: start a server with eval \"$(scripts/postgres-test-server)\"")
-	}
-	db, err := sql.Open("pgx", base)
-	require.NoError(t, err)
-	defer db.Close()
-	var b [6]byte
-	_, _ = crand.Read(b[:])
-	schema := "crash_" + hex.EncodeToString(b[:])
-	_, err = db.Exec("CREATE SCHEMA " + schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", base); err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			_ = db.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 func TestCrashTrialsPostgresTwoResumers(t *testing.T) {
 	dir := t.TempDir()
 	const trials = 5
 	for trial := range trials {
-		spec := "postgres:" + postgresSchema(t)
+		spec := "postgres:" + pgtest.Schema(t)
 		f := crashTrial(t, spec, 2, dir, trial)
 		t.Logf("trial %d: %4d task runs started before the kill, %4d recorded complete, %d in flight, %d ran again",
 			trial, f.ranBeforeKill, f.recorded, f.inFlight, f.reRun)

@@ -2,11 +2,7 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,61 +10,20 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/store/postgres"
+	"github.com/flowline-go/flowline/store/postgres/pgtest"
 	"github.com/flowline-go/flowline/store/storetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// dsn returns the test server's DSN from FLOWLINE_TEST_POSTGRES (see
-// scripts/postgres-test-server). Without it the test skips, except in CI
-// (CI=true), where a missing server is a failure: CI must never pass
-// without having run these tests.
-func dsn(t *testing.T) string {
-	t.Helper()
-	d := os.Getenv("FLOWLINE_TEST_POSTGRES")
-	if d == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("FLOWLINE_TEST_POSTGRES is not set in CI: .ci/run must start a PostgreSQL server (scripts/postgres-test-server)")
-		}
-		t.Skip("FLOWLINE_TEST_POSTGRES is not set: start a server with eval \"$(scripts/postgres-test-server)\" to run the Postgres tests")
-	}
-	return d
-}
-
-// fresh returns a DSN whose search_path is a new, empty schema, so each
-// test has a store of its own on the one server.
-func fresh(t *testing.T) string {
-	t.Helper()
-	base := dsn(t)
-	db, err := sql.Open("pgx", base)
-	require.NoError(t, err)
-	defer db.Close()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "t_" + hex.EncodeToString(b[:])
-	_, err = db.Exec("CREATE SCHEMA " + schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			_ = db.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// fresh is a DSN on a new, empty schema of the test server: see pgtest.
+func fresh(t *testing.T) string { t.Helper(); return pgtest.Schema(t) }
 
 func open(t *testing.T, d string, opts postgres.Options) *postgres.Store {
 	t.Helper()
