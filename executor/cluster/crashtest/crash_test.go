@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -544,7 +545,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 
 	// The recorded results are the answers: one Output record per call,
 	// with its value, and no verdict of a submitter among them.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	kv, err := o.js.KeyValue(ctx, r.setup.Bucket)
 	require.NoError(t, err)
@@ -590,15 +591,39 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 		}
 	}
 
-	// Nothing left: the stream is empty once the last acks land.
-	require.Eventually(t, func() bool {
+	// Nothing left: the stream is empty once the last acks land. An ack
+	// lost with a dead stream leader leaves its message in the stream
+	// until the ack wait (30s by default) redelivers it; the worker then
+	// finds its result recorded and acks it without running it again. So
+	// the wait covers one ack wait, and says what is left if it runs out.
+	var left atomic.Pointer[string] // written by Eventually's goroutine
+	say := func(format string, args ...any) { m := fmt.Sprintf(format, args...); left.Store(&m) }
+	empty := assert.Eventually(t, func() bool {
 		s, err := o.js.Stream(ctx, r.setup.Stream)
 		if err != nil {
+			say("stream: %v", err)
 			return false
 		}
 		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs == 0
-	}, 30*time.Second, 100*time.Millisecond, "calls left in the stream")
+		if err != nil {
+			say("stream info: %v", err)
+			return false
+		}
+		say("%d messages", info.State.Msgs)
+		if c, err := s.Consumer(ctx, r.setup.Consumer); err == nil {
+			if ci, err := c.Info(ctx); err == nil {
+				say("%d messages; consumer: %d ack pending, %d redelivered, %d waiting pulls",
+					info.State.Msgs, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
+			}
+		}
+		return info.State.Msgs == 0
+	}, 45*time.Second, 100*time.Millisecond, "calls left in the stream")
+	if !empty {
+		if m := left.Load(); m != nil {
+			t.Fatalf("left in the stream: %s", *m)
+		}
+		t.FailNow()
+	}
 
 	// The recovery gap: the longest time without a completion after each
 	// kill.
