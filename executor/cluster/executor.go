@@ -593,8 +593,14 @@ func (e *Executor) complete(p *pending, v any, err error, worker string) {
 	if worker != "" {
 		p.promise.SetWorker(worker)
 	}
-	p.promise.Complete(v, err)
-	e.release(p)
+	// Completing runs the caller's OnDone callbacks: on a goroutine of its
+	// own, so that a slow one stalls neither the result watcher nor a NATS
+	// callback, and with them every other call. Shutdown owns it: it waits
+	// for release.
+	go func() {
+		p.promise.Complete(v, err)
+		e.release(p)
+	}()
 }
 
 // release ends p's part in inflight.
