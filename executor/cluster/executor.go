@@ -96,8 +96,9 @@ type Executor struct {
 	js      jetstream.JetStream
 	obj     objects
 	id      string
-	events  string        // subject the workers send events to
-	ackWait time.Duration // the consumer's
+	events  string         // subject the workers send events to
+	replays sync.WaitGroup // log replay goroutines; teardown waits for them
+	ackWait time.Duration  // the consumer's
 
 	watcher    jetstream.KeyWatcher // under mu: the watchdog replaces it
 	stopWatch  context.CancelFunc
@@ -374,6 +375,8 @@ type pending struct {
 	want     envelope.Result   // that result
 	logLines map[uint64]uint64 // lines received per delivery
 	done     bool              // removed from the map
+	logQ     []envelope.Event  // log lines not yet replayed
+	logging  bool              // a replay goroutine drains logQ
 
 	// A cancelled call of a hard submitter that a worker runs waits for
 	// the worker's report that its executor returned it (the process is
@@ -985,41 +988,51 @@ func (e *Executor) onEvent(m *nats.Msg) {
 			e.complete(p, nil, p.verdict, "")
 		}
 	case envelope.Log:
-		var loggers []hclog.Logger
-		e.mu.Lock()
-		for p := e.pending[ev.Key]; p != nil; p = p.next {
-			if p.call.Logger != nil {
-				loggers = append(loggers, p.call.Logger)
-			}
-		}
-		e.mu.Unlock()
-		if len(loggers) == 0 {
-			return
-		}
-		for _, l := range loggers {
-			wire.ReplayLog(l, ev.Payload)
-		}
-		// Counted once written: a result that waits for this line
-		// completes its future only after the line is in the logger.
-		var ready []*pending
+		// Replayed off this callback, in order, by one goroutine per
+		// call: a slow Logger delays its own call's lines only.
 		e.mu.Lock()
 		for p := e.pending[ev.Key]; p != nil; p = p.next {
 			if p.call.Logger == nil {
 				continue
 			}
-			if p.logLines == nil {
-				p.logLines = make(map[uint64]uint64, 1)
-			}
-			p.logLines[ev.Delivery]++
-			if p.parked && p.want.Delivery == ev.Delivery && p.logLines[ev.Delivery] >= p.want.Logs {
-				ready = append(ready, p)
+			p.logQ = append(p.logQ, ev)
+			if !p.logging {
+				p.logging = true
+				e.replays.Add(1)
+				go e.replay(p)
 			}
 		}
-		for _, p := range ready {
+		e.mu.Unlock()
+	}
+}
+
+// replay writes p's queued log lines to its Logger until none is left.
+func (e *Executor) replay(p *pending) {
+	defer e.replays.Done()
+	for {
+		e.mu.Lock()
+		if len(p.logQ) == 0 {
+			p.logging = false
+			e.mu.Unlock()
+			return
+		}
+		ev := p.logQ[0]
+		p.logQ = p.logQ[1:]
+		e.mu.Unlock()
+		wire.ReplayLog(p.call.Logger, ev.Payload)
+		// Counted once written: a result that waits for this line
+		// completes its future only after the line is in the logger.
+		e.mu.Lock()
+		if p.logLines == nil {
+			p.logLines = make(map[uint64]uint64, 1)
+		}
+		p.logLines[ev.Delivery]++
+		ready := !p.done && p.parked && p.want.Delivery == ev.Delivery && p.logLines[ev.Delivery] >= p.want.Logs
+		if ready {
 			e.removeLocked(p)
 		}
 		e.mu.Unlock()
-		for _, p := range ready {
+		if ready {
 			e.finish(p, p.want, nil)
 		}
 	}
@@ -1255,6 +1268,7 @@ func (e *Executor) teardown(ctx context.Context) {
 	if started {
 		<-e.watchDone
 	}
+	e.replays.Wait() // after the connection closed, none starts
 	if s, ok := e.server.(interface{ Shutdown() }); ok && e.owned {
 		s.Shutdown()
 	}
