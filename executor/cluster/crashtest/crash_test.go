@@ -599,6 +599,11 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 	var left atomic.Pointer[string] // written by Eventually's goroutine
 	say := func(format string, args ...any) { m := fmt.Sprintf(format, args...); left.Store(&m) }
 	empty := assert.Eventually(t, func() bool {
+		// Each look has a short limit of its own: a request sent just as
+		// the observer's server died is never answered, and one look that
+		// hangs would stop Eventually from looking again.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		s, err := o.js.Stream(ctx, r.setup.Stream)
 		if err != nil {
 			say("stream: %v", err)
