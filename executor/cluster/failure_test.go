@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/executor/cluster/internal/freeport"
 	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/executortest"
 	"github.com/flowline-go/flowline/executor/local"
@@ -100,25 +100,8 @@ func TestKilledWorkerProcessLosesNoCall(t *testing.T) {
 	assert.Zero(t, info.State.Msgs, "calls left in the stream")
 }
 
-// freePorts returns n ports that were free a moment ago on loopback.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		require.NoError(t, l.Close())
-	}
-	return ports
-}
-
 func TestStreamLeaderFailover(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := freeport.Loopback(t, 3)
 	servers := make([]*natsserver.Server, 3)
 	var urls []string
 	for i := range servers {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor/cluster"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/executor/cluster/internal/freeport"
 	"github.com/flowline-go/flowline/executor/cluster/natsserver"
 	"github.com/flowline-go/flowline/executor/local"
 	"github.com/flowline-go/flowline/flow"
@@ -238,25 +238,9 @@ type natsCluster struct {
 	servers []*proc
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		require.NoError(t, l.Close())
-	}
-	return ports
-}
-
 func startCluster(t *testing.T) *natsCluster {
 	t.Helper()
-	ports := freePorts(t, 6)
+	ports := freeport.Loopback(t, 6)
 	c := &natsCluster{}
 	for i := range 3 {
 		cfg := serverConfig{Name: fmt.Sprintf("s%d", i), ClientPort: ports[i], RoutePort: ports[3+i],
