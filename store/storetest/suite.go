@@ -69,6 +69,8 @@ func Run(t *testing.T, cfg Config) {
 		{"Concurrency", []check{
 			{"ManyWriters", testManyWriters},
 		}},
+		{"Requests", requestChecks},
+		{"Filters", filterChecks},
 		{"Close", []check{
 			{"AfterCloseIsClosed", testClosed},
 		}},
