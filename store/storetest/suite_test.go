@@ -82,6 +82,20 @@ func (b *broken) DeleteRuns(ctx context.Context, cutoff time.Time) (int, error) 
 	return b.Store.DeleteRuns(ctx, cutoff)
 }
 
+func (b *broken) ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error) {
+	if b.how == "overbooks-slots" {
+		return b.Store.ClaimSlots(ctx, name, key, limit+1, owner, holders, ttl)
+	}
+	return b.Store.ClaimSlots(ctx, name, key, limit, owner, holders, ttl)
+}
+
+func (b *broken) TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (int, time.Time, error) {
+	if b.how == "double-burst" {
+		return b.Store.TakeTokens(ctx, name, key, interval, 2*burst, n)
+	}
+	return b.Store.TakeTokens(ctx, name, key, interval, burst, n)
+}
+
 func TestSQLiteThroughTheSuite(t *testing.T) {
 	storetest.Run(t, storetest.Config{New: newSQLite})
 }
@@ -117,6 +131,8 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		"shares-leases":    {"Leases/AcquireHeldExpireRelease", "Leases/ConcurrentAcquireOneWins"},
 		"never-hits":       {"Cache/MissClaimPutHit", "Cache/ClaimHeldByOther", "Cache/Expiry", "Cache/ConcurrentClaimOneWins"},
 		"keeps-everything": {"Retention/DeleteOldRuns"},
+		"overbooks-slots":  {"Limits/ClaimUpToLimit", "Limits/ConcurrentClaimersNeverExceed"},
+		"double-burst":     {"Limits/TokensBurstThenInterval", "Limits/ConcurrentTakersNeverExceed"},
 	} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
