@@ -69,6 +69,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Concurrency", []check{
 			{"ManyWriters", testManyWriters},
 		}},
+		{"Limits", limitChecks},
 		{"Requests", requestChecks},
 		{"Filters", filterChecks},
 		{"Close", []check{

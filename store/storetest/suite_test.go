@@ -122,6 +122,20 @@ func (b *broken) RequestRetry(ctx context.Context, id string) error {
 	return b.Store.RequestRetry(ctx, id)
 }
 
+func (b *broken) ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error) {
+	if b.how == "overbooks-slots" {
+		return b.Store.ClaimSlots(ctx, name, key, limit+1, owner, holders, ttl)
+	}
+	return b.Store.ClaimSlots(ctx, name, key, limit, owner, holders, ttl)
+}
+
+func (b *broken) TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (int, time.Time, error) {
+	if b.how == "double-burst" {
+		return b.Store.TakeTokens(ctx, name, key, interval, 2*burst, n)
+	}
+	return b.Store.TakeTokens(ctx, name, key, interval, burst, n)
+}
+
 func TestSQLiteThroughTheSuite(t *testing.T) {
 	storetest.Run(t, storetest.Config{New: newSQLite})
 }
@@ -161,6 +175,8 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		"ignores-filters":  {"Filters/StatesAndTimes", "Filters/NewestWithLimit"},
 		"cancels-finished": {"Requests/CancelRefusals", "Requests/CancelRacesEnd"},
 		"retries-anything": {"Requests/RetryRefusals", "Requests/RetryPendingUntilRestart"},
+		"overbooks-slots":  {"Limits/ClaimUpToLimit", "Limits/ConcurrentClaimersNeverExceed"},
+		"double-burst":     {"Limits/TokensBurstThenInterval", "Limits/ConcurrentTakersNeverExceed"},
 	} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()

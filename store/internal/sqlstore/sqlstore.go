@@ -48,6 +48,7 @@ type DB struct {
 	d      Dialect
 	closed atomic.Bool
 	q      queries
+	lim    limitState // store.Limiter's statements and seeded rows (limits.go)
 	rq     requestQueries
 }
 
