@@ -277,3 +277,57 @@ func TestUnknownFlowAndClosedStore(t *testing.T) {
 func TestNewPanicsOnNilStore(t *testing.T) {
 	assert.PanicsWithValue(t, "dashboard: New with a nil store", func() { dashboard.New(nil, dashboard.Options{}) })
 }
+
+// TestRunActionsRecordRequests: cancel and retry record their requests in
+// the store and go back to the run's page, which says so; a run in the
+// wrong state is 409 and nothing is recorded.
+func TestRunActionsRecordRequests(t *testing.T) {
+	e := newEnv(t)
+	e.run(t, e.flows.report, "report-0001")
+	e.run(t, e.flows.etl, "etl-0001")
+	ctx := context.Background()
+	require.NoError(t, e.st.CreateRun(ctx, store.Run{ID: "running-0001", Flow: "gated", State: "Running", Created: time.Now()}))
+	form := url.Values{"token": {e.h.Token()}}
+
+	status, loc, _ := post(t, e.srv.URL+"/runs/report-0001/retry", form, nil)
+	assert.Equal(t, http.StatusSeeOther, status)
+	assert.Equal(t, "/runs/report-0001?done=retry", loc)
+	run, err := e.st.Run(ctx, "report-0001")
+	require.NoError(t, err)
+	assert.False(t, run.RetryRequested.IsZero())
+	_, body := get(t, e.srv.URL+loc)
+	assert.Contains(t, body, `id="retry-requested"`)
+	assert.Contains(t, body, "Retry requested: a service running flow.Serve")
+	assert.NotContains(t, body, `id="retry"`, "no second retry button while one is pending")
+
+	status, loc, _ = post(t, e.srv.URL+"/runs/running-0001/cancel", form, nil)
+	assert.Equal(t, http.StatusSeeOther, status)
+	assert.Equal(t, "/runs/running-0001?done=cancel", loc)
+	run, err = e.st.Run(ctx, "running-0001")
+	require.NoError(t, err)
+	assert.False(t, run.CancelRequested.IsZero())
+	_, body = get(t, e.srv.URL+"/runs/running-0001")
+	assert.Contains(t, body, `id="cancel-requested"`)
+	assert.NotContains(t, body, `id="cancel"`)
+	_, body = get(t, e.srv.URL+"/")
+	assert.Contains(t, body, "cancel requested")
+	assert.Contains(t, body, "retry requested")
+
+	for _, tc := range []struct{ path, want string }{
+		{"/runs/etl-0001/retry", "This run cannot be retried"},
+		{"/runs/running-0001/retry", "This run cannot be retried"},
+		{"/runs/etl-0001/cancel", "This run cannot be cancelled"},
+	} {
+		status, _, body := post(t, e.srv.URL+tc.path, form, nil)
+		assert.Equal(t, http.StatusConflict, status, tc.path)
+		assert.Contains(t, body, tc.want, tc.path)
+	}
+	run, err = e.st.Run(ctx, "etl-0001")
+	require.NoError(t, err)
+	assert.True(t, run.RetryRequested.IsZero() && run.CancelRequested.IsZero(), "nothing recorded")
+
+	status, _, _ = post(t, e.srv.URL+"/runs/nope/cancel", form, nil)
+	assert.Equal(t, http.StatusNotFound, status)
+	status, _, _ = post(t, e.srv.URL+"/runs/report-0001/cancel", url.Values{}, nil)
+	assert.Equal(t, http.StatusForbidden, status, "no token")
+}

@@ -205,6 +205,7 @@ func drawGraph(b *bytes.Buffer, g []flow.GraphNode, rows []*taskRow, runURL stri
 	b.WriteString(`<defs><marker id="g-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#667085"/></marker></defs>`)
 	// Edges under the nodes.
 	for _, e := range edges {
+		fromParam := nodes[e.path[0]].kind == gParam
 		var d bytes.Buffer
 		first := nodes[e.path[0]]
 		px, py := first.x+first.w, first.y
@@ -226,7 +227,11 @@ func drawGraph(b *bytes.Buffer, g []flow.GraphNode, rows []*taskRow, runURL stri
 		if !e.data {
 			dash = ` stroke-dasharray="5 4"`
 		}
-		fmt.Fprintf(b, `<path class="edge" d="%s" fill="none" stroke="#98a2b3" stroke-width="1.6"%s marker-end="url(#g-arrow)"/>`, d.String(), dash)
+		stroke, width := "#98a2b3", 1.6
+		if fromParam { // parameters may feed many nodes: their edges stay in the background
+			stroke, width = "#d0d5dd", 1.1
+		}
+		fmt.Fprintf(b, `<path class="edge" d="%s" fill="none" stroke="%s" stroke-width="%.1f"%s marker-end="url(#g-arrow)"/>`, d.String(), stroke, width, dash)
 	}
 	for _, nd := range nodes {
 		switch nd.kind {

@@ -234,6 +234,8 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	case ".js":
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	case ".svg":
+		w.Header().Set("Content-Type", "image/svg+xml")
 	}
 	if r.URL.Query().Get("v") == assetVersion {
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")

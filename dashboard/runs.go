@@ -127,27 +127,14 @@ func (lq listQuery) Has(s string) bool { return slices.Contains(lq.States, s) }
 // listRuns returns the runs the filter selects, newest first, at most
 // Limit of them, and whether there were more.
 func (h *Handler) listRuns(ctx context.Context, lq listQuery) ([]store.Run, bool, error) {
-	runs, err := h.st.Runs(ctx, store.RunFilter{Flow: lq.Flow})
+	runs, err := h.st.Runs(ctx, store.RunFilter{Flow: lq.Flow, States: lq.States, Since: lq.Since, Until: lq.Until,
+		Newest: true, Limit: lq.Limit + 1})
 	if err != nil {
 		return nil, false, err
 	}
-	out := runs[:0]
-	for _, r := range runs {
-		if len(lq.States) > 0 && !slices.Contains(lq.States, r.State) {
-			continue
-		}
-		if !lq.Since.IsZero() && r.Created.Before(lq.Since) {
-			continue
-		}
-		if !lq.Until.IsZero() && !r.Created.Before(lq.Until) {
-			continue
-		}
-		out = append(out, r)
-	}
-	slices.Reverse(out)
-	more := len(out) > lq.Limit
+	more := len(runs) > lq.Limit
 	if more {
-		out = out[:lq.Limit]
+		runs = runs[:lq.Limit]
 	}
-	return out, more, nil
+	return runs, more, nil
 }

@@ -52,7 +52,6 @@ func (c *counter) add(k string) int {
 	return c.n[k]
 }
 
-
 // gates hold the gated flow's steps until the test opens them.
 type gates struct {
 	mu sync.Mutex

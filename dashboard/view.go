@@ -81,8 +81,8 @@ func (h *Handler) loadRun(ctx context.Context, id string) (*runView, error) {
 	}
 	v.Duration = end.Sub(run.Created)
 	v.Params = prettyJSON(run.Params)
-	v.CanCancel = canSteer && !run.Finished()
-	v.CanRetry = canSteer && run.Finished() && (run.State == task.Failed.String() || run.State == task.Cancelled.String() || run.State == task.TimedOut.String())
+	v.CanCancel = canSteer && !run.Finished() && run.CancelRequested.IsZero()
+	v.CanRetry = canSteer && store.Retryable(run.State, run.Finished()) && run.RetryRequested.IsZero()
 	v.Attempts = len(as)
 
 	if f := h.flows[run.Flow]; f != nil {
