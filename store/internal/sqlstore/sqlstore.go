@@ -295,7 +295,7 @@ func (s *DB) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
 		q += ` AND ended = 0`
 	}
 	if !f.LeaseExpiredBy.IsZero() {
-		q += ` AND (owner = '' OR lease_expires < ?)`
+		q += ` AND (owner = '' OR lease_expires <= ?)`
 		args = append(args, ns(f.LeaseExpiredBy))
 	}
 	if len(f.States) > 0 {
