@@ -265,6 +265,14 @@ func (r *run) recorded(e *recorded) {
 			r.settle(i)
 		}
 	}
+	for _, i := range e.started {
+		if r.units[i].phase != starting {
+			continue // cancelled meanwhile
+		}
+		call := r.starts[i]
+		delete(r.starts, i)
+		r.submit(i, call)
+	}
 }
 
 // looked handles a cache lookup's answer.
@@ -288,6 +296,6 @@ func (r *run) looked(l *lookup) {
 		u.runner.Cached(l.value)
 		r.finish(i)
 	default:
-		r.submit(i, u.runner.Start())
+		r.launch(i)
 	}
 }

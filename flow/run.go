@@ -110,6 +110,9 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID, d: d}
 	if d != nil {
 		r.id = d.runID
+		if d.mode == resumeRun || d.mode == restartRun {
+			r.collector, _ = ex.(executor.Collector)
+		}
 	}
 	if r.id == "" {
 		r.id = newRunID()
@@ -198,6 +201,7 @@ const (
 	final
 	recording // final, waiting for its record to be durable
 	looking   // waiting for a cache lookup
+	starting  // an attempt begun, waiting for its start to be durable before it is submitted
 )
 
 // unit is the scheduler's state of one task run of a flow run: a node's
@@ -209,6 +213,7 @@ type unit struct {
 	timer  *time.Timer // a pending retry
 	aux    int32       // a child's node; a mapped node's index in run.maps
 	phase  phase
+	rejoin bool // the attempt to submit is collected (executor.Collector), not submitted anew
 }
 
 // mapped is a mapped node's children.
@@ -230,6 +235,10 @@ type run struct {
 	timeout  *TimeoutError // non-nil when the flow has a limit
 	d        *durable      // the run's store, if it has one
 	storeErr error         // why the store stopped the run
+	// collector is ex on a resumed run whose executor can collect an
+	// attempt that was in flight by its identity; nil otherwise.
+	collector executor.Collector
+	starts    map[int32]executor.Call // attempts in phase starting
 
 	recs      []TaskRun
 	units     []unit
@@ -470,7 +479,7 @@ func (r *run) step(i int32) {
 			r.cancel(i)
 			return
 		}
-		r.submit(i, u.runner.Retry())
+		r.started(i, u.runner.Retry())
 	}
 }
 
@@ -558,7 +567,37 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 			return
 		}
 	}
-	r.submit(i, rn.Start())
+	r.launch(i)
+}
+
+// launch begins unit i's first attempt; on a resumed run whose executor
+// collects (executor.Collector), a task run that was in flight at the
+// crash rejoins its recorded attempt instead, whose start is durable.
+func (r *run) launch(i int32) {
+	u := &r.units[i]
+	if r.collector != nil && u.runner.Rejoinable() {
+		u.rejoin = true
+		r.submit(i, u.runner.Rejoin())
+		return
+	}
+	r.started(i, u.runner.Start())
+}
+
+// started submits a new attempt's call; on a durable run, once its start
+// is durable, so that an attempt number is never used twice, a crash
+// between the two included (the resume numbers its attempt after every
+// one that may have been submitted).
+func (r *run) started(i int32, call executor.Call) {
+	if r.d == nil || r.d.replay {
+		r.submit(i, call)
+		return
+	}
+	r.units[i].phase = starting
+	if r.starts == nil {
+		r.starts = map[int32]executor.Call{}
+	}
+	r.starts[i] = call
+	r.d.await(i)
 }
 
 // decide returns Pending if node i runs, else the state it ends in
@@ -719,7 +758,16 @@ type parkedCall struct {
 // contract's Submit waits for room instead; a Submit that fails fast with
 // ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
 func (r *run) trySubmit(i int32, call executor.Call) bool {
-	fut, err := r.ex.Submit(r.ctx, call)
+	var fut *executor.Future
+	var err error
+	if u := &r.units[i]; u.rejoin {
+		fut, err = r.collector.Collect(r.ctx, call)
+		if !errors.Is(err, executor.ErrQueueFull) {
+			u.rejoin = false
+		}
+	} else {
+		fut, err = r.ex.Submit(r.ctx, call)
+	}
 	if err != nil {
 		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
 			r.park(i, call)
@@ -856,7 +904,7 @@ func (r *run) handle(e event) {
 		r.cancel(e.unit)
 		return
 	}
-	r.submit(e.unit, u.runner.Retry())
+	r.started(e.unit, u.runner.Retry())
 }
 
 // stop ends the run early: whatever has not started, or waits to retry,
@@ -881,6 +929,11 @@ func (r *run) stop() {
 				r.cancel(i)
 			}
 			// else the timer has fired: its event ends the unit.
+		case starting:
+			call := r.starts[i]
+			delete(r.starts, i)
+			u.phase = running
+			r.outcome(i, call.Attempt, nil, executor.NewCanceledError(call.Name(), r.ctx), "")
 		}
 	}
 }

@@ -173,6 +173,30 @@ func (r *Runner) Retry() executor.Call {
 	return r.begin()
 }
 
+// Rejoin makes the last of RunOptions.Prior the current attempt again,
+// Running, and returns its call, with the attempt's original number: for
+// a resumed run to collect the result of an attempt that was in flight
+// when the process before it died (see executor.Collector) instead of
+// starting a new one. The rejoined attempt counts against the retry
+// budget as this run's first. Rejoin panics unless the run is Pending and
+// has a prior attempt that did not end.
+func (r *Runner) Rejoin() executor.Call {
+	n := len(r.res.Attempts)
+	if r.state != Pending || n == 0 || !r.res.Attempts[n-1].End.IsZero() {
+		panic("task: Runner.Rejoin without an unended prior attempt on a Pending run")
+	}
+	r.first = r.attempt
+	r.change(Running, nil, time.Now())
+	return r.call()
+}
+
+// Rejoinable reports whether the run is Pending with a prior attempt that
+// did not end, which Rejoin can make current again.
+func (r *Runner) Rejoinable() bool {
+	n := len(r.res.Attempts)
+	return r.state == Pending && n > 0 && r.res.Attempts[n-1].End.IsZero()
+}
+
 func (r *Runner) begin() executor.Call {
 	r.attempt++
 	now := time.Now()
@@ -181,6 +205,10 @@ func (r *Runner) begin() executor.Call {
 	}
 	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
 	r.change(Running, nil, now)
+	return r.call()
+}
+
+func (r *Runner) call() executor.Call {
 	return executor.Call{
 		Handler: r.spec.Handler(),
 		Input:   r.input,

@@ -26,6 +26,7 @@ type Call struct {
 	Reply   string        // subject for events; empty: send none
 	Log     bool          // forward the task's log lines to Reply
 	Hard    bool          // the submitter requires hard enforcement
+	Again   bool          // collected: the call may have a result already; look before running
 }
 
 const (
@@ -35,6 +36,7 @@ const (
 	// flagNoGrace carries a negative Grace ("no grace at all", as
 	// executor.Call defines it), which the unsigned duration field cannot.
 	flagNoGrace = 1 << 2
+	flagAgain   = 1 << 3
 )
 
 // AppendCall appends the encoding of c, then input, to dst.
@@ -48,6 +50,9 @@ func AppendCall(dst []byte, c Call, input []byte) []byte {
 	}
 	if c.Grace < 0 {
 		flags |= flagNoGrace
+	}
+	if c.Again {
+		flags |= flagAgain
 	}
 	dst = append(dst, version, kindCall, flags)
 	dst = appendString(dst, c.Key)
@@ -84,7 +89,7 @@ func DecodeCall(data []byte) (Call, []byte, error) {
 	}
 	flags := rest[0]
 	rest = rest[1:]
-	c.Log, c.Hard = flags&flagLog != 0, flags&flagHard != 0
+	c.Log, c.Hard, c.Again = flags&flagLog != 0, flags&flagHard != 0, flags&flagAgain != 0
 	for _, f := range []*string{&c.Key, &c.Task, &c.Run, &c.Reply} {
 		var b []byte
 		if b, rest, err = bytesField(rest); err != nil {
