@@ -152,7 +152,7 @@ func TestTwoResumersRaceAndExactlyOneDrives(t *testing.T) {
 				abandoned(t, st, f, ttl)
 				time.Sleep(ttl)
 				drove, refused := raceResumers(t, how, st, f)
-				assert.Equal(t, 1, drove, "exactly one resumer takes the lease and drives the run")
+				assert.Equal(t, 1, drove, "exactly one resumer drives the run")
 				assert.LessOrEqual(t, refused, 1, "the other is refused with a *store.LeaseError, or finds the run ended")
 				assert.Equal(t, 1, runs.get("one"), "the task ran once")
 			})
@@ -161,29 +161,31 @@ func TestTwoResumersRaceAndExactlyOneDrives(t *testing.T) {
 }
 
 // raceResumers starts two resumers of run "r" at one instant, each with
-// its own executor, and counts the owners that took the run's lease (and
-// so drove it) and the resumers refused with a *store.LeaseError. A
-// resumer that comes after the other has ended the run gets its recorded
-// result without taking the lease: it did not drive it.
+// its own executor, and counts the owners that drove it (recorded
+// anything) and the resumers refused with a *store.LeaseError. A resumer
+// that comes after the other has ended the run gets its recorded result:
+// it did not drive it.
 func raceResumers(t *testing.T, how string, st store.Store, f *flow.Flow) (drove, refused int) {
 	return raceResumersOn(t, how, []store.Store{st, st}, f)
 }
 
-// takers records the owners whose Acquire succeeded.
+// takers records the owners whose batches were applied: those that
+// drove the run (a resumer that took the lease and then found the run
+// ended wrote nothing).
 type takers struct {
 	store.Store
 	mu     *sync.Mutex
 	owners map[string]bool
 }
 
-func (s takers) Acquire(ctx context.Context, id, owner string, ttl time.Duration) (store.Lease, error) {
-	l, err := s.Store.Acquire(ctx, id, owner, ttl)
-	if err == nil {
+func (s takers) Apply(ctx context.Context, b *store.Batch) error {
+	err := s.Store.Apply(ctx, b)
+	if err == nil && b.Owner != "" {
 		s.mu.Lock()
-		s.owners[owner] = true
+		s.owners[b.Owner] = true
 		s.mu.Unlock()
 	}
-	return l, err
+	return err
 }
 
 // raceResumersOn races two resumers, the first on sts[0], the second on
@@ -256,7 +258,7 @@ func TestLeaseRaceRealClock(t *testing.T) {
 			}
 			time.Sleep(time.Until(expires))
 			drove, _ := raceResumersOn(t, "Resume", []store.Store{a, b}, f)
-			assert.Equal(t, 1, drove, "exactly one resumer takes the lease and drives the run")
+			assert.Equal(t, 1, drove, "exactly one resumer drives the run")
 			assert.Equal(t, 1, runs.get("one"), "the task ran once")
 		})
 	}
