@@ -89,14 +89,27 @@ func TestBrowserListAndRunPage(t *testing.T) {
 	e.run(t, e.flows.etl, "etl-0001")
 	e.run(t, e.flows.report, "report-0001")
 	e.run(t, e.flows.slow, "slow-0001")
+	// And one still going.
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.flows.gated.Run(context.Background(), e.ex, flow.RunOptions{Store: e.st, RunID: "gated-0001"})
+		done <- err
+	}()
+	t.Cleanup(func() {
+		for _, g := range []string{"one", "two", "three"} {
+			e.flows.gates.tryOpen(g)
+		}
+		assert.NoError(t, <-done)
+	})
 	p, ctx := browse(t, 1280, 900)
 
 	require.NoError(t, p.Navigate(ctx, e.srv.URL+"/"))
-	assert.Equal(t, 3, evalInt(t, ctx, p, `document.querySelectorAll('table.runs tbody tr').length`))
+	require.NoError(t, p.WaitFor(ctx, `document.querySelectorAll('table.runs tbody tr').length === 4`))
 	assert.Equal(t, "Success", evalString(t, ctx, p, `document.querySelector('tr[data-run="etl-0001"]').dataset.state`))
 	assert.Equal(t, "Failed", evalString(t, ctx, p, `document.querySelector('tr[data-run="report-0001"]').dataset.state`))
 	assert.Equal(t, "Failed", evalString(t, ctx, p, `document.querySelector('tr[data-run="slow-0001"]').dataset.state`), "a flow whose task timed out failed")
-	assert.Equal(t, "slow-0001", evalString(t, ctx, p, `document.querySelector('table.runs tbody tr').dataset.run`), "newest first")
+	assert.Equal(t, "gated-0001,slow-0001,report-0001,etl-0001", evalString(t, ctx, p, `Array.from(document.querySelectorAll('table.runs tbody tr')).map(r => r.dataset.run).join()`), "newest first")
+	assert.Equal(t, "Running", evalString(t, ctx, p, `document.querySelector('tr[data-run="gated-0001"]').dataset.state`))
 	shoot(t, ctx, p, "runs")
 
 	// The filter: failed runs only.
