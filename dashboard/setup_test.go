@@ -63,6 +63,12 @@ func (c *counter) add(k string) int {
 	return c.n[k]
 }
 
+func (c *counter) get(k string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[k]
+}
+
 // gates hold the gated flow's steps until the test opens them.
 type gates struct {
 	mu sync.Mutex
