@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,7 @@ type queue struct {
 	c   *counters
 
 	mu         sync.Mutex
-	dead       bool // retired (under s.mu too)
+	dead       atomic.Bool // retired: set under s.mu and mu
 	head, tail *request
 	n          int // waiting
 	held       int // in memory: slots held
@@ -43,7 +44,7 @@ type heldSlot struct {
 // request or a closed Set (cancelled; req.err says why).
 func (q *queue) take(req *request) (status, int, int) {
 	q.mu.Lock()
-	if q.dead {
+	if q.dead.Load() {
 		q.mu.Unlock()
 		return q.s.queue(q.p).take(req)
 	}

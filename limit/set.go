@@ -402,7 +402,7 @@ func (s *Set) queue(p part) *queue {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[p]
-	if q == nil || q.dead {
+	if q == nil || q.dead.Load() {
 		q = &queue{s: s, p: p, lim: s.limits[p.Limit], c: s.stats[p.Limit], wake: make(chan struct{}, 1)}
 		if p.rate {
 			q.iv, q.burst = q.lim.interval()
@@ -412,14 +412,16 @@ func (s *Set) queue(p part) *queue {
 	return q
 }
 
-// retire drops an idle queue, so that a Set with many keys does not keep
+// retire drops a queue if it is idle (the caller holds no queue's lock), so that a Set with many keys does not keep
 // them all; a queue that is needed again is made again.
 func (s *Set) retire(q *queue) {
 	s.mu.Lock()
-	if s.queues[q.p] == q {
-		q.dead = true
+	q.mu.Lock()
+	if s.queues[q.p] == q && q.idle() {
+		q.dead.Store(true)
 		delete(s.queues, q.p)
 	}
+	q.mu.Unlock()
 	s.mu.Unlock()
 }
 
