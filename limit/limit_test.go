@@ -378,5 +378,3 @@ func TestManyAttemptsRealClock(t *testing.T) {
 		})
 	}
 }
-
-
