@@ -70,6 +70,8 @@ func Run(t *testing.T, cfg Config) {
 			{"ManyWriters", testManyWriters},
 		}},
 		{"Limits", limitChecks},
+		{"Requests", requestChecks},
+		{"Filters", filterChecks},
 		{"Close", []check{
 			{"AfterCloseIsClosed", testClosed},
 		}},
