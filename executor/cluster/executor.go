@@ -449,9 +449,10 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	hc := envelope.Call{
 		Key: p.key, Task: ident.Task, Run: ident.RunID, Attempt: ident.Attempt,
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
-		Hard: e.opts.Enforcement == executor.Hard,
+		Hard: e.opts.Enforcement == executor.Hard, Timed: call.Timed,
+		TraceParent: call.TraceParent, TraceState: call.TraceState,
 	}
-	if call.Limit > 0 || call.Logger != nil || hc.Hard {
+	if call.Limit > 0 || call.Logger != nil || hc.Hard || call.Timed {
 		hc.Reply = e.events
 	}
 	p.msg = &nats.Msg{
@@ -596,6 +597,7 @@ func (e *Executor) complete(p *pending, v any, err error, worker string) {
 	if worker != "" {
 		p.promise.SetWorker(worker)
 	}
+	p.promise.SetStarted(p.started) // zero (nothing) if the worker's Started did not arrive
 	// Completing runs the caller's OnDone callbacks: on a goroutine of its
 	// own, so that a slow one stalls neither the result watcher nor a NATS
 	// callback, and with them every other call. Shutdown owns it: it waits

@@ -21,6 +21,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
 	"github.com/flowline-go/flowline/internal/wire"
+	"github.com/flowline-go/flowline/observe"
 )
 
 // WorkerOptions configure a Worker.
@@ -411,12 +412,27 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	parent := context.Background()
+	var taskErr error // what the executor answered, for the observer
 	call := executor.Call{
 		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
-		Limit: hc.Limit, Grace: hc.Grace,
+		Limit: hc.Limit, Grace: hc.Grace, TraceParent: hc.TraceParent, TraceState: hc.TraceState,
 	}
+	if obs := w.opts.Registry.Observer(); obs != nil {
+		wc := &observe.WorkerCall{Task: hc.Task, RunID: hc.Run, Attempt: hc.Attempt, Worker: w.name,
+			TraceParent: hc.TraceParent, TraceState: hc.TraceState, Start: time.Now()}
+		parent = obs.WorkerStart(parent, wc)
+		call.TraceParent, call.TraceState = observe.Clean(wc.TraceParent, wc.TraceState)
+		defer func() {
+			wc.End = time.Now()
+			if taskErr != nil {
+				wc.Err, wc.Class = taskErr, string(executor.ClassOf(taskErr))
+			}
+			obs.WorkerEnd(wc)
+		}()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	var fwd *logForwarder
 	if hc.Log && hc.Reply != "" {
 		fwd = &logForwarder{nc: w.conn.nc, subject: hc.Reply, key: hc.Key, delivery: delivery}
@@ -426,7 +442,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if w.wasCancelled(hc.Key) { // a cancellation that came while we looked
 		cancel()
 	}
-	if hc.Reply != "" && (hc.Limit > 0 || hc.Hard) {
+	if hc.Reply != "" && (hc.Limit > 0 || hc.Hard || hc.Timed) {
 		ev := envelope.AppendEvent(nil, envelope.Event{Kind: envelope.Started, Delivery: delivery, Key: hc.Key})
 		if err := w.conn.nc.Publish(hc.Reply, ev); err != nil {
 			w.logger.Debug("cannot send a start event", "error", err)
@@ -444,6 +460,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 	v, err := f.Wait(context.Background())
+	taskErr = err
 	if hc.Hard && hc.Reply != "" {
 		// A hard submitter that cancelled the call waits for this: the
 		// executor returned it, so its process group is dead.

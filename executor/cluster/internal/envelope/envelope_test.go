@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/observe"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -168,6 +169,8 @@ func TestCallRoundTrip(t *testing.T) {
 		{Task: "t", Key: "k", Run: "", Attempt: 3, Limit: time.Second, Grace: 5 * time.Millisecond,
 			Reply: "flowline.events.x", Log: true, Hard: true},
 		{Task: "t", Key: "k", Attempt: 1, Limit: time.Second, Grace: -1}, // no grace at all
+		{Task: "t", Key: "k", Attempt: 1, Timed: true, Reply: "r",
+			TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7"},
 	} {
 		got, input, err := envelope.DecodeCall(envelope.AppendCall(nil, c, []byte(`{"N":1}`)))
 		require.NoError(t, err)
@@ -201,11 +204,35 @@ func TestDecodeCallRefusesMalformed(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+func TestDecodeCallDropsABadTraceContext(t *testing.T) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, tc := range []struct{ tp, ts, wantTP, wantTS string }{
+		{tp, "a=1", tp, "a=1"},
+		{"00-00000000000000000000000000000000-b7ad6b7169203331-01", "a=1", "", ""},
+		{tp + "-extra", "", "", ""}, // version 00 has exactly four fields
+		{tp, "a=\n", tp, ""},
+		{"", "a=1", "", ""},
+	} {
+		c := envelope.Call{Task: "t", Key: "k", Attempt: 1, TraceParent: tc.tp, TraceState: tc.ts}
+		got, input, err := envelope.DecodeCall(envelope.AppendCall(nil, c, []byte("in")))
+		require.NoError(t, err)
+		assert.Equal(t, tc.wantTP, got.TraceParent, tc.tp)
+		assert.Equal(t, tc.wantTS, got.TraceState, tc.ts)
+		assert.Equal(t, "in", string(input), "the input follows the trace context")
+	}
+	// A flag that promises a trace context the message lacks is malformed.
+	data := envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Attempt: 1, TraceParent: tp}, nil)
+	_, _, err := envelope.DecodeCall(data[:len(data)-10])
+	assert.Error(t, err)
+}
+
 func FuzzDecodeCall(f *testing.F) {
 	f.Add(envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Run: "r", Attempt: 2, Limit: time.Second,
 		Reply: "x.events.y", Log: true}, []byte("{}")))
 	f.Add(envelope.AppendCall(nil, envelope.Call{}, nil))
 	f.Add([]byte{1, 'c', 3})
+	f.Add(envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Attempt: 1, Timed: true,
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "k=v"}, []byte("{}")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, input, err := envelope.DecodeCall(data)
 		if err != nil {
@@ -216,6 +243,14 @@ func FuzzDecodeCall(f *testing.F) {
 		require.Positive(t, c.Attempt)
 		require.GreaterOrEqual(t, c.Limit, time.Duration(0))
 		require.GreaterOrEqual(t, c.Grace, time.Duration(-1))
+		// A trace context that arrives is valid, or is none.
+		if c.TraceParent == "" {
+			require.Empty(t, c.TraceState)
+		} else {
+			_, perr := observe.ParseTraceParent(c.TraceParent)
+			require.NoError(t, perr)
+			require.True(t, observe.ValidTraceState(c.TraceState))
+		}
 		again, input2, err := envelope.DecodeCall(envelope.AppendCall(nil, c, input))
 		require.NoError(t, err)
 		require.Equal(t, c, again)
