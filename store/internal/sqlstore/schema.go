@@ -4,7 +4,7 @@ package sqlstore
 // columns and integer as the type of 64-bit integers (times are Unix
 // nanoseconds, 0 for none).
 func Schema(blob, integer string) []string {
-	return []string{
+	return append([]string{
 		`CREATE TABLE IF NOT EXISTS flowline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS flowline_runs (
 			id TEXT PRIMARY KEY, flow TEXT NOT NULL, flow_hash TEXT NOT NULL, params ` + blob + ` NOT NULL,
@@ -29,5 +29,5 @@ func Schema(blob, integer string) []string {
 		`CREATE TABLE IF NOT EXISTS flowline_cache (
 			key TEXT PRIMARY KEY, value ` + blob + `, created ` + integer + ` NOT NULL, expires ` + integer + ` NOT NULL,
 			claim_owner TEXT NOT NULL, claim_expires ` + integer + ` NOT NULL)`,
-	}
+	}, traceSchema()...)
 }
