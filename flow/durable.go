@@ -132,6 +132,10 @@ type durable struct {
 	halted  bool
 	wg      sync.WaitGroup
 	cancel  context.CancelCauseFunc
+
+	poll      time.Duration      // cancel requests: how often to look; <= 0 never (requests.go)
+	cancelNow bool               // a cancel request was pending when the run was read
+	unwatch   context.CancelFunc // stops the watcher's store reads
 }
 
 // keyRef is a unit's cache key, and whether the unit holds its claim.
@@ -175,6 +179,7 @@ func (d *durable) start(ctx context.Context, post func(event)) {
 	wctx := context.WithoutCancel(ctx)
 	d.wg.Go(func() { d.record(wctx, post) })
 	d.wg.Go(func() { d.heartbeat(wctx, post) })
+	d.startWatch(wctx)
 }
 
 // record commits what the loop queued, one batch per commit: everything
@@ -233,6 +238,9 @@ func (d *durable) heartbeat(ctx context.Context, post func(event)) {
 // stopAll stops the goroutines and waits for them.
 func (d *durable) stopAll() {
 	d.stopLookups()
+	if d.unwatch != nil {
+		d.unwatch()
+	}
 	close(d.quit)
 	d.wg.Wait()
 }

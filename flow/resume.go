@@ -159,7 +159,7 @@ func (f *Flow) runDurable(ctx context.Context, ex executor.TimeoutHandler, opts 
 		return nil, err
 	}
 	opts.RunID = id
-	return f.execute(ctx, ex, params, opts, &durable{st: st, runID: id, owner: owner, ttl: ttl})
+	return f.execute(ctx, ex, params, opts, &durable{st: st, runID: id, owner: owner, ttl: ttl, poll: opts.cancelPoll()})
 }
 
 func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store.Run, opts RunOptions, mode resumeMode) (*Result, error) {
@@ -212,7 +212,8 @@ func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store
 		_ = st.Release(context.WithoutCancel(ctx), rec.ID, owner)
 		return nil, err
 	}
-	return f.execute(ctx, ex, params, opts, &durable{st: st, runID: rec.ID, owner: owner, ttl: ttl, mode: mode, prior: prior})
+	return f.execute(ctx, ex, params, opts, &durable{st: st, runID: rec.ID, owner: owner, ttl: ttl, mode: mode, prior: prior,
+		poll: opts.cancelPoll(), cancelNow: !rec.CancelRequested.IsZero()})
 }
 
 // finishRun records the run's end, with what is still queued, and gives

@@ -80,6 +80,15 @@ type RunOptions struct {
 	// its trace goes on. Replaying an ended run by id reports nothing. Nil
 	// means no observer, at the cost of a nil check per event.
 	Observer observe.Observer
+
+	// CancelPoll is how often a durable run looks in its store for a
+	// cancel request (store.Store.RequestCancel, made by a dashboard, the
+	// CLI or any process sharing the store); one that finds one stops
+	// the run as if ctx had ended, with ErrCancelRequested as the cause,
+	// and the run ends Cancelled. A resumed run with a pending request
+	// is cancelled at once. Zero means every second; negative means
+	// never (requests wait for a driver that looks). Only with Store.
+	CancelPoll time.Duration
 }
 
 // Run runs the flow on ex and returns its result once every task run is

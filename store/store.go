@@ -53,7 +53,9 @@ type Store interface {
 	// Run returns the run id, or ErrNotFound.
 	Run(ctx context.Context, id string) (Run, error)
 
-	// Runs returns the runs that match filter, oldest first.
+	// Runs returns the runs that match filter, oldest first (newest
+	// first with filter.Newest); runs created at the same time are
+	// ordered by id.
 	Runs(ctx context.Context, filter RunFilter) ([]Run, error)
 
 	// Apply applies b atomically: all of it is durable when Apply returns
@@ -103,10 +105,38 @@ type Store interface {
 	Invalidate(ctx context.Context, prefix string) (int, error)
 
 	// DeleteRuns deletes the runs last updated before cutoff, with their
-	// task runs, attempts and changes, except runs whose lease is still
-	// held, and returns how many runs it deleted. It also deletes cache
-	// entries that expired before cutoff.
+	// task runs, attempts, changes and requests, except runs whose lease
+	// is still held, and returns how many runs it deleted. It also
+	// deletes cache entries that expired before cutoff.
 	DeleteRuns(ctx context.Context, cutoff time.Time) (int, error)
+
+	// RequestCancel asks the driver of the unfinished run runID (a
+	// process in flow.Run, Resume or Restart with this store) to cancel
+	// it: the driver sees the request within its poll interval (about a
+	// second) and stops the run as if its context had ended, so the run
+	// ends Cancelled. The request is recorded with the time it was made
+	// (Run.CancelRequested) and cleared when the run ends, however it
+	// ends: a run that finishes before its driver looks ends as it would
+	// have. A request for a run nobody drives (its owner died) waits for
+	// the process that resumes it, which then cancels it at once.
+	// Requesting again while a request is pending does nothing and keeps
+	// the first time. An unknown run is ErrNotFound; a finished run is a
+	// *RequestError matching ErrFinished, and nothing is recorded.
+	RequestCancel(ctx context.Context, runID string) error
+
+	// RequestRetry asks that the finished run runID be restarted from its
+	// failures (as flow.Restart does: its failed, cancelled and never-run
+	// task runs run again, successful ones keep their results). A process
+	// running flow.Serve with the run's flow performs it, once, whichever
+	// of several such processes sees it first. The request is recorded
+	// with its time (Run.RetryRequested) and cleared when the run is
+	// recorded as running again (by Serve, or by a direct flow.Restart).
+	// Requesting again while a request is pending does nothing and keeps
+	// the first time. An unknown run is ErrNotFound; a run that has not
+	// ended, or that ended in a successful state (Success, Skipped,
+	// Cached), is a *RequestError matching ErrNotRetryable, and nothing
+	// is recorded.
+	RequestRetry(ctx context.Context, runID string) error
 
 	// Close releases the store's resources. Calls after Close fail with
 	// ErrClosed; Close is idempotent.
@@ -130,6 +160,12 @@ type Run struct {
 	Created      time.Time
 	Updated      time.Time // the last write to the run, its tasks included
 	Ended        time.Time // zero until the run ended
+
+	// CancelRequested and RetryRequested are when a pending
+	// Store.RequestCancel or Store.RequestRetry was made; zero when none
+	// is pending. They are read-only: filled by Store.Run and Store.Runs,
+	// ignored by CreateRun.
+	CancelRequested, RetryRequested time.Time
 }
 
 // Finished reports whether the run has ended.
@@ -144,6 +180,23 @@ type RunFilter struct {
 	// whose lease expired before it: runs nobody is driving.
 	LeaseExpiredBy time.Time
 	Limit          int // at most this many runs; zero or less means no limit
+
+	// States, when not empty, selects only runs in one of these states
+	// ("Running", "Success", "Failed", ...). A nil or empty slice selects
+	// every state.
+	States []string
+	// Since and Until, when not zero, select only runs created at or
+	// after Since and before Until (a half-open interval: a run created
+	// exactly at Until is left out). Until at or before Since selects
+	// nothing.
+	Since, Until time.Time
+	// Newest orders the runs newest first (by creation time, then id
+	// descending); the default is oldest first. With Limit, Newest gives
+	// the most recent runs.
+	Newest bool
+	// RetryRequested selects only runs with a pending retry request
+	// (Store.RequestRetry), for the processes that perform them.
+	RetryRequested bool
 }
 
 // TaskRun is one task run of a flow run: a node's or a mapped child's,

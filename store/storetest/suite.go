@@ -72,6 +72,9 @@ func Run(t *testing.T, cfg Config) {
 		{"Concurrency", []check{
 			{"ManyWriters", testManyWriters},
 		}},
+		{"Limits", limitChecks},
+		{"Requests", requestChecks},
+		{"Filters", filterChecks},
 		{"Close", []check{
 			{"AfterCloseIsClosed", testClosed},
 		}},

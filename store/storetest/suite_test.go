@@ -2,6 +2,7 @@ package storetest_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +83,59 @@ func (b *broken) DeleteRuns(ctx context.Context, cutoff time.Time) (int, error) 
 	return b.Store.DeleteRuns(ctx, cutoff)
 }
 
+func (b *broken) Run(ctx context.Context, id string) (store.Run, error) {
+	r, err := b.Store.Run(ctx, id)
+	if b.how == "forgets-requests" {
+		r.CancelRequested, r.RetryRequested = time.Time{}, time.Time{}
+	}
+	return r, err
+}
+
+func (b *broken) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+	if b.how == "ignores-filters" {
+		f.States, f.Since, f.Until, f.Newest = nil, time.Time{}, time.Time{}, false
+	}
+	rs, err := b.Store.Runs(ctx, f)
+	if b.how == "forgets-requests" {
+		for i := range rs {
+			rs[i].CancelRequested, rs[i].RetryRequested = time.Time{}, time.Time{}
+		}
+	}
+	return rs, err
+}
+
+func (b *broken) RequestCancel(ctx context.Context, id string) error {
+	err := b.Store.RequestCancel(ctx, id)
+	if b.how == "cancels-finished" && errors.Is(err, store.ErrFinished) {
+		return nil
+	}
+	return err
+}
+
+func (b *broken) RequestRetry(ctx context.Context, id string) error {
+	if b.how == "retries-anything" {
+		if _, err := b.Store.Run(ctx, id); err != nil {
+			return err
+		}
+		return nil
+	}
+	return b.Store.RequestRetry(ctx, id)
+}
+
+func (b *broken) ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error) {
+	if b.how == "overbooks-slots" {
+		return b.Store.ClaimSlots(ctx, name, key, limit+1, owner, holders, ttl)
+	}
+	return b.Store.ClaimSlots(ctx, name, key, limit, owner, holders, ttl)
+}
+
+func (b *broken) TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (int, time.Time, error) {
+	if b.how == "double-burst" {
+		return b.Store.TakeTokens(ctx, name, key, interval, 2*burst, n)
+	}
+	return b.Store.TakeTokens(ctx, name, key, interval, burst, n)
+}
+
 func TestSQLiteThroughTheSuite(t *testing.T) {
 	storetest.Run(t, storetest.Config{New: newSQLite})
 }
@@ -117,6 +171,12 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		"shares-leases":    {"Leases/AcquireHeldExpireRelease", "Leases/ConcurrentAcquireOneWins"},
 		"never-hits":       {"Cache/MissClaimPutHit", "Cache/ClaimHeldByOther", "Cache/Expiry", "Cache/ConcurrentClaimOneWins"},
 		"keeps-everything": {"Retention/DeleteOldRuns"},
+		"forgets-requests": {"Requests/CancelPendingUntilEnd", "Requests/RetryPendingUntilRestart", "Requests/ListedAndDeleted"},
+		"ignores-filters":  {"Filters/StatesAndTimes", "Filters/NewestWithLimit"},
+		"cancels-finished": {"Requests/CancelRefusals", "Requests/CancelRacesEnd"},
+		"retries-anything": {"Requests/RetryRefusals", "Requests/RetryPendingUntilRestart"},
+		"overbooks-slots":  {"Limits/ClaimUpToLimit", "Limits/ConcurrentClaimersNeverExceed"},
+		"double-burst":     {"Limits/TokensBurstThenInterval", "Limits/ConcurrentTakersNeverExceed"},
 	} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()

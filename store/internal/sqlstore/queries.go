@@ -19,7 +19,7 @@ func makeQueries(rebind func(string) string, forUpdate string) queries {
 	q := queries{
 		runOwner:        `SELECT owner, created FROM flowline_runs WHERE id = ?`,
 		insertRun:       `INSERT INTO flowline_runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		getRun:          `SELECT ` + runCols + ` FROM flowline_runs WHERE id = ?`,
+		getRun:          `SELECT ` + runSelect + ` FROM flowline_runs WHERE id = ?`,
 		runLease:        `SELECT owner, lease_expires FROM flowline_runs WHERE id = ? ` + forUpdate,
 		updateRun:       `UPDATE flowline_runs SET state = ?, err_class = ?, err_message = ?, ended = ?, updated = ? WHERE id = ?`,
 		touchRun:        `UPDATE flowline_runs SET updated = ? WHERE id = ?`,

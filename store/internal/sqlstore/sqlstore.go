@@ -48,6 +48,8 @@ type DB struct {
 	d      Dialect
 	closed atomic.Bool
 	q      queries
+	lim    limitState // store.Limiter's statements and seeded rows (limits.go)
+	rq     requestQueries
 }
 
 var _ store.Store = (*DB)(nil)
@@ -58,6 +60,7 @@ var _ store.Store = (*DB)(nil)
 func Open(ctx context.Context, db *sql.DB, d Dialect) (*DB, error) {
 	s := &DB{db: db, d: d}
 	s.q = makeQueries(s.rebind, d.ForUpdate)
+	s.rq = makeRequestQueries(s.rebind, d.ForUpdate)
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			if d.MigrateLock != "" {
@@ -165,7 +168,8 @@ func (s *DB) retry(ctx context.Context, fn func() error) error {
 
 func isStoreError(err error) bool {
 	for _, e := range []error{store.ErrNotFound, store.ErrExists, store.ErrLeaseHeld, store.ErrSchemaNewer,
-		store.ErrCorrupt, store.ErrUnavailable, store.ErrClosed, store.ErrFlowChanged} {
+		store.ErrCorrupt, store.ErrUnavailable, store.ErrClosed, store.ErrFlowChanged, store.ErrFinished,
+		store.ErrNotRetryable} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -252,12 +256,16 @@ func nonNil(b []byte) []byte {
 
 const runCols = `id, flow, flow_hash, params, state, err_class, err_message, owner, lease_expires, created, updated, ended`
 
+// runSelect is runCols and the times of the run's pending requests.
+const runSelect = runCols + `, ` + requestCols
+
 func scanRun(sc interface{ Scan(...any) error }) (store.Run, error) {
 	var r store.Run
-	var lease, created, updated, ended int64
+	var lease, created, updated, ended, cancelReq, retryReq int64
 	err := sc.Scan(&r.ID, &r.Flow, &r.FlowHash, &r.Params, &r.State, &r.ErrClass, &r.ErrMessage, &r.Owner,
-		&lease, &created, &updated, &ended)
+		&lease, &created, &updated, &ended, &cancelReq, &retryReq)
 	r.LeaseExpires, r.Created, r.Updated, r.Ended = at(lease), at(created), at(updated), at(ended)
+	r.CancelRequested, r.RetryRequested = at(cancelReq), at(retryReq)
 	return r, err
 }
 
@@ -277,7 +285,7 @@ func (s *DB) Run(ctx context.Context, id string) (store.Run, error) {
 
 // Runs implements store.Store.
 func (s *DB) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
-	q := `SELECT ` + runCols + ` FROM flowline_runs WHERE 1=1`
+	q := `SELECT ` + runSelect + ` FROM flowline_runs WHERE 1=1`
 	var args []any
 	if f.Flow != "" {
 		q += ` AND flow = ?`
@@ -290,7 +298,28 @@ func (s *DB) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
 		q += ` AND (owner = '' OR lease_expires < ?)`
 		args = append(args, ns(f.LeaseExpiredBy))
 	}
-	q += ` ORDER BY created, id`
+	if len(f.States) > 0 {
+		q += ` AND state IN (?` + strings.Repeat(`, ?`, len(f.States)-1) + `)`
+		for _, st := range f.States {
+			args = append(args, st)
+		}
+	}
+	if !f.Since.IsZero() {
+		q += ` AND created >= ?`
+		args = append(args, ns(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q += ` AND created < ?`
+		args = append(args, ns(f.Until))
+	}
+	if f.RetryRequested {
+		q += ` AND ` + hasRetryRequest
+	}
+	if f.Newest {
+		q += ` ORDER BY created DESC, id DESC`
+	} else {
+		q += ` ORDER BY created, id`
+	}
 	if f.Limit > 0 {
 		q += ` LIMIT ` + strconv.Itoa(f.Limit)
 	}
@@ -341,6 +370,9 @@ func (s *DB) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	}
 	if u := b.Run; u != nil {
 		_, err = tx.ExecContext(ctx, s.q.updateRun, u.State, u.ErrClass, u.ErrMessage, ns(u.Ended), ns(now), b.RunID)
+		if err == nil {
+			err = s.fulfil(ctx, tx, b.RunID, u)
+		}
 	} else {
 		_, err = tx.ExecContext(ctx, s.q.touchRun, ns(now), b.RunID)
 	}
@@ -580,7 +612,7 @@ func (s *DB) DeleteRuns(ctx context.Context, cutoff time.Time) (int, error) {
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now, c := ns(time.Now()), ns(cutoff)
-			for _, q := range []string{s.q.deleteTaskRuns, s.q.deleteAttempts, s.q.deleteChanges, s.q.deleteTraces} {
+			for _, q := range []string{s.q.deleteTaskRuns, s.q.deleteAttempts, s.q.deleteChanges, s.rq.deleteRequests, s.q.deleteTraces} {
 				if _, err := tx.ExecContext(ctx, q, c, now); err != nil {
 					return err
 				}

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Limiter is a store that also holds limits shared by every process that
+// uses it (see package limit): concurrency slots, taken as leases with a
+// heartbeat, and token buckets for rate limits. The SQL stores
+// (store/sqlite, store/postgres) implement it; limit.Options.Store takes
+// one.
+//
+// A limit is named by (name, key): a limit's name and one key of it (a
+// customer id, "" for a limit without keys). Slots and buckets come into
+// being on first use; nothing needs to be declared in the store. Every
+// method is safe for concurrent use, by any number of processes sharing
+// the store; expiry compares against the caller's clock (see the package
+// doc).
+type Limiter interface {
+	// ClaimSlots claims, for owner, up to len(holders) of the free or
+	// expired slots 0..limit-1 of (name, key), each until now+ttl, and
+	// gives the k-th claimed slot to holders[k]. It returns the claimed
+	// slots' numbers, in holders' order (fewer than len(holders), or
+	// none, when fewer are free: the caller asks again later). A slot is
+	// free once released, or once its lease expired without a renewal.
+	// Slots numbered limit or above (left by a larger limit) are never
+	// claimed. A limit, ttl or owner of zero or less, or an empty holder,
+	// is an error.
+	ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error)
+
+	// ReleaseSlots frees the given slots of (name, key) that owner still
+	// holds for the given holders (slots[k] for holders[k]). Releasing a
+	// slot that expired and went to another holder does nothing.
+	ReleaseSlots(ctx context.Context, name, key, owner string, slots []int, holders []string) error
+
+	// RenewSlots extends every slot owner holds, of any limit, to now+ttl
+	// (the heartbeat) and returns how many it renewed. A slot of owner's
+	// that expired but was not taken by another is renewed too.
+	RenewSlots(ctx context.Context, owner string, ttl time.Duration) (int, error)
+
+	// Slots returns the held (claimed and unexpired) slots of (name,
+	// key), ordered by number.
+	Slots(ctx context.Context, name, key string) ([]Slot, error)
+
+	// TakeTokens takes up to n start tokens from the token bucket of
+	// (name, key), whose tokens come one per interval, of which at most
+	// burst are kept (the bucket starts full). It returns how many it
+	// took (from 0 to n) and, when fewer than n, the time at which the
+	// next token comes. The bucket is exact across processes: over any
+	// span of time T, at most burst + T/interval tokens are taken in
+	// all. An interval, burst or n of zero or less is an error.
+	TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (taken int, next time.Time, err error)
+}
+
+// Slot is one held slot of a concurrency limit.
+type Slot struct {
+	N       int    // the slot's number, from 0
+	Owner   string // the process holding it (its heartbeat renews it)
+	Holder  string // what holds it: the flow package names the attempt, "<run id>/<label>#<attempt>"
+	Expires time.Time
+}

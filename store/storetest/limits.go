@@ -1,0 +1,297 @@
+package storetest
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowline-go/flowline/store"
+)
+
+// limitChecks are the checks of store.Limiter, which every store of this
+// module implements.
+var limitChecks = []check{
+	{"ClaimUpToLimit", testSlotsClaim},
+	{"ReleaseFreesForHolderOnly", testSlotsRelease},
+	{"ExpiredSlotIsTakenBack", testSlotsExpire},
+	{"RenewKeepsSlots", testSlotsRenew},
+	{"LowerLimitDrains", testSlotsLowerLimit},
+	{"KeysAreApart", testSlotsKeys},
+	{"BadInput", testLimitsBadInput},
+	{"ConcurrentClaimersNeverExceed", testSlotsConcurrent},
+	{"TokensBurstThenInterval", testTokens},
+	{"ConcurrentTakersNeverExceed", testTokensConcurrent},
+}
+
+func limiter(t *testing.T, s store.Store) store.Limiter {
+	t.Helper()
+	l, ok := s.(store.Limiter)
+	require.True(t, ok, "storetest: %T does not implement store.Limiter", s)
+	return l
+}
+
+func holders(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}
+
+func testSlotsClaim(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	got, err := l.ClaimSlots(c, "api", "", 2, "p1", holders("h", 3), time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1}, got, "two of three holders get the two slots")
+	got, err = l.ClaimSlots(c, "api", "", 2, "p2", []string{"x"}, time.Hour)
+	require.NoError(t, err)
+	assert.Empty(t, got, "no slot is free for another owner")
+	held, err := l.Slots(c, "api", "")
+	require.NoError(t, err)
+	require.Len(t, held, 2)
+	assert.Equal(t, 0, held[0].N)
+	assert.Equal(t, "p1", held[0].Owner)
+	assert.Equal(t, "h0", held[0].Holder)
+	assert.Equal(t, "h1", held[1].Holder)
+	assert.True(t, held[0].Expires.After(time.Now().Add(59*time.Minute)), "expires %v", held[0].Expires)
+	got, err = l.ClaimSlots(c, "api", "", 2, "p1", nil, time.Hour)
+	require.NoError(t, err)
+	assert.Empty(t, got, "no holders claim nothing")
+}
+
+func testSlotsRelease(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	got, err := l.ClaimSlots(c, "api", "k", 1, "p1", []string{"a"}, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, []int{0}, got)
+	require.NoError(t, l.ReleaseSlots(c, "api", "k", "p1", []int{0}, []string{"other"}))
+	require.NoError(t, l.ReleaseSlots(c, "api", "k", "p2", []int{0}, []string{"a"}))
+	held, err := l.Slots(c, "api", "k")
+	require.NoError(t, err)
+	assert.Len(t, held, 1, "a release by another holder or owner does nothing")
+	require.NoError(t, l.ReleaseSlots(c, "api", "k", "p1", []int{0}, []string{"a"}))
+	held, err = l.Slots(c, "api", "k")
+	require.NoError(t, err)
+	assert.Empty(t, held)
+	got, err = l.ClaimSlots(c, "api", "k", 1, "p2", []string{"b"}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, got, "a released slot is free")
+	require.NoError(t, l.ReleaseSlots(c, "api", "k", "p1", nil, nil), "releasing nothing is fine")
+	assert.Error(t, l.ReleaseSlots(c, "api", "k", "p1", []int{0}, nil), "slots and holders must pair up")
+}
+
+func testSlotsExpire(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	got, err := l.ClaimSlots(c, "api", "", 1, "dead", []string{"a"}, 150*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, []int{0}, got)
+	got, err = l.ClaimSlots(c, "api", "", 1, "live", []string{"b"}, time.Hour)
+	require.NoError(t, err)
+	assert.Empty(t, got, "an unexpired slot is held")
+	time.Sleep(250 * time.Millisecond)
+	held, err := l.Slots(c, "api", "")
+	require.NoError(t, err)
+	assert.Empty(t, held, "an expired slot is not held")
+	got, err = l.ClaimSlots(c, "api", "", 1, "live", []string{"b"}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, got, "an expired slot is taken back")
+	require.NoError(t, l.ReleaseSlots(c, "api", "", "dead", []int{0}, []string{"a"}))
+	held, err = l.Slots(c, "api", "")
+	require.NoError(t, err)
+	require.Len(t, held, 1, "the dead owner's late release does not free the new holder's slot")
+	assert.Equal(t, "live", held[0].Owner)
+}
+
+func testSlotsRenew(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	_, err := l.ClaimSlots(c, "a", "", 2, "p1", holders("h", 2), 150*time.Millisecond)
+	require.NoError(t, err)
+	_, err = l.ClaimSlots(c, "b", "x", 1, "p1", []string{"h"}, 150*time.Millisecond)
+	require.NoError(t, err)
+	_, err = l.ClaimSlots(c, "b", "y", 1, "p2", []string{"h"}, 150*time.Millisecond)
+	require.NoError(t, err)
+	n, err := l.RenewSlots(c, "p1", time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, 3, n, "every slot of the owner, of every limit and key")
+	time.Sleep(250 * time.Millisecond)
+	got, err := l.ClaimSlots(c, "a", "", 2, "p3", []string{"z"}, time.Hour)
+	require.NoError(t, err)
+	assert.Empty(t, got, "renewed slots stay held")
+	got, err = l.ClaimSlots(c, "b", "y", 1, "p3", []string{"z"}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, got, "another owner's slot was not renewed")
+	_, err = l.RenewSlots(c, "", time.Hour)
+	assert.Error(t, err)
+}
+
+func testSlotsLowerLimit(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	got, err := l.ClaimSlots(c, "api", "", 3, "p", holders("h", 3), time.Hour)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.NoError(t, l.ReleaseSlots(c, "api", "", "p", got, holders("h", 3)))
+	got, err = l.ClaimSlots(c, "api", "", 1, "p", holders("k", 3), time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, got, "slots above a lowered limit are never claimed")
+	got, err = l.ClaimSlots(c, "api", "", 4, "p", holders("m", 5), time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 2, 3}, got, "a raised limit has more slots")
+}
+
+func testSlotsKeys(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	for _, key := range []string{"c1", "c2", ""} {
+		got, err := l.ClaimSlots(c, "customer", key, 1, "p", []string{"h-" + key}, time.Hour)
+		require.NoError(t, err)
+		assert.Equal(t, []int{0}, got, "key %q has its own slot", key)
+	}
+	got, err := l.ClaimSlots(c, "other", "c1", 1, "p", []string{"h"}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, got, "another limit with the same key has its own slot")
+	n, _, err := l.TakeTokens(c, "customer", "c1", time.Hour, 1, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	n, _, err = l.TakeTokens(c, "customer", "c2", time.Hour, 1, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "a key has its own bucket")
+}
+
+func testLimitsBadInput(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	for _, tc := range []struct {
+		limit  int
+		owner  string
+		hs     []string
+		ttl    time.Duration
+		reason string
+	}{
+		{0, "p", []string{"h"}, time.Hour, "a limit of zero"},
+		{-1, "p", []string{"h"}, time.Hour, "a negative limit"},
+		{1, "", []string{"h"}, time.Hour, "no owner"},
+		{1, "p", []string{""}, time.Hour, "an empty holder"},
+		{1, "p", []string{"h"}, 0, "a ttl of zero"},
+	} {
+		_, err := l.ClaimSlots(c, "api", "", tc.limit, tc.owner, tc.hs, tc.ttl)
+		assert.Error(t, err, tc.reason)
+	}
+	for _, tc := range []struct {
+		interval time.Duration
+		burst, n int
+	}{{0, 1, 1}, {time.Second, 0, 1}, {time.Second, 1, 0}, {-time.Second, 1, 1}, {time.Hour, 1 << 40, 1}} {
+		_, _, err := l.TakeTokens(c, "rate", "", tc.interval, tc.burst, tc.n)
+		assert.Error(t, err, "interval %v burst %d n %d", tc.interval, tc.burst, tc.n)
+	}
+	held, err := l.Slots(c, "api", "")
+	require.NoError(t, err)
+	assert.Empty(t, held, "refused claims hold nothing")
+}
+
+func testSlotsConcurrent(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	const limit, workers, rounds = 3, 8, 8
+	var holding, most, claims atomic.Int32
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			owner := fmt.Sprintf("p%d", w)
+			for r := range rounds {
+				h := fmt.Sprintf("%s-%d", owner, r)
+				got, err := l.ClaimSlots(c, "api", "", limit, owner, []string{h}, time.Hour)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				if len(got) == 0 {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				claims.Add(1)
+				n := holding.Add(1)
+				for {
+					m := most.Load()
+					if n <= m || most.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				time.Sleep(20 * time.Millisecond) // longer than a claim, so that holders overlap
+				holding.Add(-1)
+				if err := l.ReleaseSlots(c, "api", "", owner, got, []string{h}); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, most.Load(), int32(limit), "never more holders than the limit")
+	assert.Positive(t, claims.Load())
+	held, err := l.Slots(c, "api", "")
+	require.NoError(t, err)
+	assert.Empty(t, held, "every slot was released")
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	before := time.Now()
+	n, next, err := l.TakeTokens(c, "vendor", "", time.Hour, 3, 5)
+	require.NoError(t, err)
+	assert.Equal(t, 3, n, "a full bucket gives its burst")
+	assert.True(t, next.After(before.Add(59*time.Minute)) && next.Before(time.Now().Add(time.Hour+time.Second)),
+		"the next token comes an interval after the first was taken: %v", next.Sub(before))
+	n, next2, err := l.TakeTokens(c, "vendor", "", time.Hour, 3, 1)
+	require.NoError(t, err)
+	assert.Zero(t, n, "an empty bucket gives nothing")
+	assert.Equal(t, next, next2, "and says when the next token comes")
+	n, _, err = l.TakeTokens(c, "fast", "", 100*time.Millisecond, 1, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, next, err = l.TakeTokens(c, "fast", "", 100*time.Millisecond, 1, 1)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	time.Sleep(time.Until(next) + 10*time.Millisecond)
+	n, _, err = l.TakeTokens(c, "fast", "", 100*time.Millisecond, 1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "one token per interval")
+}
+
+func testTokensConcurrent(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	const interval, burst, workers = 50 * time.Millisecond, 5, 4
+	var taken atomic.Int64
+	start := time.Now()
+	stop := start.Add(300 * time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				n, next, err := l.TakeTokens(c, "vendor", "", interval, burst, 2)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				taken.Add(int64(n))
+				if n == 0 {
+					time.Sleep(min(time.Until(next), time.Until(stop)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	elapsed := time.Since(start)
+	most := int64(burst) + int64(elapsed/interval) + 1
+	assert.LessOrEqual(t, taken.Load(), most, "at most burst + elapsed/interval tokens in %v", elapsed)
+	assert.Positive(t, taken.Load())
+}
