@@ -922,6 +922,11 @@ func (e *Executor) finish(p *pending, rec envelope.Result, derr error) {
 	if rec.Delivery > 0 {
 		p.promise.SetDeliveries(int(min(rec.Delivery, math.MaxInt32)))
 	}
+	if p.started.IsZero() && rec.Ran > 0 {
+		// The result came before the worker's Started event: the start
+		// by the run time the worker measured (p is removed: ours alone).
+		p.started = time.Now().Add(-rec.Ran)
+	}
 	switch rec.Kind {
 	case envelope.Output:
 		v, err := p.call.Handler.DecodeOutput(rec.Payload)

@@ -336,7 +336,7 @@ func (w *Worker) handleGuarded(ctx context.Context, s *slot, msg jetstream.Msg) 
 		w.logger.Warn("a task called runtime.Goexit; answering it as a panic", "call", what)
 		if key != "" && !s.ran() {
 			perr := &executor.PanicError{Task: task, Value: executor.ErrGoexit, Stack: debug.Stack()}
-			w.settle(s, msg, w.store(key, task, w.result(nil, task, nil, perr, delivery, 0, "")))
+			w.settle(s, msg, w.store(key, task, w.result(nil, task, nil, perr, delivery, 0, 0, "")))
 		} else {
 			s.end()
 		}
@@ -450,6 +450,8 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	}
 	// Counted before Submit: an executor may run the call inside Submit.
 	w.ran.Add(1)
+	call.Timed = hc.Timed
+	submitted := time.Now()
 	f, err := w.opts.Executor.Submit(ctx, call)
 	if err != nil {
 		// The executor refused it (closed, full): another worker may not.
@@ -477,7 +479,15 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if fwd != nil {
 		logs = fwd.n.Load()
 	}
-	rec := w.result(h, hc.Task, v, err, delivery, logs, f.Worker())
+	var ran time.Duration
+	if hc.Timed {
+		started := f.Started()
+		if started.IsZero() {
+			started = submitted
+		}
+		ran = max(time.Since(started), 1)
+	}
+	rec := w.result(h, hc.Task, v, err, delivery, logs, ran, f.Worker())
 	w.settle(s, msg, w.store(hc.Key, hc.Task, rec))
 }
 
@@ -509,20 +519,20 @@ func (w *Worker) skip(msg jetstream.Msg) {
 func (w *Worker) fail(s *slot, msg jetstream.Msg, key string, delivery uint64, err error) {
 	s.begin(msg, key, key, nil)
 	s.ran()
-	w.settle(s, msg, w.store(key, "", w.result(nil, "", nil, err, delivery, 0, "")))
+	w.settle(s, msg, w.store(key, "", w.result(nil, "", nil, err, delivery, 0, 0, "")))
 }
 
 // result encodes a call's outcome as a result record. A result that
 // cannot be encoded, or whose record is over what the server takes, is an
 // *executor.OutputError; an error whose record is too large keeps its
 // class and the start of its message.
-func (w *Worker) result(h *executor.Handler, task string, v any, err error, delivery, logs uint64, where string) []byte {
+func (w *Worker) result(h *executor.Handler, task string, v any, err error, delivery, logs uint64, ran time.Duration, where string) []byte {
 	worker := w.name
 	if where != "" {
 		worker += "/" + where
 	}
 	limit := w.conn.nc.MaxPayload() - headerBudget
-	r := envelope.Result{Kind: envelope.Output, Delivery: delivery, Logs: logs, Worker: worker}
+	r := envelope.Result{Kind: envelope.Output, Delivery: delivery, Logs: logs, Worker: worker, Ran: ran}
 	if err == nil {
 		if r.Payload, err = h.EncodeOutput(v); err == nil {
 			rec := envelope.AppendResult(nil, r)

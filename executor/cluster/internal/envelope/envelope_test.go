@@ -81,6 +81,21 @@ func TestResultRoundTrip(t *testing.T) {
 	assert.Equal(t, envelope.Output, got.Kind)
 	assert.Empty(t, got.Payload)
 	assert.Empty(t, got.Worker)
+
+	// A run time travels with either kind; without one the record is the
+	// same bytes as before it existed.
+	for _, k := range []envelope.Kind{envelope.Output, envelope.Failure} {
+		r = envelope.Result{Kind: k, Delivery: 1, Logs: 2, Worker: "w", Ran: 1500 * time.Millisecond, Payload: []byte("x")}
+		got, err = envelope.DecodeResult(envelope.AppendResult(nil, r))
+		require.NoError(t, err)
+		assert.Equal(t, r, got)
+	}
+	old := envelope.AppendResult(nil, envelope.Result{Kind: envelope.Output, Delivery: 1, Worker: "w"})
+	assert.Equal(t, []byte{1, 'o', 1, 0, 1, 'w'}, old)
+	_, err = envelope.DecodeResult([]byte{1, 'O', 1, 0, 0, 1, 'w'})
+	assert.Error(t, err, "a zero run time is written as none, never read")
+	_, err = envelope.DecodeResult([]byte{1, 'E', 1, 0})
+	assert.Error(t, err, "truncated before the run time")
 }
 
 func TestEventRoundTrip(t *testing.T) {
@@ -130,17 +145,21 @@ func FuzzDecodeResult(f *testing.F) {
 	f.Add(envelope.AppendResult(nil, envelope.Result{Kind: envelope.Output, Delivery: 1, Worker: "w", Payload: []byte("{}")}))
 	f.Add(envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Logs: 1 << 40}))
 	f.Add([]byte{1, 'o'})
+	f.Add(envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Ran: time.Second, Payload: []byte("{}")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := envelope.DecodeResult(data)
 		if err != nil {
 			return
 		}
+		require.GreaterOrEqual(t, r.Ran, time.Duration(0))
+		require.Contains(t, []envelope.Kind{envelope.Output, envelope.Failure}, r.Kind)
 		again, err := envelope.DecodeResult(envelope.AppendResult(nil, r))
 		require.NoError(t, err)
 		require.Equal(t, r.Kind, again.Kind)
 		require.Equal(t, r.Delivery, again.Delivery)
 		require.Equal(t, r.Logs, again.Logs)
 		require.Equal(t, r.Worker, again.Worker)
+		require.Equal(t, r.Ran, again.Ran)
 		require.Equal(t, string(r.Payload), string(again.Payload))
 	})
 }
