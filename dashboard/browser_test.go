@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,16 +25,49 @@ import (
 
 var screenshots = flag.String("screenshots", "", "write the browser tests' screenshots into this directory (docs/img: go test ./dashboard -run Browser -screenshots ../docs/img)")
 
-// browse opens a browser page for the test.
+// shared is the browser of the package's tests, started by the first
+// that needs one and closed by TestMain (one start instead of one per
+// test).
+var shared struct {
+	once sync.Once
+	b    *headless.Browser
+	err  error
+}
+
+// closeBrowser ends the shared browser, if one was started, and reports
+// whether it left nothing behind.
+func closeBrowser() bool {
+	if shared.b == nil {
+		return true
+	}
+	if err := shared.b.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "dashboard tests:", err)
+		return false
+	}
+	return true
+}
+
+// browse opens a page of the shared browser for the test, closed when it
+// ends, and fails the test if the page had a JavaScript error or a
+// refused resource.
 func browse(t *testing.T, width, height int) (*headless.Page, context.Context) {
 	t.Helper()
-	b := headless.ForTest(t, headless.Options{Width: width, Height: height})
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shared.b, shared.err = headless.Start(ctx, headless.Options{})
+	})
+	if shared.err != nil {
+		headless.SkipOrFail(t, shared.err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	p, err := b.NewPage(ctx)
+	p, err := shared.b.NewPage(ctx)
 	require.NoError(t, err)
+	require.NoError(t, p.SetViewport(ctx, width, height))
 	t.Cleanup(func() {
 		assert.Empty(t, noise(p.Problems()), "the page had JavaScript or resource errors")
+		assert.NoError(t, p.Close(context.Background()))
 	})
 	return p, ctx
 }
@@ -89,14 +123,27 @@ func TestBrowserListAndRunPage(t *testing.T) {
 	e.run(t, e.flows.etl, "etl-0001")
 	e.run(t, e.flows.report, "report-0001")
 	e.run(t, e.flows.slow, "slow-0001")
+	// And one still going.
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.flows.gated.Run(context.Background(), e.ex, flow.RunOptions{Store: e.st, RunID: "gated-0001"})
+		done <- err
+	}()
+	t.Cleanup(func() {
+		for _, g := range []string{"one", "two", "three"} {
+			e.flows.gates.tryOpen(g)
+		}
+		assert.NoError(t, <-done)
+	})
 	p, ctx := browse(t, 1280, 900)
 
 	require.NoError(t, p.Navigate(ctx, e.srv.URL+"/"))
-	assert.Equal(t, 3, evalInt(t, ctx, p, `document.querySelectorAll('table.runs tbody tr').length`))
+	require.NoError(t, p.WaitFor(ctx, `document.querySelectorAll('table.runs tbody tr').length === 4`))
 	assert.Equal(t, "Success", evalString(t, ctx, p, `document.querySelector('tr[data-run="etl-0001"]').dataset.state`))
 	assert.Equal(t, "Failed", evalString(t, ctx, p, `document.querySelector('tr[data-run="report-0001"]').dataset.state`))
 	assert.Equal(t, "Failed", evalString(t, ctx, p, `document.querySelector('tr[data-run="slow-0001"]').dataset.state`), "a flow whose task timed out failed")
-	assert.Equal(t, "slow-0001", evalString(t, ctx, p, `document.querySelector('table.runs tbody tr').dataset.run`), "newest first")
+	assert.Equal(t, "gated-0001,slow-0001,report-0001,etl-0001", evalString(t, ctx, p, `Array.from(document.querySelectorAll('table.runs tbody tr')).map(r => r.dataset.run).join()`), "newest first")
+	assert.Equal(t, "Running", evalString(t, ctx, p, `document.querySelector('tr[data-run="gated-0001"]').dataset.state`))
 	shoot(t, ctx, p, "runs")
 
 	// The filter: failed runs only.

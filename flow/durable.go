@@ -285,8 +285,14 @@ func (d *durable) change(c task.Change) {
 	class, msg := errParts(c.Err)
 	label := c.Task
 	d.mu.Lock()
+	if c.To == task.Waiting {
+		msg = c.Note // which limit, key and position
+	}
 	d.pending.Changes = append(d.pending.Changes, store.Change{Seq: d.seq(), Label: label, Attempt: c.Attempt,
 		From: c.From.String(), To: c.To.String(), ErrClass: class, ErrMessage: msg, Time: c.Time})
+	if c.To == task.Waiting && c.From == task.Pending {
+		d.pending.TaskRuns = append(d.pending.TaskRuns, store.TaskRun{Label: label, State: "Waiting", Attempts: c.Attempt})
+	}
 	if c.To == task.Running && c.Attempt > 0 {
 		d.pending.Attempts = append(d.pending.Attempts, store.Attempt{Label: label, N: c.Attempt, State: "Running", Start: c.Time})
 		d.pending.TaskRuns = append(d.pending.TaskRuns, store.TaskRun{Label: label, State: "Running", Attempts: c.Attempt, Start: c.Time})

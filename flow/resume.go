@@ -167,6 +167,9 @@ func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store
 	if rec.Flow != f.name || rec.FlowHash != f.Hash() {
 		return nil, &store.FlowChangedError{RunID: rec.ID, Flow: f.name, RecordedFlow: rec.Flow, Hash: f.Hash(), RecordedHash: rec.FlowHash}
 	}
+	if err := f.checkLimits(opts.Limits); err != nil {
+		return nil, err
+	}
 	params, err := f.decodeParams(rec.ID, rec.Params)
 	if err != nil {
 		return nil, err
@@ -275,6 +278,6 @@ func (r *run) looked(l *lookup) {
 		u.runner.Cached(l.value)
 		r.finish(i)
 	default:
-		r.submit(i, u.runner.Start())
+		r.next(i)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/limit"
 	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/task"
 )
@@ -63,6 +64,15 @@ type RunOptions struct {
 	// Empty means hostname/pid/random. Only with Store.
 	Owner string
 
+	// Limits holds the limits that the flow's tasks name
+	// (task.Options.Limits): each attempt of such a task takes its limits
+	// from it before it is submitted, waiting in the state Waiting while
+	// they are taken; share one Set between runs (and, with its own
+	// store, between processes) to bound them together. A task that
+	// names a limit the Set does not define, or names limits when Limits
+	// is nil, fails the run before any task starts with a *limit.UseError.
+	Limits *limit.Set
+
 	// LeaseTTL is how long the run's lease lasts without a heartbeat
 	// (renewed every third of it): after a crash, another process can
 	// resume the run once it has passed. Zero means 30 seconds. Only with
@@ -103,6 +113,9 @@ type RunOptions struct {
 func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOptions) (*Result, error) {
 	if ex == nil {
 		panic("flow: Run with a nil executor")
+	}
+	if err := f.checkLimits(opts.Limits); err != nil {
+		return nil, err
 	}
 	if opts.Store != nil {
 		return f.runDurable(ctx, ex, opts)
@@ -207,6 +220,7 @@ const (
 	final
 	recording // final, waiting for its record to be durable
 	looking   // waiting for a cache lookup
+	limiting  // waiting for its limits (task state Waiting)
 )
 
 // unit is the scheduler's state of one task run of a flow run: a node's
@@ -216,6 +230,8 @@ const (
 type unit struct {
 	runner *task.Runner
 	timer  *time.Timer // a pending retry
+	keys   []limit.Key // the limits' keys of its input, for a task with limits
+	hold   *limit.Hold // the limits its running attempt holds
 	aux    int32       // a child's node; a mapped node's index in run.maps
 	phase  phase
 }
@@ -288,6 +304,7 @@ type event struct {
 	attempt int32
 	rec     *recorded // from the recorder of a durable run
 	look    *lookup   // from a cache lookup
+	lim     *limited  // from the limit set: a wait's end
 }
 
 // waiter is a submitted attempt whose Future has not completed when Submit
@@ -479,7 +496,7 @@ func (r *run) step(i int32) {
 			r.cancel(i)
 			return
 		}
-		r.submit(i, u.runner.Retry())
+		r.next(i)
 	}
 }
 
@@ -554,6 +571,15 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 		r.finish(i)
 		return
 	}
+	if len(nd.limits) > 0 {
+		keys, err := limit.Keys(nd.name, nd.limits, in)
+		if err != nil {
+			rn.End(task.Failed, err)
+			r.finish(i)
+			return
+		}
+		r.units[i].keys = keys
+	}
 	if r.d != nil && !r.d.replay && nd.spec.Options().CacheFor > 0 {
 		key, err := cacheKey(nd, in)
 		if err != nil {
@@ -567,7 +593,7 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 			return
 		}
 	}
-	r.submit(i, rn.Start())
+	r.next(i)
 }
 
 // decide returns Pending if node i runs, else the state it ends in
@@ -814,6 +840,10 @@ func (r *run) outcome(i int32, attempt int, v any, err error, worker string) {
 	if u.phase != running {
 		return
 	}
+	if u.hold != nil {
+		u.hold.Release()
+		u.hold = nil
+	}
 	delay, again := u.runner.AttemptDone(attempt, v, err, worker)
 	if !again {
 		if u.runner.State().Final() {
@@ -842,6 +872,9 @@ func (r *run) handle(e event) {
 	case e.look != nil:
 		r.looked(e.look)
 		return
+	case e.lim != nil:
+		r.limitDone(e.unit, e.lim)
+		return
 	case e.room:
 		return // the loop submits the parked attempts after the batch
 	}
@@ -865,7 +898,7 @@ func (r *run) handle(e event) {
 		r.cancel(e.unit)
 		return
 	}
-	r.submit(e.unit, u.runner.Retry())
+	r.next(e.unit)
 }
 
 // stop ends the run early: whatever has not started, or waits to retry,

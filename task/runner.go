@@ -50,6 +50,9 @@ type Change struct {
 	To      State
 	Err     error // the attempt's error, for Retrying and the final failures
 	Time    time.Time
+	// Note says, for a change to Waiting, what the attempt waits for: the
+	// limit, the key and its position in the queue (limit.Wait.String).
+	Note string
 }
 
 // Attempt records one attempt of a task run.
@@ -76,6 +79,9 @@ type Result struct {
 	Attempts []Attempt
 	Start    time.Time // when the first attempt started; zero if none did
 	End      time.Time // when the run reached its final state
+	// Waited is the time the run's attempts waited for their limits
+	// (Options.Limits), in all.
+	Waited time.Duration
 }
 
 // Duration returns End - Start, or zero for a run that never started.
@@ -105,6 +111,9 @@ type Runner struct {
 	attempt int // current attempt, 0 before Start
 	first   int // the number of the first attempt this Runner makes
 	res     Result
+	// waitFrom is the state Wait left (Pending or Retrying), since when.
+	waitFrom  State
+	waitSince time.Time
 }
 
 // NewRunner returns a Pending run of spec on input.
@@ -158,7 +167,7 @@ func (r *Runner) Result() Result {
 // Start begins the first attempt and returns the call to submit. It panics
 // if the run was already started: that is a programming error.
 func (r *Runner) Start() executor.Call {
-	if r.state != Pending {
+	if r.state != Pending && (r.state != Waiting || r.waitFrom != Pending) {
 		panic("task: Runner.Start on a run that is " + r.state.String())
 	}
 	return r.begin()
@@ -167,13 +176,42 @@ func (r *Runner) Start() executor.Call {
 // Retry begins the next attempt after a delay that AttemptDone asked for,
 // and returns the call to submit. It panics unless the run is Retrying.
 func (r *Runner) Retry() executor.Call {
-	if r.state != Retrying {
+	if r.state != Retrying && (r.state != Waiting || r.waitFrom != Retrying) {
 		panic("task: Runner.Retry on a run that is " + r.state.String())
 	}
 	return r.begin()
 }
 
+// Next begins the next attempt of a Pending, Retrying or Waiting run, as
+// Start or Retry would.
+func (r *Runner) Next() executor.Call {
+	if r.state == Pending || r.state == Waiting && r.waitFrom == Pending {
+		return r.Start()
+	}
+	return r.Retry()
+}
+
+// Wait moves a Pending or Retrying run to Waiting: its next attempt waits
+// for the task's limits; note says for what (Change.Note). Start or Retry
+// (or Next) then begins the attempt, and the wait is added to
+// Result.Waited. It panics on a run in any other state.
+func (r *Runner) Wait(note string) {
+	if r.state != Pending && r.state != Retrying {
+		panic("task: Runner.Wait on a run that is " + r.state.String())
+	}
+	r.waitFrom, r.waitSince = r.state, time.Now()
+	from := r.state
+	r.state = Waiting
+	if r.run.OnState != nil {
+		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
+			From: from, To: Waiting, Time: r.waitSince, Note: note})
+	}
+}
+
 func (r *Runner) begin() executor.Call {
+	if r.state == Waiting {
+		r.res.Waited += time.Since(r.waitSince)
+	}
 	r.attempt++
 	now := time.Now()
 	if r.res.Start.IsZero() {
@@ -272,7 +310,7 @@ func (r *Runner) End(state State, err error) {
 	switch state {
 	case Skipped, TriggerFailed, Cancelled:
 	case Failed:
-		if r.state != Pending && !r.state.Final() {
+		if r.state != Pending && !r.state.Final() && (r.state != Waiting || r.waitFrom != Pending) {
 			panic("task: Runner.End with state Failed on a run that is " + r.state.String())
 		}
 	default:

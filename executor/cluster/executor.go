@@ -69,7 +69,9 @@ type Options struct {
 	// PublishTimeout is how long the executor waits for the server to
 	// acknowledge a submitted call before publishing it again, with the
 	// same message id so that it is never queued twice. Retries stop at
-	// half the dedup window, and the call then fails. Default 5s.
+	// half the dedup window, and the call then fails. It bounds how long
+	// a call published just as the stream's leader died waits before it
+	// is published again (to the new leader, once elected). Default 2s.
 	PublishTimeout time.Duration
 
 	// MaxPending bounds the submitted calls awaiting the server's
@@ -103,8 +105,9 @@ type Executor struct {
 	watcher    jetstream.KeyWatcher // under mu: the watchdog replaces it
 	stopWatch  context.CancelFunc
 	watchDone  chan struct{}
-	watchSwap  chan struct{} // the watchdog replaced the watcher; size 1
-	seenRev    atomic.Uint64 // the highest bucket revision the watcher delivered
+	watchSwap  chan struct{}    // the watchdog replaced the watcher; size 1
+	seenRev    atomic.Uint64    // the highest bucket revision delivered (by the watcher or the watchdog)
+	kvStream   jetstream.Stream // the bucket's stream, for the watchdog's direct reads
 	dogStop    chan struct{}
 	dogDone    chan struct{}
 	eventSub   *nats.Subscription
@@ -167,7 +170,7 @@ func New(opts Options) (*Executor, error) {
 		opts.TimeoutMargin = 10 * time.Second
 	}
 	if opts.PublishTimeout <= 0 {
-		opts.PublishTimeout = 5 * time.Second
+		opts.PublishTimeout = 2 * time.Second
 	}
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 4096
@@ -248,6 +251,14 @@ func (e *Executor) start() error {
 	if st, err := e.obj.kv.Status(ctx); err == nil {
 		e.noteRev(bucketLastSeq(st))
 	}
+	err = retry(ctx, e.logger, func(ctx context.Context) error {
+		var err error
+		e.kvStream, err = e.js.Stream(ctx, "KV_"+e.opts.Setup.Bucket)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("executor/cluster: bucket %s: %w", e.opts.Setup.Bucket, err)
+	}
 	go e.watchdog(wctx)
 	return nil
 }
@@ -274,24 +285,61 @@ func (e *Executor) noteRev(rev uint64) {
 // revision with what the watcher delivered.
 const watchCheck = 500 * time.Millisecond
 
-// watchdog re-creates the result watcher when it stalls. The watcher is
+// bridgeCheck is how often the watchdog reads the bucket while the
+// watcher is stalled: the latency of a result until a new watcher is in
+// place.
+const bridgeCheck = 100 * time.Millisecond
+
+// bridgeMax bounds the revisions the watchdog reads in one check while
+// the watcher is stalled; the rest wait for the next check.
+const bridgeMax = 4096
+
+// watchdog keeps results flowing when the watcher stalls. The watcher is
 // an ordered consumer, a single copy on one server: when that server
 // dies, or the connection moves, results stop arriving until the client
-// notices missed heartbeats (10-20 s). The watchdog reads the bucket's
-// last revision every watchCheck; a revision that was in the bucket at
-// the previous check and has still not been delivered means a stall, and
-// the watcher is replaced by one that resumes after the last revision
-// delivered, so no result is missed.
+// notices missed heartbeats (10-20 s), and a new one cannot be created
+// before JetStream's meta leader answers (a leader election when the
+// dead server led it: 4-9 s). The watchdog reads the bucket's last
+// revision every watchCheck; a revision that was in the bucket at the
+// previous check and has still not been delivered means a stall. From
+// then on, until a new watcher is in place, every check reads the
+// revisions not delivered yet straight from the bucket's stream (direct
+// gets, which any current replica answers, without a leader) and
+// delivers them, while a new watcher that resumes after the last
+// revision delivered is created in the background. No result is missed,
+// and one read twice is delivered once (deliver is idempotent).
 func (e *Executor) watchdog(wctx context.Context) {
 	defer close(e.dogDone)
-	t := time.NewTicker(watchCheck)
+	var creating sync.WaitGroup
+	defer creating.Wait()
+	t := time.NewTimer(watchCheck)
 	defer t.Stop()
-	var prev uint64 // the bucket's last revision at the previous check
+	var (
+		prev    uint64        // the bucket's last revision at the previous check
+		stalled bool          // the watcher is stalled and not replaced yet
+		done    chan struct{} // closed by the background re-creation; nil if none runs
+		ok      atomic.Bool   // what it achieved
+	)
 	for {
 		select {
 		case <-e.dogStop:
 			return
 		case <-t.C:
+		}
+		if done != nil {
+			select {
+			case <-done:
+				done = nil
+				if ok.Load() {
+					stalled = false
+				}
+			default:
+			}
+		}
+		if stalled {
+			t.Reset(bridgeCheck)
+		} else {
+			t.Reset(watchCheck)
 		}
 		ctx, cancel := context.WithTimeout(wctx, watchCheck)
 		st, err := e.obj.kv.Status(ctx)
@@ -301,27 +349,71 @@ func (e *Executor) watchdog(wctx context.Context) {
 			continue
 		}
 		last := bucketLastSeq(st)
-		seen := e.seenRev.Load()
-		if prev > seen {
-			e.rewatch(wctx, seen+1)
+		if seen := e.seenRev.Load(); prev > seen && !stalled {
+			stalled = true
+			e.logger.Warn("the result watcher stalled; reading results from the bucket until it is replaced", "from revision", seen+1)
+		}
+		if stalled {
+			e.bridge(wctx, last)
+			if done == nil {
+				done = make(chan struct{})
+				creating.Add(1)
+				go func(done chan struct{}) {
+					defer creating.Done()
+					defer close(done)
+					ok.Store(e.rewatch(wctx, e.seenRev.Load()+1))
+				}(done)
+			}
 		}
 		prev = last
 	}
 }
 
-// rewatch replaces the watcher by one that starts at revision from.
-func (e *Executor) rewatch(wctx context.Context, from uint64) {
+// bridge delivers the revisions after the last one delivered, up to last,
+// read from the bucket's stream. It stops at the first it cannot read
+// (a replica not caught up yet, a dying server): the next check goes on
+// from there.
+func (e *Executor) bridge(wctx context.Context, last uint64) {
+	prefix := "$KV." + e.opts.Setup.Bucket + "."
+	deadline := time.Now().Add(watchCheck)
+	for n := 0; n < bridgeMax && time.Now().Before(deadline); n++ {
+		seq := e.seenRev.Load() + 1
+		if seq > last {
+			return
+		}
+		ctx, cancel := context.WithTimeout(wctx, watchCheck)
+		m, err := e.kvStream.GetMsg(ctx, seq)
+		cancel()
+		if err != nil {
+			e.logger.Debug("cannot read a result from the bucket", "revision", seq, "error", err)
+			return
+		}
+		if op := m.Header.Get("KV-Operation"); op == "" && len(m.Subject) > len(prefix) {
+			e.deliver(m.Subject[len(prefix):], m.Data)
+		}
+		e.noteRev(seq)
+	}
+}
+
+// rewatch replaces the watcher by one that starts at revision from, and
+// reports whether it did.
+func (e *Executor) rewatch(wctx context.Context, from uint64) bool {
 	// The watch lives until teardown (wctx).
 	w, err := e.obj.kv.WatchAll(wctx, jetstream.ResumeFromRevision(from))
 	if err != nil {
-		e.logger.Warn("the result watcher stalled and cannot be replaced yet", "error", err)
-		return
+		e.logger.Warn("the result watcher cannot be replaced yet", "error", err)
+		return false
 	}
-	e.logger.Warn("the result watcher stalled; watching again", "from revision", from)
 	e.mu.Lock()
+	if e.torn {
+		e.mu.Unlock()
+		_ = w.Stop()
+		return false
+	}
 	old := e.watcher
 	e.watcher = w
 	e.mu.Unlock()
+	e.logger.Warn("the result watcher was replaced", "from revision", from)
 	select {
 	case e.watchSwap <- struct{}{}:
 	default:
@@ -329,6 +421,7 @@ func (e *Executor) rewatch(wctx context.Context, from uint64) {
 	if err := old.Stop(); err != nil {
 		e.logger.Debug("stopping the stalled watcher", "error", err)
 	}
+	return true
 }
 
 // Server returns the in-process server the executor is connected to (the
@@ -1248,6 +1341,8 @@ func (e *Executor) teardown(ctx context.Context) {
 	e.mu.Unlock()
 	if started {
 		<-e.janitorEnd
+		// The watch context first: it ends a watcher being created.
+		e.stopWatch()
 		close(e.dogStop)
 		<-e.dogDone
 		e.mu.Lock()

@@ -389,6 +389,10 @@ func retry(ctx context.Context, logger hclog.Logger, fn func(context.Context) er
 type conn struct {
 	nc     *nats.Conn
 	closed chan struct{}
+	// reconnected gets a token each time the client reconnects (size 1):
+	// a worker then tells the consumer at once that the calls it holds
+	// are still in progress.
+	reconnected chan struct{}
 }
 
 // connect opens a connection to c's server. It fails when neither a URL
@@ -397,7 +401,7 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 	if c.Name != "" {
 		name = c.Name
 	}
-	cc := &conn{closed: make(chan struct{})}
+	cc := &conn{closed: make(chan struct{}), reconnected: make(chan struct{}, 1)}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.ClosedHandler(func(*nats.Conn) { close(cc.closed) }),
@@ -408,6 +412,10 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+			select {
+			case cc.reconnected <- struct{}{}:
+			default:
+			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""

@@ -100,6 +100,7 @@ type Worker struct {
 	done      chan struct{} // closed when the last slot goroutine ends
 	beatStop  chan struct{}
 	beatDone  chan struct{}
+	beatKick  chan struct{} // heartbeat every held call now; size 1
 	abort     chan struct{} // closed when a Shutdown gave up waiting
 	draining  atomic.Bool
 	stopPulls context.CancelFunc // ends the slots' pull requests
@@ -163,6 +164,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		done:      make(chan struct{}),
 		beatStop:  make(chan struct{}),
 		beatDone:  make(chan struct{}),
+		beatKick:  make(chan struct{}, 1),
 		abort:     make(chan struct{}),
 		cancelled: make(map[string]time.Time),
 		jobKick:   make(chan struct{}, 1),
@@ -217,6 +219,11 @@ func (w *Worker) start() error {
 	}
 	return nil
 }
+
+// pullRetryMax bounds the pause between failed pulls (no consumer
+// leader during an election, a reconnect): once a new leader is elected,
+// a free slot reaches it within that.
+const pullRetryMax = 250 * time.Millisecond
 
 // pullWait bounds one pull request of a slot. A request parked at a
 // consumer leader that died, or lost in a reconnect, is replaced when it
@@ -277,6 +284,7 @@ func (w *Worker) serve(ctx context.Context, s *slot) {
 		}
 	}()
 	backoff := 50 * time.Millisecond
+	failing := false
 	for !w.draining.Load() {
 		msg, err := w.next(ctx)
 		if err != nil {
@@ -284,13 +292,23 @@ func (w *Worker) serve(ctx context.Context, s *slot) {
 				w.lostOnce.Do(func() { w.logger.Error("connection closed; the worker stops serving") })
 				return
 			}
-			// No leader yet, a reconnect: ask again soon.
+			// No consumer leader (an election: "no responders"), a
+			// leadership change, a reconnect: ask again soon, and often
+			// enough that a new leader is reached within pullRetryMax.
 			w.logger.Debug("pull", "error", err)
 			if !w.pause(backoff) {
 				return
 			}
-			backoff = min(2*backoff, time.Second)
+			backoff = min(2*backoff, pullRetryMax)
+			failing = true
 			continue
+		}
+		if failing {
+			// The consumer answers again, perhaps a new leader that knows
+			// the calls this worker holds only by their last heartbeat:
+			// refresh them all now.
+			failing = false
+			w.kickBeat()
 		}
 		backoff = 50 * time.Millisecond
 		if msg == nil {
@@ -587,9 +605,14 @@ func (w *Worker) store(key, task string, rec []byte) bool {
 			t.Stop()
 			return false
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		backoff = min(2*backoff, storeRetryMax)
 	}
 }
+
+// storeRetryMax bounds the pause between attempts to record a result
+// while the bucket cannot take it (its leader died: an election), so a
+// result lands within that of the new leader's election.
+const storeRetryMax = 250 * time.Millisecond
 
 // storeTimeout bounds one attempt to record a result. It is short: a
 // write sent to a server that just died is never answered, and is better
@@ -642,21 +665,13 @@ func (w *Worker) heartbeat() {
 		select {
 		case <-w.beatStop:
 			return
+		case <-w.conn.reconnected:
+			// A new server, perhaps a new consumer leader: tell it now.
+			w.beatAll(time.Now(), true)
+		case <-w.beatKick:
+			w.beatAll(time.Now(), true)
 		case now := <-t.C:
-			for _, s := range w.slots {
-				s.mu.Lock()
-				msg := s.msg
-				due := msg != nil && now.Sub(s.beat) >= w.hb
-				if due {
-					s.beat = now
-				}
-				s.mu.Unlock()
-				if due {
-					if err := msg.InProgress(); err != nil {
-						w.logger.Debug("heartbeat", "error", err)
-					}
-				}
-			}
+			w.beatAll(now, false)
 			w.mu.Lock()
 			for k, at := range w.cancelled {
 				if now.Sub(at) > w.opts.Setup.DedupWindow {
@@ -664,6 +679,33 @@ func (w *Worker) heartbeat() {
 				}
 			}
 			w.mu.Unlock()
+		}
+	}
+}
+
+// kickBeat makes the heartbeat goroutine heartbeat every held call now.
+func (w *Worker) kickBeat() {
+	select {
+	case w.beatKick <- struct{}{}:
+	default:
+	}
+}
+
+// beatAll sends InProgress for each held call whose heartbeat is due, or
+// for every held call with all.
+func (w *Worker) beatAll(now time.Time, all bool) {
+	for _, s := range w.slots {
+		s.mu.Lock()
+		msg := s.msg
+		due := msg != nil && (all || now.Sub(s.beat) >= w.hb)
+		if due {
+			s.beat = now
+		}
+		s.mu.Unlock()
+		if due {
+			if err := msg.InProgress(); err != nil {
+				w.logger.Debug("heartbeat", "error", err)
+			}
 		}
 	}
 }

@@ -125,10 +125,16 @@ func (p *Page) SetViewport(ctx context.Context, width, height int) error {
 		"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
 }
 
-// Navigate loads url and waits until the document has loaded. A page
+// Navigate loads url and waits until the new document has loaded (the
+// document a redirect or the page's own script took it to, if any). A page
 // that failed to load (no server, a refused connection) is an error; an
 // HTTP error status is not (the page shows it).
 func (p *Page) Navigate(ctx context.Context, url string) error {
+	// A mark on the old document tells it from the new one, wherever the
+	// new one ends up (a redirect, a form a script submits at once).
+	if err := p.Eval(ctx, "window.__headlessOld = true", nil); err != nil {
+		return err
+	}
 	var r struct {
 		ErrorText string `json:"errorText"`
 	}
@@ -138,9 +144,7 @@ func (p *Page) Navigate(ctx context.Context, url string) error {
 	if r.ErrorText != "" {
 		return fmt.Errorf("headless: navigating to %s: %s", url, r.ErrorText)
 	}
-	// The old document may still answer until the new one commits: wait
-	// for the new one's URL too.
-	return p.WaitFor(ctx, fmt.Sprintf("document.readyState === 'complete' && location.href === %s", jsString(url)))
+	return p.WaitFor(ctx, "!window.__headlessOld && document.readyState === 'complete'")
 }
 
 // Eval evaluates a JavaScript expression in the page, awaiting it if it
@@ -229,10 +233,4 @@ func (p *Page) Close(ctx context.Context) error {
 	delete(p.b.pages, p.session)
 	p.b.mu.Unlock()
 	return p.b.call(ctx, "", "Target.closeTarget", map[string]any{"targetId": p.target}, nil)
-}
-
-// jsString quotes s as a JavaScript string literal.
-func jsString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
 }

@@ -54,6 +54,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// recoveryBound is the figure: after one server's death, calls
+// complete again within it. ownSlack is what the cluster executor may add
+// to JetStream's own election of a consumer or bucket leader: a free slot
+// pulls again within 250ms, a result write is repeated within 250ms, the
+// watchdog reads results within a second of a stalled watcher.
+const (
+	recoveryBound = 5 * time.Second
+	ownSlack      = 1500 * time.Millisecond
+)
+
 // taskLimit is the limit of every call: the "2 s task limit".
 const taskLimit = 2 * time.Second
 
@@ -125,6 +135,7 @@ type workerConfig struct {
 	Name  string
 	URL   string
 	Setup cluster.Setup
+	Level string // the worker's log level; FLOWLINE_CRASH_WORKER_LEVEL, default warn
 }
 
 // workerSlots is every worker's concurrency.
@@ -138,7 +149,11 @@ func workerMain() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn, Name: cfg.Name})
+	level := hclog.LevelFromString(cfg.Level)
+	if level == hclog.NoLevel {
+		level = hclog.Warn
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: level, Name: cfg.Name})
 	reg, err := task.NewRegistry(square)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "registry:", err)
@@ -348,15 +363,23 @@ func (o *observer) streamLeader(name string) (string, error) {
 func (o *observer) watcherServer(bucket string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	return o.watcherServerCtx(ctx, bucket)
+}
+
+func (o *observer) watcherServerCtx(ctx context.Context, bucket string) (string, error) {
 	s, err := o.js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
 		return "", err
 	}
 	lister := s.ListConsumers(ctx)
-	for info := range lister.Info() {
+	leader := ""
+	for info := range lister.Info() { // to its end: the lister's goroutine ends then
 		if info.Config.Durable == "" && info.Cluster != nil && info.Cluster.Leader != "" {
-			return info.Cluster.Leader, nil
+			leader = info.Cluster.Leader
 		}
+	}
+	if leader != "" {
+		return leader, nil
 	}
 	if err := lister.Err(); err != nil {
 		return "", err
@@ -372,6 +395,9 @@ type run struct {
 	logDir  string
 	workers []*proc
 	ex      *cluster.Executor
+
+	mu         sync.Mutex
+	recoveries []*recovery // of each server killed, in order
 }
 
 func (c *natsCluster) deploy(t *testing.T, name string) *run {
@@ -386,7 +412,7 @@ func (c *natsCluster) deploy(t *testing.T, name string) *run {
 	r.ex = ex
 	for i := range 2 {
 		wname := fmt.Sprintf("w%d", i)
-		b, err := json.Marshal(workerConfig{Name: wname, URL: c.urls(), Setup: r.setup})
+		b, err := json.Marshal(workerConfig{Name: wname, URL: c.urls(), Setup: r.setup, Level: os.Getenv("FLOWLINE_CRASH_WORKER_LEVEL")})
 		require.NoError(t, err)
 		r.workers = append(r.workers, startProc(t, wname, roleEnv+"=worker", configEnv+"="+string(b),
 			"FLOWLINE_CRASH_LOG="+filepath.Join(r.logDir, wname+".log")))
@@ -398,6 +424,9 @@ func (c *natsCluster) deploy(t *testing.T, name string) *run {
 			}
 			if t.Failed() {
 				t.Logf("worker %s stderr:\n%s", w.name, w.stderr.String())
+			}
+			if dir := os.Getenv("FLOWLINE_CRASH_KEEP_LOGS"); dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, r.name+"-"+w.name+".log"), []byte(w.stderr.String()), 0o644)
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -452,20 +481,22 @@ func (r *run) progress() int {
 // it killed (the moments the recovery gaps are measured from) and the
 // workers it killed.
 type scenario struct {
-	name   string
-	inputs int
-	act    func(t *testing.T, c *natsCluster, o *observer, r *run) (kills []time.Time, killed []string, err error)
+	name    string
+	inputs  int
+	single  bool                                                          // each kill is one server's death: its recovery is asserted
+	prepare func(t *testing.T, c *natsCluster, o *observer, r *run) error // before the run; may be nil
+	act     func(t *testing.T, c *natsCluster, o *observer, r *run) (kills []time.Time, killed []string, err error)
 }
 
 func TestCrashes(t *testing.T) {
 	c := startCluster(t)
 	o := observe(t, c)
 	for _, sc := range []scenario{
-		{name: "stream-leader", inputs: 2000, act: killStreamLeader},
-		{name: "watcher-server", inputs: 2000, act: killWatcherServer},
-		{name: "worker-and-follower", inputs: 2000, act: killWorkerAndFollower},
+		{name: "stream-leader", inputs: 2000, single: true, act: killStreamLeader},
+		{name: "watcher-server", inputs: 2000, single: true, act: killWatcherServer},
+		{name: "worker-and-follower", inputs: 2000, single: true, prepare: prepareFollower, act: killWorkerAndFollower},
 		{name: "two-of-three", inputs: 2000, act: killTwoOfThree},
-		{name: "each-in-turn", inputs: 4000, act: killEachInTurn},
+		{name: "each-in-turn", inputs: 4000, single: true, act: killEachInTurn},
 	} {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, c, o, sc) })
 		if t.Failed() {
@@ -479,6 +510,10 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 		require.True(t, s.alive(), "server %d is down before the scenario", i)
 	}
 	r := c.deploy(t, strings.ReplaceAll(sc.name, "-", "_"))
+	require.NoError(t, o.waitHealthy(r))
+	if sc.prepare != nil {
+		require.NoError(t, sc.prepare(t, c, o, r))
+	}
 
 	inputs := make([]int, sc.inputs)
 	for i := range inputs {
@@ -534,6 +569,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 	kv, err := o.js.KeyValue(ctx, r.setup.Bucket)
 	require.NoError(t, err)
 	deliveries, wrong := 0, 0
+	var recorded []time.Time // when each result was written, by the server's clock
 	for _, tr := range res.Tasks {
 		if tr.Index < 0 || len(tr.Attempts) == 0 {
 			continue
@@ -546,6 +582,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 			t.Errorf("%s: no record under %s: %v", tr.Task, key, err)
 			continue
 		}
+		recorded = append(recorded, entry.Created())
 		rec, err := envelope.DecodeResult(entry.Value())
 		require.NoError(t, err)
 		var v int
@@ -614,53 +651,54 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 		t.FailNow()
 	}
 
-	// The recovery gap: the longest time without a completion after each
-	// kill.
+	// The recovery gap after each kill: the longest time without a
+	// completion, over the completions and, apart, over the records'
+	// write times (the server's clock), which tells a stall of the work
+	// from one of the submitter's results.
 	slices.SortFunc(ends, func(x, y time.Time) int { return x.Compare(y) })
+	slices.SortFunc(recorded, func(x, y time.Time) int { return x.Compare(y) })
 	var gaps []string
+	r.mu.Lock()
+	recoveries := r.recoveries
+	r.mu.Unlock()
 	for k, at := range a.kills {
 		until := res.End
 		if k+1 < len(a.kills) {
 			until = a.kills[k+1]
 		}
-		// The stall is the longest time without a completion while the
-		// bulk (99%) of the calls after the kill complete; the tail is
-		// when the last of them did: calls that were on their way to a
-		// worker when a server died wait for the ack wait.
-		var after []time.Time
-		for _, e := range ends {
-			if !e.Before(at) && !e.After(until) {
-				after = append(after, e)
+		g := measureGap(ends, at, until)
+		rg := measureGap(recorded, at, until)
+		gaps = append(gaps, fmt.Sprintf("stall %v (records %v), last call %v after",
+			g.stall.Round(10*time.Millisecond), rg.stall.Round(10*time.Millisecond), g.tail.Round(10*time.Millisecond)))
+		if sc.single {
+			// The recovery after one server's death is under 5s, unless the
+			// dead server led the consumer or the bucket: then nothing can
+			// complete before JetStream elects their new leaders (its
+			// election timeout is 4-9s), and the recovery is under that
+			// election plus ownSlack.
+			elected, led := recoveries[k].elected()
+			bound := recoveryBound
+			if led {
+				bound = max(bound, elected+ownSlack)
+			}
+			assert.Less(t, g.stall, bound, "kill %d: recovery %v (%s)", k+1, g.stall, recoveries[k])
+			if led {
+				t.Logf("kill %d: recovery %v, %v after JetStream's election of what the dead server led (%v)",
+					k+1, g.stall.Round(10*time.Millisecond), (g.stall - elected).Round(10*time.Millisecond), elected.Round(10*time.Millisecond))
+			} else {
+				t.Logf("kill %d: recovery %v (the dead server led neither the consumer nor the bucket)", k+1, g.stall.Round(10*time.Millisecond))
 			}
 		}
-		gap, prev := time.Duration(0), at
-		if len(after) == 0 { // nothing completed before the next kill
-			gap = until.Sub(at)
-		}
-		for _, e := range after[:(len(after)*99+99)/100] {
-			gap = max(gap, e.Sub(prev))
-			prev = e
-		}
-		tail := gap
-		if len(after) > 0 {
-			tail = after[len(after)-1].Sub(at)
-		}
-		gaps = append(gaps, fmt.Sprintf("stall %v, last call %v after", gap.Round(10*time.Millisecond), tail.Round(10*time.Millisecond)))
 		if k == 0 {
-			// Completions per second after the first kill, to see the shape.
-			var hist []string
-			for sec := 0; sec < 30; sec++ {
-				n := 0
-				for _, e := range ends {
-					if d := e.Sub(at); d >= time.Duration(sec)*time.Second && d < time.Duration(sec+1)*time.Second {
-						n++
-					}
-				}
-				hist = append(hist, strconv.Itoa(n))
-			}
-			t.Logf("completions per second after the kill: %s", strings.Join(hist, " "))
+			t.Logf("completions per 250ms after the kill: %s", histogram(ends, at))
+			t.Logf("records per 250ms after the kill:     %s", histogram(recorded, at))
 		}
 	}
+	r.mu.Lock()
+	for k, rc := range r.recoveries {
+		t.Logf("kill %d: %s", k+1, rc)
+	}
+	r.mu.Unlock()
 	t.Logf("%s: %d calls in %v, %d recorded by a redelivery, %d run to their end twice (killed workers %v); after each kill: %s",
 		sc.name, sc.inputs, took.Round(10*time.Millisecond), deliveries, twice, a.killed, strings.Join(gaps, ", "))
 
@@ -673,13 +711,67 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 	}
 }
 
-func killServer(c *natsCluster, name string) (time.Time, error) {
+// killServer kills a server and follows the groups it led.
+// gap is how the completions after a kill went.
+type gap struct {
+	stall time.Duration // the longest time without a completion while 99% of them completed
+	tail  time.Duration // from the kill to the last completion
+}
+
+// measureGap measures the completions (sorted) in [at, until]. The stall
+// is the longest time without a completion while the bulk (99%) of the
+// calls after the kill complete; the tail is when the last of them did.
+func measureGap(ends []time.Time, at, until time.Time) gap {
+	var after []time.Time
+	for _, e := range ends {
+		if !e.Before(at) && !e.After(until) {
+			after = append(after, e)
+		}
+	}
+	if len(after) == 0 { // nothing completed before the next kill
+		return gap{stall: until.Sub(at), tail: until.Sub(at)}
+	}
+	g, prev := gap{}, at
+	for _, e := range after[:(len(after)*99+99)/100] {
+		g.stall = max(g.stall, e.Sub(prev))
+		prev = e
+	}
+	g.tail = after[len(after)-1].Sub(at)
+	return g
+}
+
+// histogram counts the times in each 250ms after at, for 10s.
+func histogram(ts []time.Time, at time.Time) string {
+	const step, n = 250 * time.Millisecond, 40
+	counts := make([]int, n)
+	for _, e := range ts {
+		if d := e.Sub(at); d >= 0 && d < n*step {
+			counts[d/step]++
+		}
+	}
+	var b strings.Builder
+	for i, c := range counts {
+		if i > 0 && i%4 == 0 {
+			b.WriteString(" |")
+		}
+		fmt.Fprintf(&b, " %d", c)
+	}
+	return b.String()
+}
+
+func killServer(c *natsCluster, o *observer, r *run, name string) (time.Time, error) {
 	i := c.index(name)
 	if i < 0 {
 		return time.Time{}, fmt.Errorf("no server %q", name)
 	}
+	before := o.leaders(r)
 	c.servers[i].kill()
-	return time.Now(), nil
+	at := time.Now()
+	rc := o.follow(r, name, at, before)
+	r.mu.Lock()
+	r.recoveries = append(r.recoveries, rc)
+	r.mu.Unlock()
+	return at, nil
 }
 
 // restartAll restarts every dead server and waits a moment for them to
@@ -701,7 +793,7 @@ func killStreamLeader(t *testing.T, c *natsCluster, o *observer, r *run) ([]time
 	if err != nil {
 		return nil, nil, err
 	}
-	at, err := killServer(c, leader)
+	at, err := killServer(c, o, r, leader)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -715,7 +807,7 @@ func killWatcherServer(t *testing.T, c *natsCluster, o *observer, r *run) ([]tim
 	if err != nil {
 		return nil, nil, err
 	}
-	at, err := killServer(c, name)
+	at, err := killServer(c, o, r, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -725,20 +817,23 @@ func killWatcherServer(t *testing.T, c *natsCluster, o *observer, r *run) ([]tim
 	return []time.Time{at}, nil, restartAll(t, c)
 }
 
+// follower is the server that worker-and-follower kills: the last, which
+// prepareFollower makes lead none of the run's groups.
+const follower = "s2"
+
+// prepareFollower makes the follower lead neither the calls stream, nor
+// its consumer, nor the bucket: "a non-leader server".
+func prepareFollower(_ *testing.T, _ *natsCluster, o *observer, r *run) error {
+	return o.moveLeaders(r, follower, []string{"s0", "s1"})
+}
+
 func killWorkerAndFollower(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.Time, []string, error) {
 	leader, err := o.streamLeader(r.setup.Stream)
 	if err != nil {
 		return nil, nil, err
 	}
-	var follower string
-	for _, cfg := range c.cfgs {
-		if cfg.Name != leader {
-			follower = cfg.Name
-			break
-		}
-	}
 	r.workers[0].kill()
-	at, err := killServer(c, follower)
+	at, err := killServer(c, o, r, follower)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -753,13 +848,13 @@ func killTwoOfThree(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.T
 		return nil, nil, err
 	}
 	// The leader and one other: the one left has no quorum.
-	at, err := killServer(c, leader)
+	at, err := killServer(c, o, r, leader)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, cfg := range c.cfgs {
 		if cfg.Name != leader {
-			if _, err := killServer(c, cfg.Name); err != nil {
+			if _, err := killServer(c, o, r, cfg.Name); err != nil {
 				return nil, nil, err
 			}
 			t.Logf("killed %s and %s for 10s", leader, cfg.Name)
@@ -786,14 +881,21 @@ func killTwoOfThree(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.T
 func killEachInTurn(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.Time, []string, error) {
 	var kills []time.Time
 	for i := range c.servers {
-		c.servers[i].kill()
-		kills = append(kills, time.Now())
+		at, err := killServer(c, o, r, c.cfgs[i].Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		kills = append(kills, at)
 		t.Logf("killed %s", c.cfgs[i].Name)
 		time.Sleep(3 * time.Second)
 		if err := c.restart(t, i); err != nil {
 			return nil, nil, err
 		}
-		time.Sleep(2 * time.Second) // let it catch up before the next kill
+		// The next kill is one server's death only once this one has
+		// caught up: every group led, every replica current.
+		if err := o.waitHealthy(r); err != nil {
+			return nil, nil, err
+		}
 	}
 	waitRunEnd(r)
 	return kills, nil, nil
