@@ -18,6 +18,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/limit"
+	"github.com/flowline-go/flowline/observe"
 	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/task"
 )
@@ -78,6 +79,17 @@ type RunOptions struct {
 	// resume the run once it has passed. Zero means 30 seconds. Only with
 	// Store.
 	LeaseTTL time.Duration
+
+	// Observer, when set, is told of the run's start and end, every task
+	// run's and every attempt's (see package observe; the nested module
+	// github.com/flowline-go/flowline/otel implements it with
+	// OpenTelemetry), on the run's scheduler goroutine, so it must be as
+	// quick as OnState. Each attempt's call carries the trace context the
+	// observer gives it. A durable run records the flow run's trace
+	// context, and a resumed one hands it back (observe.FlowRun), so that
+	// its trace goes on. Replaying an ended run by id reports nothing. Nil
+	// means no observer, at the cost of a nil check per event.
+	Observer observe.Observer
 
 	// CancelPoll is how often a durable run looks in its store for a
 	// cancel request (store.Store.RequestCancel, made by a dashboard, the
@@ -158,6 +170,9 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 		d.start(ctx, r.q.post)
 	}
 	logger.Debug("flow run started", "flow", f.name, "run", r.id, "tasks", len(f.nodes))
+	if opts.Observer != nil && (d == nil || !d.replay) {
+		r.observeStart(ctx)
+	}
 	r.loop()
 	if d != nil && !d.replay {
 		d.stopAll()
@@ -167,6 +182,10 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 		d.finishRun(ctx, res, r.storeErr)
 	}
 	r.release()
+	if r.fr != nil {
+		r.fr.End, r.fr.State, r.fr.Err = res.End, res.State.String(), res.Err
+		r.opts.Observer.FlowEnd(r.fr)
+	}
 	logger.Debug("flow run finished", "flow", f.name, "run", r.id, "state", res.State,
 		"duration", res.Duration())
 	return res, res.Err
@@ -277,7 +296,46 @@ type run struct {
 	batch    []event      // events being handled
 	sc       *scratch     // where the slices above came from
 
+	// With an observer: the flow run's event, and the mapped nodes' task
+	// runs by node (a mapped node has no task.Runner to report it).
+	fr     *observe.FlowRun
+	mobs   map[int32]*observe.TaskRun
+	exName string
+
 	q queue
+}
+
+// observeStart reports the run's start to its observer.
+func (r *run) observeStart(ctx context.Context) {
+	r.fr = &observe.FlowRun{Flow: r.f.name, RunID: r.id, Tasks: len(r.f.nodes), Start: r.start}
+	if r.d != nil && r.d.mode != freshRun {
+		r.fr.Resumed = true
+		r.fr.TraceParent, r.fr.TraceState = r.d.loadTrace(ctx)
+	}
+	was := r.fr.TraceParent
+	r.exName = observe.ExecutorName(r.ex)
+	r.opts.Observer.FlowStart(ctx, r.fr)
+	if r.d != nil {
+		tp, ts := observe.Clean(r.fr.TraceParent, r.fr.TraceState)
+		r.d.saveTrace(ctx, tp, ts, was)
+	}
+}
+
+// observeMapped returns mapped node i's task run for the observer,
+// reporting its start the first time.
+func (r *run) observeMapped(i int32) *observe.TaskRun {
+	if ot := r.mobs[i]; ot != nil {
+		return ot
+	}
+	if r.mobs == nil {
+		r.mobs = make(map[int32]*observe.TaskRun)
+	}
+	nd := &r.f.nodes[i]
+	ot := &observe.TaskRun{Flow: r.fr, Task: nd.name, Label: nd.name, RunID: r.runID(i), Executor: r.exName,
+		Mapped: true, Start: time.Now()}
+	r.mobs[i] = ot
+	r.opts.Observer.TaskStart(ot)
+	return ot
 }
 
 // release gives the run's working memory to the flow's next run, once the
@@ -502,6 +560,9 @@ func (r *run) step(i int32) {
 
 func (r *run) taskOptions(label, runID string) task.RunOptions {
 	o := task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+	if r.fr != nil {
+		o.Observer, o.ObserveAs = r.opts.Observer, &observe.TaskRun{Flow: r.fr, Executor: r.exName}
+	}
 	if r.d != nil {
 		o.OnState = r.onChange
 		if p := r.d.prior[label]; p != nil {
@@ -726,7 +787,16 @@ func (r *run) startChild(c int32) {
 	if r.restore(c, label) {
 		return
 	}
-	r.startRun(c, nd, in, err, r.taskOptions(label, runID))
+	r.startRun(c, nd, in, err, r.childOptions(c, label, runID))
+}
+
+// childOptions are taskOptions for mapped child c.
+func (r *run) childOptions(c int32, label, runID string) task.RunOptions {
+	o := r.taskOptions(label, runID)
+	if o.ObserveAs != nil {
+		o.ObserveAs.Parent = r.observeMapped(r.units[c].aux)
+	}
+	return o
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -771,6 +841,7 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
+		r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return true
 	}
@@ -885,6 +956,7 @@ func (r *run) handle(e event) {
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
+			u.runner.AttemptStarted(int(attempt), fut.Started())
 		}
 		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return
@@ -945,7 +1017,13 @@ func (r *run) cancel(i int32) {
 		}
 	}
 	if u.runner == nil {
-		u.runner = task.NewRunner(nd.spec, nil, r.taskOptions(label, runID))
+		var o task.RunOptions
+		if r.child(i) {
+			o = r.childOptions(i, label, runID)
+		} else {
+			o = r.taskOptions(label, runID)
+		}
+		u.runner = task.NewRunner(nd.spec, nil, o)
 	}
 	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
 	r.finish(i)
@@ -1001,6 +1079,9 @@ func (r *run) begin(i int32) {
 	r.units[i].phase = mapping
 	r.recs[i].Start = time.Now()
 	r.change(i, task.Running, nil)
+	if r.fr != nil {
+		r.observeMapped(i)
+	}
 }
 
 // end ends a mapped node in state with err.
@@ -1009,6 +1090,14 @@ func (r *run) end(i int32, state task.State, err error) {
 	rec.End = time.Now()
 	rec.Err = err
 	r.change(i, state, err)
+	if r.fr != nil {
+		ot := r.observeMapped(i)
+		ot.End, ot.State, ot.Err, ot.Children = rec.End, state.String(), err, rec.Children
+		if err != nil {
+			ot.Class = string(executor.ClassOf(err))
+		}
+		r.opts.Observer.TaskEnd(ot)
+	}
 	if r.d != nil {
 		r.d.mappedFinal(rec)
 	}

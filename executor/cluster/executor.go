@@ -542,9 +542,10 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	hc := envelope.Call{
 		Key: p.key, Task: ident.Task, Run: ident.RunID, Attempt: ident.Attempt,
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
-		Hard: e.opts.Enforcement == executor.Hard,
+		Hard: e.opts.Enforcement == executor.Hard, Timed: call.Timed,
+		TraceParent: call.TraceParent, TraceState: call.TraceState,
 	}
-	if call.Limit > 0 || call.Logger != nil || hc.Hard {
+	if call.Limit > 0 || call.Logger != nil || hc.Hard || call.Timed {
 		hc.Reply = e.events
 	}
 	p.msg = &nats.Msg{
@@ -689,6 +690,7 @@ func (e *Executor) complete(p *pending, v any, err error, worker string) {
 	if worker != "" {
 		p.promise.SetWorker(worker)
 	}
+	p.promise.SetStarted(p.started) // zero (nothing) if the worker's Started did not arrive
 	// Completing runs the caller's OnDone callbacks: on a goroutine of its
 	// own, so that a slow one stalls neither the result watcher nor a NATS
 	// callback, and with them every other call. Shutdown owns it: it waits
@@ -1012,6 +1014,11 @@ func (e *Executor) finish(p *pending, rec envelope.Result, derr error) {
 	}
 	if rec.Delivery > 0 {
 		p.promise.SetDeliveries(int(min(rec.Delivery, math.MaxInt32)))
+	}
+	if p.started.IsZero() && rec.Ran > 0 {
+		// The result came before the worker's Started event: the start
+		// by the run time the worker measured (p is removed: ours alone).
+		p.started = time.Now().Add(-rec.Ran)
 	}
 	switch rec.Kind {
 	case envelope.Output:

@@ -66,6 +66,9 @@ func Run(t *testing.T, cfg Config) {
 		{"Retention", []check{
 			{"DeleteOldRuns", testRetention},
 		}},
+		{"Trace", []check{
+			{"RunTraceRoundTrip", testRunTrace},
+		}},
 		{"Concurrency", []check{
 			{"ManyWriters", testManyWriters},
 		}},

@@ -612,7 +612,7 @@ func (s *DB) DeleteRuns(ctx context.Context, cutoff time.Time) (int, error) {
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now, c := ns(time.Now()), ns(cutoff)
-			for _, q := range []string{s.q.deleteTaskRuns, s.q.deleteAttempts, s.q.deleteChanges, s.rq.deleteRequests} {
+			for _, q := range []string{s.q.deleteTaskRuns, s.q.deleteAttempts, s.q.deleteChanges, s.rq.deleteRequests, s.q.deleteTraces} {
 				if _, err := tx.ExecContext(ctx, q, c, now); err != nil {
 					return err
 				}
