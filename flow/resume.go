@@ -223,7 +223,7 @@ func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store
 	}
 	prior, err := f.loadPrior(ctx, st, rec.ID, mode)
 	if err == nil && mode == restartRun {
-		err = st.Apply(ctx, &store.Batch{RunID: rec.ID, Owner: owner, Run: &store.RunUpdate{State: "Running"}})
+		err = st.Apply(ctx, restartBatch(rec.ID, owner, prior))
 	}
 	if err != nil {
 		_ = st.Release(context.WithoutCancel(ctx), rec.ID, owner)
