@@ -218,6 +218,34 @@ func (r *Runner) Retry() executor.Call {
 	return r.begin()
 }
 
+// Rejoin makes the last of RunOptions.Prior the current attempt again,
+// Running, and returns its call, with the attempt's original number: for
+// a resumed run to collect the result of an attempt that was in flight
+// when the process before it died (see executor.Collector) instead of
+// starting a new one. The rejoined attempt counts against the retry
+// budget as this run's first. Rejoin panics unless Rejoinable.
+func (r *Runner) Rejoin() executor.Call {
+	if !r.Rejoinable() {
+		panic("task: Runner.Rejoin without an unended prior attempt on a run that is " + r.state.String())
+	}
+	if r.state == Waiting {
+		r.res.Waited += time.Since(r.waitSince)
+	}
+	r.first = r.attempt
+	now := time.Now()
+	r.change(Running, nil, now)
+	return r.call(now)
+}
+
+// Rejoinable reports whether the run has not started (Pending, or Waiting
+// before its first attempt) and its last prior attempt did not end, which
+// Rejoin can make current again.
+func (r *Runner) Rejoinable() bool {
+	n := len(r.res.Attempts)
+	fresh := r.state == Pending || r.state == Waiting && r.waitFrom == Pending
+	return fresh && n > 0 && r.res.Attempts[n-1].End.IsZero()
+}
+
 // Next begins the next attempt of a Pending, Retrying or Waiting run, as
 // Start or Retry would.
 func (r *Runner) Next() executor.Call {
@@ -255,6 +283,11 @@ func (r *Runner) begin() executor.Call {
 	}
 	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
 	r.change(Running, nil, now)
+	return r.call(now)
+}
+
+// call returns the current attempt's call, which starts at now.
+func (r *Runner) call(now time.Time) executor.Call {
 	call := executor.Call{
 		Handler: r.spec.Handler(),
 		Input:   r.input,

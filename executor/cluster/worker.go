@@ -405,9 +405,11 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		w.skip(msg)
 		return
 	}
-	if delivery > 1 {
+	if delivery > 1 || hc.Again {
 		// Delivered again: the worker before may have recorded the result
-		// and died before acknowledging.
+		// and died before acknowledging. Or collected (Executor.Collect):
+		// published again, after the dedup window, for an attempt whose
+		// result may have been recorded since the submitter looked.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := w.obj.kv.Get(ctx, hc.Key)
 		cancel()
