@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -393,6 +394,8 @@ type conn struct {
 	// a worker then tells the consumer at once that the calls it holds
 	// are still in progress.
 	reconnected chan struct{}
+	// lost is when the connection was last lost (UnixNano), 0 if never.
+	lost atomic.Int64
 }
 
 // connect opens a connection to c's server. It fails when neither a URL
@@ -406,6 +409,7 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 		nats.Name(name),
 		nats.ClosedHandler(func(*nats.Conn) { close(cc.closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			cc.lost.Store(time.Now().UnixNano())
 			if err != nil {
 				logger.Warn("disconnected from NATS", "error", err)
 			}
