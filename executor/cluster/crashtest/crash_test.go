@@ -622,6 +622,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 	// until the ack wait (30s by default) redelivers it; the worker then
 	// finds its result recorded and acks it without running it again. So
 	// the wait covers one ack wait, and says what is left if it runs out.
+	emptyFrom := time.Now()
 	var left atomic.Pointer[string] // written by Eventually's goroutine
 	say := func(format string, args ...any) { m := fmt.Sprintf(format, args...); left.Store(&m) }
 	empty := assert.Eventually(t, func() bool {
@@ -655,6 +656,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 		}
 		t.FailNow()
 	}
+	t.Logf("the stream was empty %v after the run", time.Since(emptyFrom).Round(10*time.Millisecond))
 
 	// The recovery gap after each kill: the longest time without a
 	// completion, over the completions and, apart, over the records'
