@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/flowline-go/flowline/limit"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -44,7 +45,8 @@ type node struct {
 	kind      nodeKind
 	trigger   task.Trigger
 	runOnSkip bool
-	params    []int32 // parameters read, for graphs
+	params    []int32     // parameters read, for graphs
+	limits    []limit.Use // the task's Options.Limits
 
 	input   func(r *run) any
 	prepare func(r *run) (int, any)
@@ -142,7 +144,7 @@ func (b *Builder) Build() (*Flow, error) {
 			input: d.input, prepare: d.prepare, child: d.child, gather: d.gather}
 		if d.spec != nil {
 			o := d.spec.Options()
-			nd.trigger, nd.runOnSkip = o.Trigger, o.RunOnUpstreamSkip
+			nd.trigger, nd.runOnSkip, nd.limits = o.Trigger, o.RunOnUpstreamSkip, o.Limits
 		}
 		addUp := func(u int32, data bool) {
 			if stamp[u] == i+1 {

@@ -21,6 +21,7 @@ var stateColors = [...]string{
 	task.TriggerFailed: "#d7b8f3",
 	task.Cancelled:     "#d9d9d9",
 	task.Cached:        "#d9ead3",
+	task.Waiting:       "#e3e7f4",
 }
 
 // dashed says whether a state's node has a dashed border: the states of
@@ -28,7 +29,7 @@ var stateColors = [...]string{
 func dashed(s task.State) bool { return s == task.TriggerFailed || s == task.Cancelled }
 
 // legendStates are the states a run's legend lists, when they occur.
-var legendStates = []task.State{task.Success, task.Failed, task.TimedOut, task.Skipped, task.TriggerFailed, task.Cancelled, task.Running, task.Retrying, task.Pending}
+var legendStates = []task.State{task.Success, task.Failed, task.TimedOut, task.Skipped, task.TriggerFailed, task.Cancelled, task.Running, task.Retrying, task.Waiting, task.Pending}
 
 // statesOf returns the legend's states that the nodes of f have in res
 // (mapped children are not drawn: their states are summed up by their

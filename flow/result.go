@@ -340,8 +340,32 @@ func (r *Result) WriteReport(w io.Writer, opts ReportOptions) error {
 		}
 	}
 	fmt.Fprintf(&b, "%d task runs: %s\n", len(r.Tasks), strings.Join(sum, ", "))
+	if !opts.OmitTimes {
+		writeWaits(&b, r.Tasks)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeWaits sums up the task runs' waits for their limits, if any
+// waited.
+func writeWaits(b *strings.Builder, tasks []TaskRun) {
+	var n int
+	var all time.Duration
+	longest := -1
+	for i := range tasks {
+		if w := tasks[i].Waited; w > 0 {
+			n++
+			all += w
+			if longest < 0 || w > tasks[longest].Waited {
+				longest = i
+			}
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(b, "limits: %d task runs waited, %v in all (the longest %v: %s)\n",
+			n, round(all), round(tasks[longest].Waited), tasks[longest].Task)
+	}
 }
 
 // wrap breaks s into lines of at most width runes: at its own line breaks,

@@ -3,7 +3,8 @@ package task
 import "fmt"
 
 // State is where a task run is. A run starts Pending, is Running during
-// each attempt and Retrying between attempts, and ends in exactly one final
+// each attempt and Retrying between attempts (Waiting, before an attempt,
+// while it waits for its limits: Options.Limits), and ends in exactly one final
 // state: Success, Failed, TimedOut, Skipped, TriggerFailed, Cancelled, or
 // Cached (a flow run with a store found the result in its cache; see
 // Options.CacheFor).
@@ -20,9 +21,10 @@ const (
 	TriggerFailed              // the trigger refused to run the task; it never ran
 	Cancelled                  // the run's context ended first
 	Cached                     // the result came from the cache; the task did not run
+	Waiting                    // the next attempt waits for the task's limits (Options.Limits)
 )
 
-var stateNames = [...]string{"Pending", "Running", "Retrying", "Success", "Failed", "TimedOut", "Skipped", "TriggerFailed", "Cancelled", "Cached"}
+var stateNames = [...]string{"Pending", "Running", "Retrying", "Success", "Failed", "TimedOut", "Skipped", "TriggerFailed", "Cancelled", "Cached", "Waiting"}
 
 // String returns the state's name, e.g. "TimedOut".
 func (s State) String() string {
@@ -33,7 +35,7 @@ func (s State) String() string {
 }
 
 // Final reports whether s ends a task run.
-func (s State) Final() bool { return s >= Success && int(s) < len(stateNames) }
+func (s State) Final() bool { return s >= Success && s <= Cached }
 
 // Successful reports whether s counts as success for downstream triggers:
 // Success, Cached and Skipped (a skip is not a failure).

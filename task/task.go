@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/limit"
 )
 
 // Options configure a task. The zero value is a task with no limit, no
@@ -100,6 +101,17 @@ type Options struct {
 	// CacheVersion, "/", and the SHA-256 of the encoded input in hex. A
 	// key of "" turns caching off for that input.
 	CacheKey func(encodedInput []byte) string
+
+	// Limits name the limits each attempt of the task takes before it is
+	// submitted (concurrency slots and rate tokens, by key; see package
+	// limit), in flow runs given a limit.Set (flow.RunOptions.Limits). A
+	// task run waits for them in the state Waiting; the wait counts
+	// against the flow's timeout, not the task's Timeout. Slots are given
+	// back when the attempt ends, however it ends; a retry takes them
+	// again. A limit the run's Set does not define fails the run before
+	// it starts (*limit.UseError). Task.Run and task.Run, which have no
+	// Set, ignore Limits.
+	Limits []limit.Use
 }
 
 // Spec is a task in the form the runner and the flow package work with,
@@ -134,6 +146,7 @@ func New[In, Out any](name string, fn func(ctx context.Context, in In) (Out, err
 		panic("task: New with a nil function for task " + name)
 	}
 	opts.Tags = append([]string(nil), opts.Tags...)
+	opts.Limits = append([]limit.Use(nil), opts.Limits...)
 	return &Task[In, Out]{handler: executor.NewHandler(name, fn, opts.Codec), opts: opts}
 }
 
@@ -147,6 +160,7 @@ func (t *Task[In, Out]) Handler() *executor.Handler { return t.handler }
 func (t *Task[In, Out]) Options() Options {
 	o := t.opts
 	o.Tags = append([]string(nil), o.Tags...)
+	o.Limits = append([]limit.Use(nil), o.Limits...)
 	return o
 }
 

@@ -1,0 +1,427 @@
+package limit
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// queue is one part's state: a key's concurrency slots or its token
+// bucket, and the requests waiting for it, first come first served. In
+// memory it grants at once or on a release (concurrency) or a timer
+// (rate); with a store, a pump goroutine claims slots and tokens for the
+// waiters, as many per store call as are waiting.
+type queue struct {
+	s   *Set
+	p   part
+	lim *Limit
+	c   *counters
+
+	mu         sync.Mutex
+	dead       atomic.Bool // retired: set under s.mu and mu
+	head, tail *request
+	n          int // waiting
+	held       int // in memory: slots held
+	// in memory, rate: the bucket (GCRA), tat in Unix nanoseconds
+	iv    time.Duration
+	burst int
+	tat   int64
+	timer *time.Timer
+	// with a store
+	pumping bool
+	wake    chan struct{}
+	rel     []heldSlot // slots to give back
+}
+
+type heldSlot struct {
+	slot   int
+	holder string
+}
+
+// take takes the part for req at once (granted, with the store slot or
+// -1), or queues it (queued, with its position), or refuses a cancelled
+// request or a closed Set (cancelled; req.err says why).
+func (q *queue) take(req *request) (status, int, int) {
+	q.mu.Lock()
+	if q.dead.Load() {
+		q.mu.Unlock()
+		return q.s.queue(q.p).take(req)
+	}
+	req.mu.Lock()
+	if req.cancelled || q.s.closed.Load() {
+		if req.err == nil {
+			req.err = ErrClosed
+		}
+		req.mu.Unlock()
+		q.mu.Unlock()
+		return cancelled, 0, 0
+	}
+	if q.s.st == nil && q.n == 0 {
+		if q.p.rate {
+			if q.token(time.Now()) {
+				req.mu.Unlock()
+				q.mu.Unlock()
+				return granted, -1, 0
+			}
+		} else if q.held < q.lim.Concurrency {
+			q.held++
+			req.mu.Unlock()
+			q.mu.Unlock()
+			return granted, -1, 0
+		}
+	}
+	req.in = q
+	req.mu.Unlock()
+	if !req.waited {
+		req.waited, req.since = true, time.Now()
+		q.c.waits.Add(1)
+	}
+	q.push(req)
+	pos := q.n
+	q.c.waiting.Add(1)
+	switch {
+	case q.s.st != nil:
+		q.kick()
+	case q.p.rate && q.timer == nil:
+		q.schedule(time.Now())
+	}
+	q.mu.Unlock()
+	return queued, 0, pos
+}
+
+func (q *queue) push(r *request) {
+	r.prev, r.nextQ = q.tail, nil
+	if q.tail != nil {
+		q.tail.nextQ = r
+	} else {
+		q.head = r
+	}
+	q.tail = r
+	q.n++
+}
+
+// unlink takes r out of the list (q.mu held).
+func (q *queue) unlink(r *request) {
+	if r.prev != nil {
+		r.prev.nextQ = r.nextQ
+	} else {
+		q.head = r.nextQ
+	}
+	if r.nextQ != nil {
+		r.nextQ.prev = r.prev
+	} else {
+		q.tail = r.prev
+	}
+	r.prev, r.nextQ = nil, nil
+	q.n--
+	q.c.waiting.Add(-1)
+}
+
+// pop takes the first waiter out, the caller owning it (q.mu held).
+func (q *queue) pop() *request {
+	r := q.head
+	if r == nil {
+		return nil
+	}
+	q.unlink(r)
+	r.mu.Lock()
+	r.in = nil
+	r.mu.Unlock()
+	return r
+}
+
+// leave takes a cancelled r out of the queue, and reports whether it was
+// still there (then the caller owns it).
+func (q *queue) leave(r *request) bool {
+	q.mu.Lock()
+	r.mu.Lock()
+	mine := r.in == q
+	if mine {
+		r.in = nil
+	}
+	r.mu.Unlock()
+	if mine {
+		q.unlink(r)
+	}
+	idle := q.idle()
+	q.mu.Unlock()
+	if idle {
+		q.s.retire(q)
+	}
+	return mine
+}
+
+// idle reports whether nothing in memory depends on the queue (q.mu held).
+func (q *queue) idle() bool {
+	if q.n > 0 || q.pumping || q.held > 0 || len(q.rel) > 0 || q.timer != nil {
+		return false
+	}
+	return !q.p.rate || q.tat <= time.Now().UnixNano()
+}
+
+// release gives a concurrency slot back: to the first waiter in memory,
+// or to the pump with a store.
+func (q *queue) release(holder string, slot int) {
+	q.mu.Lock()
+	if q.s.st != nil {
+		if !q.s.closed.Load() {
+			q.rel = append(q.rel, heldSlot{slot, holder})
+			q.kick()
+		}
+		q.mu.Unlock()
+		return
+	}
+	r := q.pop()
+	if r == nil {
+		q.held--
+	}
+	idle := q.idle()
+	q.mu.Unlock()
+	if r != nil {
+		q.s.resume(r, -1, nil)
+	} else if idle {
+		q.s.retire(q)
+	}
+}
+
+// closeAll fails every waiter with ErrClosed.
+func (q *queue) closeAll() {
+	q.mu.Lock()
+	var rs []*request
+	for r := q.pop(); r != nil; r = q.pop() {
+		rs = append(rs, r)
+	}
+	if q.timer != nil {
+		q.timer.Stop()
+		q.timer = nil
+	}
+	q.mu.Unlock()
+	for _, r := range rs {
+		q.s.resume(r, noSlot, ErrClosed)
+	}
+}
+
+// flush gives back the slots released and not yet given back to the
+// store.
+func (q *queue) flush(ctx context.Context) {
+	q.mu.Lock()
+	rel := q.rel
+	q.rel = nil
+	q.mu.Unlock()
+	if len(rel) == 0 {
+		return
+	}
+	slots, holders := make([]int, len(rel)), make([]string, len(rel))
+	for k, h := range rel {
+		slots[k], holders[k] = h.slot, h.holder
+	}
+	if err := q.s.st.ReleaseSlots(ctx, q.p.Limit, q.p.Key.Key, q.s.owner, slots, holders); err != nil {
+		q.s.log.Warn("giving slots back at close failed; they expire", "limit", q.p.Limit, "key", q.p.Key.Key, "error", err)
+	}
+}
+
+// token takes a token from the in-memory bucket if one is there.
+func (q *queue) token(now time.Time) bool {
+	n := now.UnixNano()
+	t := max(q.tat, n)
+	if t+int64(q.iv) > n+int64(q.burst)*int64(q.iv) {
+		return false
+	}
+	q.tat = t + int64(q.iv)
+	return true
+}
+
+// schedule sets the timer for the next token (q.mu held).
+func (q *queue) schedule(now time.Time) {
+	at := max(q.tat, now.UnixNano()) + int64(q.iv) - int64(q.burst)*int64(q.iv)
+	q.timer = time.AfterFunc(time.Duration(at-now.UnixNano()), q.tick)
+}
+
+// tick grants the tokens that came to the first waiters.
+func (q *queue) tick() {
+	q.mu.Lock()
+	q.timer = nil
+	if q.s.closed.Load() {
+		q.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	var rs []*request
+	for q.n > 0 && q.token(now) {
+		rs = append(rs, q.pop())
+	}
+	if q.n > 0 {
+		q.schedule(now)
+	}
+	q.mu.Unlock()
+	for _, r := range rs {
+		q.s.resume(r, -1, nil)
+	}
+}
+
+// kick starts the pump, or wakes it (q.mu held).
+func (q *queue) kick() {
+	if q.pumping {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if q.s.closed.Load() {
+		return
+	}
+	q.pumping = true
+	if q.p.rate {
+		q.s.wg.Go(q.pumpTokens)
+	} else {
+		q.s.wg.Go(q.pumpSlots)
+	}
+}
+
+// sleep waits for d, a wake-up or the Set's close, and reports false on
+// close.
+func (q *queue) sleep(d time.Duration, wakeable bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	wake := q.wake
+	if !wakeable {
+		wake = nil
+	}
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	case <-q.s.quit:
+		return false
+	}
+}
+
+// stopPump ends the pump (q.mu held by the caller, released here).
+func (q *queue) stopPump() {
+	q.pumping = false
+	idle := q.idle()
+	q.mu.Unlock()
+	if idle {
+		q.s.retire(q)
+	}
+}
+
+// pumpSlots gives back released slots and claims slots in the store for
+// the waiters, as many in one call as are waiting (up to the limit), until
+// nobody waits; with none free it looks again every Poll, or at once when
+// a slot of this process is given back.
+func (q *queue) pumpSlots() {
+	s, name, key := q.s, q.p.Limit, q.p.Key.Key
+	var ws []*request
+	var holders []string
+	var slots []int
+	for {
+		q.mu.Lock()
+		rel := q.rel
+		q.rel = nil
+		ws, holders = ws[:0], holders[:0]
+		for r := q.head; r != nil && len(ws) < q.lim.Concurrency; r = r.nextQ {
+			ws = append(ws, r)
+			holders = append(holders, r.holder)
+		}
+		if (len(rel) == 0 && len(ws) == 0) || s.closed.Load() {
+			q.stopPump()
+			return
+		}
+		q.mu.Unlock()
+		if len(rel) > 0 {
+			slots, holders2 := slots[:0], make([]string, 0, len(rel))
+			for _, h := range rel {
+				slots = append(slots, h.slot)
+				holders2 = append(holders2, h.holder)
+			}
+			if err := s.st.ReleaseSlots(s.bg, name, key, s.owner, slots, holders2); err != nil && !s.closed.Load() {
+				s.log.Warn("giving a slot back failed; it expires without a heartbeat", "limit", name, "key", key, "error", err)
+			}
+		}
+		if len(ws) == 0 {
+			continue
+		}
+		got, err := s.st.ClaimSlots(s.bg, name, key, q.lim.Concurrency, s.owner, holders, s.ttl)
+		if err != nil {
+			if !s.closed.Load() {
+				s.log.Warn("claiming slots failed; trying again", "limit", name, "key", key, "error", err)
+			}
+			if !q.sleep(s.poll, false) {
+				return
+			}
+			continue
+		}
+		var ready []*request
+		var readySlots []int
+		q.mu.Lock()
+		for k, slot := range got {
+			r := ws[k]
+			r.mu.Lock()
+			mine := r.in == q
+			if mine {
+				r.in = nil
+			}
+			r.mu.Unlock()
+			if mine {
+				q.unlink(r)
+				ready = append(ready, r)
+				readySlots = append(readySlots, slot)
+			} else { // it left meanwhile: the slot goes back
+				q.rel = append(q.rel, heldSlot{slot, r.holder})
+			}
+		}
+		q.mu.Unlock()
+		for k, r := range ready {
+			s.resume(r, readySlots[k], nil)
+		}
+		if len(got) == 0 && !q.sleep(s.poll, true) {
+			return
+		}
+	}
+}
+
+// pumpTokens takes tokens from the store's bucket for the waiters, as
+// many in one call as are waiting, and sleeps until the next token while
+// some still wait.
+func (q *queue) pumpTokens() {
+	s, name, key := q.s, q.p.Limit, q.p.Key.Key
+	for {
+		q.mu.Lock()
+		n := q.n
+		if n == 0 || s.closed.Load() {
+			q.stopPump()
+			return
+		}
+		q.mu.Unlock()
+		taken, next, err := s.st.TakeTokens(s.bg, name, key, q.iv, q.burst, n)
+		if err != nil {
+			if !s.closed.Load() {
+				s.log.Warn("taking rate tokens failed; trying again", "limit", name, "key", key, "error", err)
+			}
+			if !q.sleep(s.poll, false) {
+				return
+			}
+			continue
+		}
+		var ready []*request
+		q.mu.Lock()
+		for range taken {
+			r := q.pop()
+			if r == nil {
+				break // they left meanwhile: the tokens are spent
+			}
+			ready = append(ready, r)
+		}
+		q.mu.Unlock()
+		for _, r := range ready {
+			s.resume(r, -1, nil)
+		}
+		if taken < n && !q.sleep(time.Until(next), false) {
+			return
+		}
+	}
+}
