@@ -496,7 +496,7 @@ func TestCrashes(t *testing.T) {
 		{name: "watcher-server", inputs: 2000, single: true, act: killWatcherServer},
 		{name: "worker-and-follower", inputs: 2000, single: true, prepare: prepareFollower, act: killWorkerAndFollower},
 		{name: "two-of-three", inputs: 2000, act: killTwoOfThree},
-		{name: "each-in-turn", inputs: 12000, single: true, act: killEachInTurn},
+		{name: "each-in-turn", inputs: 20000, single: true, act: killEachInTurn},
 	} {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, c, o, sc) })
 		if t.Failed() {
@@ -675,6 +675,9 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 			until = a.kills[k+1]
 		}
 		g := measureGap(ends, at, until)
+		// A kill that leaves few calls measures nothing: they may all have
+		// been running already, and complete without the cluster.
+		require.GreaterOrEqual(t, g.n, minAfter, "kill %d left only %d calls to complete: the scenario needs more inputs", k+1, g.n)
 		rg := measureGap(recorded, at, until)
 		gaps = append(gaps, fmt.Sprintf("stall %v (records %v), last call %v after",
 			g.stall.Round(10*time.Millisecond), rg.stall.Round(10*time.Millisecond), g.tail.Round(10*time.Millisecond)))
@@ -724,7 +727,12 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 type gap struct {
 	stall time.Duration // the longest time without a completion while 99% of them completed
 	tail  time.Duration // from the kill to the last completion
+	n     int           // completions measured
 }
+
+// minAfter is how many calls must complete after each kill, before the
+// next one, for its recovery to be measured.
+const minAfter = 500
 
 // measureGap measures the completions (sorted) in [at, until]. The stall
 // is the longest time without a completion while the bulk (99%) of the
@@ -739,7 +747,7 @@ func measureGap(ends []time.Time, at, until time.Time) gap {
 	if len(after) == 0 { // nothing completed before the next kill
 		return gap{stall: until.Sub(at), tail: until.Sub(at)}
 	}
-	g, prev := gap{}, at
+	g, prev := gap{n: len(after)}, at
 	for _, e := range after[:(len(after)*99+99)/100] {
 		g.stall = max(g.stall, e.Sub(prev))
 		prev = e

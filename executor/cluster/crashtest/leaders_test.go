@@ -199,11 +199,16 @@ func (o *observer) moveLeaders(r *run, server string, others []string) error {
 		if len(subjects) == 0 && now["calls"] != "" && now["consumer"] != "" && now["bucket"] != "" {
 			return o.waitHealthy(r)
 		}
+		var lastErr error
 		for _, subj := range subjects {
 			body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": others[try%len(others)]}})
+			// An unanswered stepdown (a loaded server) is asked again.
 			if _, err := o.nc.Request(subj, body, 2*time.Second); err != nil {
-				return fmt.Errorf("%s: %w", subj, err)
+				lastErr = fmt.Errorf("%s: %w", subj, err)
 			}
+		}
+		if lastErr != nil && try == 19 {
+			return lastErr
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
