@@ -23,9 +23,13 @@ import (
 // Faults of the store in the middle of a run, on the real stores.
 
 // faultFlow maps n tasks that sleep a little and return a padded string,
-// counting their runs.
-func faultFlow(t *testing.T, runs *counter, n int, pad int) (*flow.Flow, *flow.Node[[]string]) {
+// counting their runs; tasks from gateFrom on wait for gate, if it is not
+// nil.
+func faultFlow(t *testing.T, runs *counter, n int, pad int, gate <-chan struct{}, gateFrom int) (*flow.Flow, *flow.Node[[]string]) {
 	work := task.New("fault.work", func(_ context.Context, x int) (string, error) {
+		if gate != nil && x >= gateFrom {
+			<-gate
+		}
 		runs.add(fmt.Sprint(x))
 		time.Sleep(2 * time.Millisecond)
 		return fmt.Sprintf("%d:%s", x, strings.Repeat("x", pad)), nil
@@ -87,7 +91,7 @@ func TestPostgresServerRestartDuringARun(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	const n, pad = 400, 16
 	var runs counter
-	f, out := faultFlow(t, &runs, n, pad)
+	f, out := faultFlow(t, &runs, n, pad, nil, 0)
 	done := make(chan struct{})
 	var res *flow.Result
 	go func() {
@@ -135,10 +139,12 @@ func TestFullDiskStopsTheRunAndResumeFinishesIt(t *testing.T) {
 	st := openStore(t, path)
 	const n, pad = 1000, 4000
 	var runs counter
-	f, out := faultFlow(t, &runs, n, pad)
+	gate := make(chan struct{})
+	f, out := faultFlow(t, &runs, n, pad, gate, 100)
 	ctx := context.Background()
-	// Once a part of the task runs is recorded, leave the database room
-	// for a few pages more only (through the store's one connection).
+	// Once a part of the first 100 task runs is recorded, leave the
+	// database room for a few pages more only (through the store's one
+	// connection), then let the other 900 run.
 	reader := openStore(t, path)
 	var res *flow.Result
 	var err error
@@ -164,6 +170,7 @@ func TestFullDiskStopsTheRunAndResumeFinishesIt(t *testing.T) {
 	require.NoError(t, st.SQL().QueryRow("PRAGMA page_count").Scan(&pages))
 	var limit int
 	require.NoError(t, st.SQL().QueryRow(fmt.Sprintf("PRAGMA max_page_count = %d", pages+5)).Scan(&limit))
+	close(gate) // the other 900 run now, and cannot all be recorded
 	<-done
 	var se *flow.StoreError
 	require.ErrorAs(t, err, &se)
