@@ -107,13 +107,18 @@ func (s *DB) seedSlots(ctx context.Context, name, key string, limit int) error {
 
 // ClaimSlots implements store.Limiter.
 func (s *DB) ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error) {
+	return s.SwapSlots(ctx, name, key, limit, owner, nil, holders, ttl)
+}
+
+// SwapSlots implements store.Limiter.
+func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []store.Slot, holders []string, ttl time.Duration) ([]int, error) {
 	if limit <= 0 || ttl <= 0 || owner == "" {
 		return nil, fmt.Errorf("store: ClaimSlots needs a positive limit and ttl and an owner (got %d, %v, %q)", limit, ttl, owner)
 	}
 	if slicesContain(holders, "") {
 		return nil, errors.New("store: ClaimSlots with an empty holder")
 	}
-	if len(holders) == 0 {
+	if len(holders) == 0 && len(release) == 0 {
 		return nil, nil
 	}
 	q := s.limitQ()
@@ -127,6 +132,14 @@ func (s *DB) ClaimSlots(ctx context.Context, name, key string, limit int, owner 
 		got = got[:0]
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now := time.Now()
+			for _, r := range release {
+				if _, err := tx.ExecContext(ctx, q.releaseSlot, name, key, int64(r.N), owner, r.Holder); err != nil {
+					return err
+				}
+			}
+			if len(holders) == 0 {
+				return nil
+			}
 			if tries > 1 {
 				// The previous try may have committed before its answer was
 				// lost: give back what it claimed for these holders, so that
@@ -266,22 +279,32 @@ func (s *DB) Slots(ctx context.Context, name, key string) ([]store.Slot, error) 
 	return out, err
 }
 
-// TakeTokens implements store.Limiter with the generic cell rate
-// algorithm: the bucket is one number, its theoretical arrival time tat,
-// and a token may be taken at now while tat+interval <= now+burst·interval.
+// TakeTokens implements store.Limiter.
 func (s *DB) TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (int, time.Time, error) {
-	if interval <= 0 || burst <= 0 || n <= 0 {
-		return 0, time.Time{}, fmt.Errorf("store: TakeTokens needs a positive interval, burst and n (got %v, %d, %d)", interval, burst, n)
+	times, next, err := s.ReserveTokens(ctx, name, key, interval, burst, n, 0)
+	return len(times), next, err
+}
+
+// maxReserve bounds the tokens one ReserveTokens call hands out.
+const maxReserve = 10_000
+
+// ReserveTokens implements store.Limiter with the generic cell rate
+// algorithm: the bucket is one number, its theoretical arrival time tat;
+// a token can be had at the time a with max(tat, a)+interval <=
+// a+burst·interval, and taking it moves tat on by one interval.
+func (s *DB) ReserveTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int, horizon time.Duration) ([]time.Time, time.Time, error) {
+	if interval <= 0 || burst <= 0 || n <= 0 || horizon < 0 {
+		return nil, time.Time{}, fmt.Errorf("store: taking tokens needs a positive interval, burst and n and a horizon of zero or more (got %v, %d, %d, %v)", interval, burst, n, horizon)
 	}
-	if int64(burst) > math.MaxInt64/4/int64(interval) {
-		return 0, time.Time{}, fmt.Errorf("store: TakeTokens: a burst of %d at %v overflows", burst, interval)
+	if int64(burst) > math.MaxInt64/4/int64(interval) || horizon > 24*time.Hour {
+		return nil, time.Time{}, fmt.Errorf("store: taking tokens: a burst of %d at %v (or a horizon of %v) overflows", burst, interval, horizon)
 	}
 	q := s.limitQ()
 	k := [2]string{name, key}
 	s.lim.mu.Lock()
 	seeded := s.lim.buckets[k]
 	s.lim.mu.Unlock()
-	var taken int
+	var times []time.Time
 	var next time.Time
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
@@ -295,16 +318,22 @@ func (s *DB) TakeTokens(ctx context.Context, name, key string, interval time.Dur
 				return err
 			}
 			now := time.Now().UnixNano()
-			iv := int64(interval)
+			iv, lead := int64(interval), int64(burst)*int64(interval)
 			t := max(tat, now)
-			avail := (now + int64(burst)*iv - t) / iv
-			taken = int(min(max(avail, 0), int64(n)))
-			t += int64(taken) * iv
-			next = time.Time{}
-			if taken < n {
-				next = time.Unix(0, t+iv-int64(burst)*iv)
+			times = times[:0]
+			for len(times) < min(n, maxReserve) {
+				a := max(t+iv-lead, now) // when this token can be had
+				if a > now+int64(horizon) {
+					break
+				}
+				times = append(times, time.Unix(0, a))
+				t += iv
 			}
-			if taken == 0 {
+			next = time.Time{}
+			if len(times) < n {
+				next = time.Unix(0, max(t+iv-lead, now))
+			}
+			if len(times) == 0 {
 				return nil
 			}
 			_, err := tx.ExecContext(ctx, q.setBucket, t, name, key)
@@ -312,12 +341,12 @@ func (s *DB) TakeTokens(ctx context.Context, name, key string, interval time.Dur
 		})
 	})
 	if err != nil {
-		return 0, time.Time{}, err
+		return nil, time.Time{}, err
 	}
 	if !seeded {
 		s.lim.mu.Lock()
 		s.lim.buckets[k] = true
 		s.lim.mu.Unlock()
 	}
-	return taken, next, nil
+	return times, next, nil
 }
