@@ -329,7 +329,7 @@ func TestLimitsAudit(t *testing.T) {
 	dev := (got - float64(rate)) / float64(rate)
 	var perSecond []int
 	for _, st := range starts {
-		k := int(time.Duration(st - starts[0]) / time.Second)
+		k := int(time.Duration(st-starts[0]) / time.Second)
 		for len(perSecond) <= k {
 			perSecond = append(perSecond, 0)
 		}
