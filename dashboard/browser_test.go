@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,16 +25,49 @@ import (
 
 var screenshots = flag.String("screenshots", "", "write the browser tests' screenshots into this directory (docs/img: go test ./dashboard -run Browser -screenshots ../docs/img)")
 
-// browse opens a browser page for the test.
+// shared is the browser of the package's tests, started by the first
+// that needs one and closed by TestMain (one start instead of one per
+// test).
+var shared struct {
+	once sync.Once
+	b    *headless.Browser
+	err  error
+}
+
+// closeBrowser ends the shared browser, if one was started, and reports
+// whether it left nothing behind.
+func closeBrowser() bool {
+	if shared.b == nil {
+		return true
+	}
+	if err := shared.b.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "dashboard tests:", err)
+		return false
+	}
+	return true
+}
+
+// browse opens a page of the shared browser for the test, closed when it
+// ends, and fails the test if the page had a JavaScript error or a
+// refused resource.
 func browse(t *testing.T, width, height int) (*headless.Page, context.Context) {
 	t.Helper()
-	b := headless.ForTest(t, headless.Options{Width: width, Height: height})
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shared.b, shared.err = headless.Start(ctx, headless.Options{})
+	})
+	if shared.err != nil {
+		headless.SkipOrFail(t, shared.err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	p, err := b.NewPage(ctx)
+	p, err := shared.b.NewPage(ctx)
 	require.NoError(t, err)
+	require.NoError(t, p.SetViewport(ctx, width, height))
 	t.Cleanup(func() {
 		assert.Empty(t, noise(p.Problems()), "the page had JavaScript or resource errors")
+		assert.NoError(t, p.Close(context.Background()))
 	})
 	return p, ctx
 }

@@ -115,8 +115,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title
 
 // storeFailed answers for a store error: 404 for store.ErrNotFound, else
 // 503 for an unavailable or closed store, else 500; the error is logged.
+// A request whose context ended gets a bare 503: nobody reads it.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
 	switch {
+	case r.Context().Err() != nil: // the client went away: nobody reads the answer
+		h.log.Debug("request ended before its page", "path", r.URL.Path, "error", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
 	case errors.Is(err, store.ErrNotFound):
 		h.fail(w, r, http.StatusNotFound, "Not found", what+" does not exist (it may have been deleted).")
 		return

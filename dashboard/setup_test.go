@@ -20,7 +20,18 @@ import (
 	"github.com/flowline-go/flowline/task"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(runner{m}) }
+
+// runner closes the shared browser after the tests, before goleak looks.
+type runner struct{ m *testing.M }
+
+func (r runner) Run() int {
+	code := r.m.Run()
+	if !closeBrowser() && code == 0 {
+		code = 1
+	}
+	return code
+}
 
 // env is a dashboard over a real SQLite store, with the test flows.
 type env struct {
@@ -49,6 +60,12 @@ func (c *counter) add(k string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n[k]++
+	return c.n[k]
+}
+
+func (c *counter) get(k string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.n[k]
 }
 

@@ -178,6 +178,10 @@ func buildRows(f *flow.Flow, trs []store.TaskRun, as []store.Attempt) []*taskRow
 			r.Counts = countStates(r.Children)
 			if !r.Recorded || !isFinal(r.State) {
 				r.State = mappedState(r.Children)
+			}
+			if len(r.Children) > 0 {
+				// Its children's span: the node's own record is rewritten
+				// when a restart runs some of them again.
 				r.Start, r.End = span(r.Children)
 			}
 		}

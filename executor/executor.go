@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/flowline-go/flowline/observe"
 )
 
 // Call is one attempt of one task: what every executor needs to run it, in
@@ -45,8 +47,24 @@ type Call struct {
 	Grace time.Duration
 
 	// Logger receives the task's log lines, with the task name, run id and
-	// attempt attached. Nil means no logging.
+	// attempt attached (and trace_id and span_id with a TraceParent). Nil
+	// means no logging.
 	Logger hclog.Logger
+
+	// TraceParent and TraceState are the attempt's W3C trace context
+	// (see package observe), set by an observer of the task run. They
+	// travel with the call to subprocess and cluster workers, where the
+	// task's context carries them (CallInfo) and its log lines carry
+	// trace_id and span_id. Empty means none. A worker drops a traceparent
+	// that observe.ParseTraceParent refuses, and a tracestate that
+	// observe.ValidTraceState refuses.
+	TraceParent, TraceState string
+
+	// Timed asks the executor to record when the call starts running
+	// (Future.Started), which costs a clock read on executors that would
+	// not otherwise read it. The task runner sets it when the run has an
+	// observer.
+	Timed bool
 }
 
 // Name returns the task's name, or "" when Handler is nil.
@@ -78,7 +96,8 @@ func (c *Call) attempt() int {
 // Identity returns what a running task can learn about its call, the value
 // behind CallInfo.
 func (c *Call) Identity() Identity {
-	return Identity{Task: c.Name(), RunID: c.RunID, Attempt: c.attempt()}
+	return Identity{Task: c.Name(), RunID: c.RunID, Attempt: c.attempt(),
+		TraceParent: c.TraceParent, TraceState: c.TraceState}
 }
 
 // TimeoutHandler is the contract every executor keeps: run one call, with an
@@ -209,6 +228,12 @@ type Identity struct {
 	Task    string
 	RunID   string
 	Attempt int
+
+	// TraceParent and TraceState are the call's W3C trace context
+	// (Call.TraceParent), empty when it has none. In a worker process whose
+	// observer made a span of its own (observe.Observer.WorkerStart), they
+	// are that span's.
+	TraceParent, TraceState string
 }
 
 type identityKey struct{}
@@ -246,7 +271,8 @@ func Prepare(parent context.Context, call *Call) (Promise, context.Context) {
 }
 
 // RunInline runs call on the calling goroutine and returns its completed
-// Future, for executors that run a call where it is submitted. A task that
+// Future, for executors that run a call where it is submitted. For a
+// Timed call it records the start (Future.Started). A task that
 // calls runtime.Goexit ends the calling goroutine and RunInline does not
 // return (see Handler.Run); an executor that counts calls observes that
 // with a deferred check of its own, as executor/local does. The Future
@@ -254,6 +280,9 @@ func Prepare(parent context.Context, call *Call) (Promise, context.Context) {
 // shared before it is complete, so no lock is taken.
 func RunInline(parent context.Context, call *Call) *Future {
 	s := &prepared{ctx: callContext{Context: parent, id: call.Identity(), logger: call.Logger}}
+	if call.Timed {
+		Promise{f: &s.future}.SetStarted(time.Now())
+	}
 	s.future.value, s.future.err = call.Handler.Run(&s.ctx, call.Input)
 	s.future.state.Store(futureDone)
 	return &s.future
@@ -276,13 +305,33 @@ func CallInfo(ctx context.Context) (Identity, bool) {
 }
 
 // Logger returns the logger for the call that ctx belongs to, with "task",
-// "run" and "attempt" attached, so a task's lines reach its caller's logger
-// wherever it runs. Outside a call, or for a call without a logger, it
-// returns a logger that discards everything; it never returns nil.
+// "run" and "attempt" attached, and "trace_id" and "span_id" (lower-case
+// hex) when the call has a valid TraceParent, so a task's lines reach its
+// caller's logger wherever it runs and can be found from its trace.
+// Outside a call, or for a call without a logger, it returns a logger that
+// discards everything; it never returns nil.
 func Logger(ctx context.Context) hclog.Logger {
 	c, ok := ctx.Value(identityKey{}).(*callContext)
 	if !ok || c.logger == nil {
 		return hclog.NewNullLogger()
 	}
+	if traceID, spanID, ok := observe.TraceIDs(c.id.TraceParent); ok {
+		return c.logger.With("task", c.id.Task, "run", c.id.RunID, "attempt", c.id.Attempt,
+			"trace_id", traceID, "span_id", spanID)
+	}
 	return c.logger.With("task", c.id.Task, "run", c.id.RunID, "attempt", c.id.Attempt)
+}
+
+// WithTrace returns ctx with the trace context of its call replaced, for a
+// worker whose observer made a span of its own (see
+// observe.Observer.WorkerStart): CallInfo and Logger then report the new
+// one. Outside a call it returns ctx unchanged.
+func WithTrace(ctx context.Context, traceParent, traceState string) context.Context {
+	c, ok := ctx.Value(identityKey{}).(*callContext)
+	if !ok {
+		return ctx
+	}
+	id := c.id
+	id.TraceParent, id.TraceState = traceParent, traceState
+	return &callContext{Context: ctx, id: id, logger: c.logger}
 }

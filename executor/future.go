@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Future is the pending result of one submitted call. It completes exactly
@@ -19,7 +20,12 @@ type Future struct {
 	err        error
 	worker     string
 	deliveries int
+	started    time.Duration // since epoch, plus one; zero: not known
 }
+
+// epoch is the origin of Future.started: a duration keeps the monotonic
+// clock reading in 8 bytes, where a time.Time takes 24.
+var epoch = time.Now()
 
 const (
 	futurePending uint32 = iota
@@ -95,6 +101,19 @@ func (f *Future) Deliveries() int {
 	return f.deliveries
 }
 
+// Started is when the executor started running the call (after any time
+// queued), for calls submitted with Call.Timed; executors that read the
+// clock at the start anyway may report it for other calls too. It is the
+// zero time while the future is pending, for a call that never started
+// (cancelled while queued, refused) and where the executor does not know
+// (executor/cluster without a reply from the worker).
+func (f *Future) Started() time.Time {
+	if f.state.Load() != futureDone || f.started == 0 {
+		return time.Time{}
+	}
+	return epoch.Add(f.started - 1)
+}
+
 // OnDone arranges for fn to run once the future completes: at once on the
 // calling goroutine if it already has, otherwise on the goroutine that
 // completes it. fn must be quick and must not block; it is how a scheduler
@@ -140,6 +159,15 @@ func (p Promise) SetWorker(worker string) { p.f.worker = worker }
 // SetDeliveries records how many times the call was delivered (see
 // Future.Deliveries). Call it before Complete, as SetWorker.
 func (p Promise) SetDeliveries(n int) { p.f.deliveries = n }
+
+// SetStarted records when the call started running (see Future.Started).
+// Call it before Complete, as SetWorker.
+// The zero time records nothing.
+func (p Promise) SetStarted(t time.Time) {
+	if !t.IsZero() {
+		p.f.started = t.Sub(epoch) + 1
+	}
+}
 
 // Complete completes the future with value and err and reports whether this
 // call did it. Only the first Complete counts: a late result of a call that

@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+
+	"github.com/flowline-go/flowline/observe"
 )
 
 // Codec encodes inputs and results for executors that run calls in another
@@ -232,8 +234,31 @@ func decodeInto(c Codec, t reflect.Type, data []byte) (any, error) {
 // practice, one function of the program registers every task and both the
 // program and its worker mode call it.
 type Registry struct {
-	mu    sync.RWMutex
-	tasks map[string]*Handler
+	mu       sync.RWMutex
+	tasks    map[string]*Handler
+	observer observe.Observer
+}
+
+// SetObserver gives the workers that serve this registry (a subprocess
+// worker, a cluster worker) an observer: its WorkerStart and WorkerEnd
+// are called around every call they run for another process, so that it
+// can make a span that is a child of the caller's. Nil removes it. Set it
+// before the worker starts serving.
+func (r *Registry) SetObserver(o observe.Observer) {
+	r.mu.Lock()
+	r.observer = o
+	r.mu.Unlock()
+}
+
+// Observer returns the observer set with SetObserver, or nil. A nil
+// Registry has none.
+func (r *Registry) Observer() observe.Observer {
+	if r == nil {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.observer
 }
 
 // NewRegistry returns a registry holding handlers. It fails like Register.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/limit"
+	"github.com/flowline-go/flowline/observe"
 	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/task"
 )
@@ -79,6 +80,17 @@ type RunOptions struct {
 	// Store.
 	LeaseTTL time.Duration
 
+	// Observer, when set, is told of the run's start and end, every task
+	// run's and every attempt's (see package observe; the nested module
+	// github.com/flowline-go/flowline/otel implements it with
+	// OpenTelemetry), on the run's scheduler goroutine, so it must be as
+	// quick as OnState. Each attempt's call carries the trace context the
+	// observer gives it. A durable run records the flow run's trace
+	// context, and a resumed one hands it back (observe.FlowRun), so that
+	// its trace goes on. Replaying an ended run by id reports nothing. Nil
+	// means no observer, at the cost of a nil check per event.
+	Observer observe.Observer
+
 	// CancelPoll is how often a durable run looks in its store for a
 	// cancel request (store.Store.RequestCancel, made by a dashboard, the
 	// CLI or any process sharing the store); one that finds one stops
@@ -132,6 +144,9 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID, d: d}
 	if d != nil {
 		r.id = d.runID
+		if d.mode == resumeRun || d.mode == restartRun {
+			r.collector, _ = ex.(executor.Collector)
+		}
 	}
 	if r.id == "" {
 		r.id = newRunID()
@@ -158,6 +173,9 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 		d.start(ctx, r.q.post)
 	}
 	logger.Debug("flow run started", "flow", f.name, "run", r.id, "tasks", len(f.nodes))
+	if opts.Observer != nil && (d == nil || !d.replay) {
+		r.observeStart(ctx)
+	}
 	r.loop()
 	if d != nil && !d.replay {
 		d.stopAll()
@@ -167,6 +185,10 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 		d.finishRun(ctx, res, r.storeErr)
 	}
 	r.release()
+	if r.fr != nil {
+		r.fr.End, r.fr.State, r.fr.Err = res.End, res.State.String(), res.Err
+		r.opts.Observer.FlowEnd(r.fr)
+	}
 	logger.Debug("flow run finished", "flow", f.name, "run", r.id, "state", res.State,
 		"duration", res.Duration())
 	return res, res.Err
@@ -220,6 +242,7 @@ const (
 	final
 	recording // final, waiting for its record to be durable
 	looking   // waiting for a cache lookup
+	starting  // an attempt begun, waiting for its start to be durable before it is submitted
 	limiting  // waiting for its limits (task state Waiting)
 )
 
@@ -234,6 +257,7 @@ type unit struct {
 	hold   *limit.Hold // the limits its running attempt holds
 	aux    int32       // a child's node; a mapped node's index in run.maps
 	phase  phase
+	rejoin bool // the attempt to submit is collected (executor.Collector), not submitted anew
 }
 
 // mapped is a mapped node's children.
@@ -255,6 +279,10 @@ type run struct {
 	timeout  *TimeoutError // non-nil when the flow has a limit
 	d        *durable      // the run's store, if it has one
 	storeErr error         // why the store stopped the run
+	// collector is ex on a resumed run whose executor can collect an
+	// attempt that was in flight by its identity; nil otherwise.
+	collector executor.Collector
+	starts    map[int32]executor.Call // attempts in phase starting
 
 	recs      []TaskRun
 	units     []unit
@@ -277,7 +305,46 @@ type run struct {
 	batch    []event      // events being handled
 	sc       *scratch     // where the slices above came from
 
+	// With an observer: the flow run's event, and the mapped nodes' task
+	// runs by node (a mapped node has no task.Runner to report it).
+	fr     *observe.FlowRun
+	mobs   map[int32]*observe.TaskRun
+	exName string
+
 	q queue
+}
+
+// observeStart reports the run's start to its observer.
+func (r *run) observeStart(ctx context.Context) {
+	r.fr = &observe.FlowRun{Flow: r.f.name, RunID: r.id, Tasks: len(r.f.nodes), Start: r.start}
+	if r.d != nil && r.d.mode != freshRun {
+		r.fr.Resumed = true
+		r.fr.TraceParent, r.fr.TraceState = r.d.loadTrace(ctx)
+	}
+	was := r.fr.TraceParent
+	r.exName = observe.ExecutorName(r.ex)
+	r.opts.Observer.FlowStart(ctx, r.fr)
+	if r.d != nil {
+		tp, ts := observe.Clean(r.fr.TraceParent, r.fr.TraceState)
+		r.d.saveTrace(ctx, tp, ts, was)
+	}
+}
+
+// observeMapped returns mapped node i's task run for the observer,
+// reporting its start the first time.
+func (r *run) observeMapped(i int32) *observe.TaskRun {
+	if ot := r.mobs[i]; ot != nil {
+		return ot
+	}
+	if r.mobs == nil {
+		r.mobs = make(map[int32]*observe.TaskRun)
+	}
+	nd := &r.f.nodes[i]
+	ot := &observe.TaskRun{Flow: r.fr, Task: nd.name, Label: nd.name, RunID: r.runID(i), Executor: r.exName,
+		Mapped: true, Start: time.Now()}
+	r.mobs[i] = ot
+	r.opts.Observer.TaskStart(ot)
+	return ot
 }
 
 // release gives the run's working memory to the flow's next run, once the
@@ -502,6 +569,9 @@ func (r *run) step(i int32) {
 
 func (r *run) taskOptions(label, runID string) task.RunOptions {
 	o := task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+	if r.fr != nil {
+		o.Observer, o.ObserveAs = r.opts.Observer, &observe.TaskRun{Flow: r.fr, Executor: r.exName}
+	}
 	if r.d != nil {
 		o.OnState = r.onChange
 		if p := r.d.prior[label]; p != nil {
@@ -594,6 +664,36 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 		}
 	}
 	r.next(i)
+}
+
+// launch begins unit i's next attempt; on a resumed run whose executor
+// collects (executor.Collector), a task run that was in flight at the
+// crash rejoins its recorded attempt instead, whose start is durable.
+func (r *run) launch(i int32) {
+	u := &r.units[i]
+	if r.collector != nil && u.runner.Rejoinable() {
+		u.rejoin = true
+		r.submit(i, u.runner.Rejoin())
+		return
+	}
+	r.started(i, u.runner.Next())
+}
+
+// started submits a new attempt's call; on a durable run, once its start
+// is durable, so that an attempt number is never used twice, a crash
+// between the two included (the resume numbers its attempt after every
+// one that may have been submitted).
+func (r *run) started(i int32, call executor.Call) {
+	if r.d == nil || r.d.replay {
+		r.submit(i, call)
+		return
+	}
+	r.units[i].phase = starting
+	if r.starts == nil {
+		r.starts = map[int32]executor.Call{}
+	}
+	r.starts[i] = call
+	r.d.await(i)
 }
 
 // decide returns Pending if node i runs, else the state it ends in
@@ -726,7 +826,16 @@ func (r *run) startChild(c int32) {
 	if r.restore(c, label) {
 		return
 	}
-	r.startRun(c, nd, in, err, r.taskOptions(label, runID))
+	r.startRun(c, nd, in, err, r.childOptions(c, label, runID))
+}
+
+// childOptions are taskOptions for mapped child c.
+func (r *run) childOptions(c int32, label, runID string) task.RunOptions {
+	o := r.taskOptions(label, runID)
+	if o.ObserveAs != nil {
+		o.ObserveAs.Parent = r.observeMapped(r.units[c].aux)
+	}
+	return o
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -754,7 +863,16 @@ type parkedCall struct {
 // contract's Submit waits for room instead; a Submit that fails fast with
 // ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
 func (r *run) trySubmit(i int32, call executor.Call) bool {
-	fut, err := r.ex.Submit(r.ctx, call)
+	var fut *executor.Future
+	var err error
+	if u := &r.units[i]; u.rejoin {
+		fut, err = r.collector.Collect(r.ctx, call)
+		if !errors.Is(err, executor.ErrQueueFull) {
+			u.rejoin = false
+		}
+	} else {
+		fut, err = r.ex.Submit(r.ctx, call)
+	}
 	if err != nil {
 		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
 			r.park(i, call)
@@ -771,6 +889,7 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
+		r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return true
 	}
@@ -885,6 +1004,7 @@ func (r *run) handle(e event) {
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
+			u.runner.AttemptStarted(int(attempt), fut.Started())
 		}
 		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return
@@ -923,6 +1043,11 @@ func (r *run) stop() {
 				r.cancel(i)
 			}
 			// else the timer has fired: its event ends the unit.
+		case starting:
+			call := r.starts[i]
+			delete(r.starts, i)
+			u.phase = running
+			r.outcome(i, call.Attempt, nil, executor.NewCanceledError(call.Name(), r.ctx), "")
 		}
 	}
 }
@@ -945,7 +1070,13 @@ func (r *run) cancel(i int32) {
 		}
 	}
 	if u.runner == nil {
-		u.runner = task.NewRunner(nd.spec, nil, r.taskOptions(label, runID))
+		var o task.RunOptions
+		if r.child(i) {
+			o = r.childOptions(i, label, runID)
+		} else {
+			o = r.taskOptions(label, runID)
+		}
+		u.runner = task.NewRunner(nd.spec, nil, o)
 	}
 	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
 	r.finish(i)
@@ -1001,6 +1132,9 @@ func (r *run) begin(i int32) {
 	r.units[i].phase = mapping
 	r.recs[i].Start = time.Now()
 	r.change(i, task.Running, nil)
+	if r.fr != nil {
+		r.observeMapped(i)
+	}
 }
 
 // end ends a mapped node in state with err.
@@ -1009,6 +1143,14 @@ func (r *run) end(i int32, state task.State, err error) {
 	rec.End = time.Now()
 	rec.Err = err
 	r.change(i, state, err)
+	if r.fr != nil {
+		ot := r.observeMapped(i)
+		ot.End, ot.State, ot.Err, ot.Children = rec.End, state.String(), err, rec.Children
+		if err != nil {
+			ot.Class = string(executor.ClassOf(err))
+		}
+		r.opts.Observer.TaskEnd(ot)
+	}
 	if r.d != nil {
 		r.d.mappedFinal(rec)
 	}

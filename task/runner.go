@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/observe"
 )
 
 // RunOptions configure one task run. The zero value is ready to use.
@@ -39,6 +40,20 @@ type RunOptions struct {
 	// attempt is numbered after the last of them. The retry budget
 	// (Options.MaxRetries) counts only this run's own attempts.
 	Prior []Attempt
+
+	// Observer, when set, is told of the run's start and end and of each
+	// attempt's (see package observe), on the goroutine that drives the
+	// run, and the run's calls carry the trace context it gives each
+	// attempt (executor.Call.TraceParent) and ask the executor for their
+	// start time (executor.Call.Timed). Nil means none, at the cost of a
+	// nil check per event.
+	Observer observe.Observer
+
+	// ObserveAs is the observe.TaskRun the Observer is given, for a
+	// caller that links task runs to a flow run (the flow package sets
+	// its Flow and Parent); the runner fills in the rest. Nil means a new
+	// one. Only with Observer.
+	ObserveAs *observe.TaskRun
 }
 
 // Change is one state change of a task run, as OnState sees it.
@@ -114,6 +129,19 @@ type Runner struct {
 	// waitFrom is the state Wait left (Pending or Retrying), since when.
 	waitFrom  State
 	waitSince time.Time
+
+	o *observed // nil without an observer: one word in every Runner
+}
+
+// observed is a Runner's state for its observer: the task run's event,
+// whether TaskStart was called, the current attempt's event and when the
+// executor started it.
+type observed struct {
+	obs     observe.Observer
+	ot      *observe.TaskRun
+	oa      *observe.Attempt
+	began   bool
+	started time.Time
 }
 
 // NewRunner returns a Pending run of spec on input.
@@ -140,6 +168,14 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		r.res.Start = opts.Prior[0].Start
 	}
 	r.first = r.attempt + 1
+	if opts.Observer != nil {
+		o := &observed{obs: opts.Observer, ot: opts.ObserveAs}
+		if o.ot == nil {
+			o.ot = &observe.TaskRun{}
+		}
+		o.ot.Task, o.ot.Label, o.ot.RunID = spec.Name(), opts.Label, opts.RunID
+		r.o = o
+	}
 	return r
 }
 
@@ -182,6 +218,34 @@ func (r *Runner) Retry() executor.Call {
 	return r.begin()
 }
 
+// Rejoin makes the last of RunOptions.Prior the current attempt again,
+// Running, and returns its call, with the attempt's original number: for
+// a resumed run to collect the result of an attempt that was in flight
+// when the process before it died (see executor.Collector) instead of
+// starting a new one. The rejoined attempt counts against the retry
+// budget as this run's first. Rejoin panics unless Rejoinable.
+func (r *Runner) Rejoin() executor.Call {
+	if !r.Rejoinable() {
+		panic("task: Runner.Rejoin without an unended prior attempt on a run that is " + r.state.String())
+	}
+	if r.state == Waiting {
+		r.res.Waited += time.Since(r.waitSince)
+	}
+	r.first = r.attempt
+	now := time.Now()
+	r.change(Running, nil, now)
+	return r.call(now)
+}
+
+// Rejoinable reports whether the run has not started (Pending, or Waiting
+// before its first attempt) and its last prior attempt did not end, which
+// Rejoin can make current again.
+func (r *Runner) Rejoinable() bool {
+	n := len(r.res.Attempts)
+	fresh := r.state == Pending || r.state == Waiting && r.waitFrom == Pending
+	return fresh && n > 0 && r.res.Attempts[n-1].End.IsZero()
+}
+
 // Next begins the next attempt of a Pending, Retrying or Waiting run, as
 // Start or Retry would.
 func (r *Runner) Next() executor.Call {
@@ -219,7 +283,12 @@ func (r *Runner) begin() executor.Call {
 	}
 	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
 	r.change(Running, nil, now)
-	return executor.Call{
+	return r.call(now)
+}
+
+// call returns the current attempt's call, which starts at now.
+func (r *Runner) call(now time.Time) executor.Call {
+	call := executor.Call{
 		Handler: r.spec.Handler(),
 		Input:   r.input,
 		RunID:   r.run.RunID,
@@ -228,6 +297,65 @@ func (r *Runner) begin() executor.Call {
 		Grace:   r.opts.Grace,
 		Logger:  r.run.Logger,
 	}
+	if r.o != nil {
+		r.observeAttempt(&call, now)
+	}
+	return call
+}
+
+// observeAttempt reports the start of the task run (at its first attempt)
+// and of the attempt, and gives the call the attempt's trace context.
+func (r *Runner) observeAttempt(call *executor.Call, now time.Time) {
+	o := r.o
+	r.observeStart(now)
+	o.started = time.Time{}
+	o.oa = &observe.Attempt{Task: o.ot, N: r.attempt, Start: now}
+	o.obs.AttemptStart(o.oa)
+	call.TraceParent, call.TraceState = observe.Clean(o.oa.TraceParent, o.oa.TraceState)
+	call.Timed = true
+}
+
+func (r *Runner) observeStart(now time.Time) {
+	if o := r.o; !o.began {
+		o.began = true
+		o.ot.Start = now
+		o.obs.TaskStart(o.ot)
+	}
+}
+
+// AttemptStarted records when the executor started running attempt n's
+// call (executor.Future.Started), for the observer; call it before
+// AttemptDone. It is ignored for an attempt other than the current
+// running one, and without an observer.
+func (r *Runner) AttemptStarted(n int, at time.Time) {
+	if r.o == nil || n != r.attempt || r.state != Running {
+		return
+	}
+	r.o.started = at
+}
+
+// observeAttemptEnd reports the end of the current attempt.
+func (r *Runner) observeAttemptEnd(a *Attempt, retry bool) {
+	o := r.o
+	oa := o.oa
+	if oa == nil {
+		return
+	}
+	o.oa = nil
+	oa.End, oa.Err, oa.Worker, oa.Deliveries, oa.Retry = a.End, a.Err, a.Worker, a.Deliveries, retry
+	if !o.started.IsZero() {
+		oa.Started = o.started
+		oa.Queued, oa.Running = max(o.started.Sub(oa.Start), 0), max(a.End.Sub(o.started), 0)
+	}
+	if a.Err != nil {
+		oa.Class = string(executor.ClassOf(a.Err))
+		var te *executor.TimeoutError
+		if errors.As(a.Err, &te) {
+			oa.TimedOut, oa.Enforcement, oa.Stopped = true, te.Enforcement.String(), te.Stopped
+			oa.Abandoned = te.Enforcement == executor.Soft && !te.Stopped
+		}
+	}
+	o.obs.AttemptEnd(oa)
 }
 
 // AttemptDone records the outcome of attempt n: its value and error as the
@@ -256,10 +384,17 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 	a.End, a.Err, a.Worker = now, err, worker
 	if err == nil {
 		r.res.Value = value
+		if r.o != nil {
+			r.observeAttemptEnd(a, false)
+		}
 		r.finish(Success, nil, now)
 		return 0, false
 	}
 	class := executor.ClassOf(err)
+	again = class != executor.ClassSkip && class != executor.ClassCanceled && r.retryable(class, err)
+	if r.o != nil {
+		r.observeAttemptEnd(a, again)
+	}
 	switch class {
 	case executor.ClassSkip:
 		r.finish(Skipped, err, now)
@@ -268,7 +403,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 		r.finish(Cancelled, err, now)
 		return 0, false
 	}
-	if r.retryable(class, err) {
+	if again {
 		delay = r.opts.retryDelay(r.attempt)
 		r.run.logger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.run.RunID,
 			"attempt", r.attempt, "delay", delay, "error", err)
@@ -323,6 +458,9 @@ func (r *Runner) End(state State, err error) {
 	if r.state == Running {
 		a := &r.res.Attempts[len(r.res.Attempts)-1]
 		a.End, a.Err = now, err
+		if r.o != nil {
+			r.observeAttemptEnd(a, false)
+		}
 	}
 	r.finish(state, err, now)
 }
@@ -352,6 +490,15 @@ func (r *Runner) Take() Result {
 func (r *Runner) finish(state State, err error, now time.Time) {
 	r.res.State, r.res.Err, r.res.End = state, err, now
 	r.change(state, err, now)
+	if r.o != nil {
+		r.observeStart(now)
+		ot := r.o.ot
+		ot.End, ot.State, ot.Err, ot.Attempts = now, state.String(), err, r.attempt-r.first+1
+		if err != nil {
+			ot.Class = string(executor.ClassOf(err))
+		}
+		r.o.obs.TaskEnd(ot)
+	}
 }
 
 func (r *Runner) change(to State, err error, now time.Time) {
@@ -387,6 +534,9 @@ func (o *RunOptions) logger() hclog.Logger {
 // *executor.PanicError.
 func Run(ctx context.Context, ex executor.TimeoutHandler, spec Spec, input any, opts RunOptions) Result {
 	r := NewRunner(spec, input, opts)
+	if r.o != nil && r.o.ot.Executor == "" {
+		r.o.ot.Executor = observe.ExecutorName(ex)
+	}
 	if ctx.Err() != nil {
 		r.End(Cancelled, executor.NewCanceledError(r.res.Task, ctx))
 		return r.Result()
@@ -406,6 +556,7 @@ func Run(ctx context.Context, ex executor.TimeoutHandler, spec Spec, input any, 
 			value, err = f.Wait(context.Background())
 			worker = f.Worker()
 			r.AttemptDeliveries(call.Attempt, f.Deliveries())
+			r.AttemptStarted(call.Attempt, f.Started())
 		} else if ctx.Err() != nil {
 			err = executor.NewCanceledError(call.Name(), ctx)
 		} else {

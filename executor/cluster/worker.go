@@ -21,6 +21,7 @@ import (
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
 	"github.com/flowline-go/flowline/internal/wire"
+	"github.com/flowline-go/flowline/observe"
 )
 
 // WorkerOptions configure a Worker.
@@ -353,7 +354,7 @@ func (w *Worker) handleGuarded(ctx context.Context, s *slot, msg jetstream.Msg) 
 		w.logger.Warn("a task called runtime.Goexit; answering it as a panic", "call", what)
 		if key != "" && !s.ran() {
 			perr := &executor.PanicError{Task: task, Value: executor.ErrGoexit, Stack: debug.Stack()}
-			w.settle(s, msg, w.store(key, task, w.result(nil, task, nil, perr, delivery, 0, "")))
+			w.settle(s, msg, w.store(key, task, w.result(nil, task, nil, perr, delivery, 0, 0, "")))
 		} else {
 			s.end()
 		}
@@ -404,9 +405,11 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		w.skip(msg)
 		return
 	}
-	if delivery > 1 {
+	if delivery > 1 || hc.Again {
 		// Delivered again: the worker before may have recorded the result
-		// and died before acknowledging.
+		// and died before acknowledging. Or collected (Executor.Collect):
+		// published again, after the dedup window, for an attempt whose
+		// result may have been recorded since the submitter looked.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := w.obj.kv.Get(ctx, hc.Key)
 		cancel()
@@ -429,12 +432,27 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	parent := context.Background()
+	var taskErr error // what the executor answered, for the observer
 	call := executor.Call{
 		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
-		Limit: hc.Limit, Grace: hc.Grace,
+		Limit: hc.Limit, Grace: hc.Grace, TraceParent: hc.TraceParent, TraceState: hc.TraceState,
 	}
+	if obs := w.opts.Registry.Observer(); obs != nil {
+		wc := &observe.WorkerCall{Task: hc.Task, RunID: hc.Run, Attempt: hc.Attempt, Worker: w.name,
+			TraceParent: hc.TraceParent, TraceState: hc.TraceState, Start: time.Now()}
+		parent = obs.WorkerStart(parent, wc)
+		call.TraceParent, call.TraceState = observe.Clean(wc.TraceParent, wc.TraceState)
+		defer func() {
+			wc.End = time.Now()
+			if taskErr != nil {
+				wc.Err, wc.Class = taskErr, string(executor.ClassOf(taskErr))
+			}
+			obs.WorkerEnd(wc)
+		}()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	var fwd *logForwarder
 	if hc.Log && hc.Reply != "" {
 		fwd = &logForwarder{nc: w.conn.nc, subject: hc.Reply, key: hc.Key, delivery: delivery}
@@ -444,7 +462,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if w.wasCancelled(hc.Key) { // a cancellation that came while we looked
 		cancel()
 	}
-	if hc.Reply != "" && (hc.Limit > 0 || hc.Hard) {
+	if hc.Reply != "" && (hc.Limit > 0 || hc.Hard || hc.Timed) {
 		ev := envelope.AppendEvent(nil, envelope.Event{Kind: envelope.Started, Delivery: delivery, Key: hc.Key})
 		if err := w.conn.nc.Publish(hc.Reply, ev); err != nil {
 			w.logger.Debug("cannot send a start event", "error", err)
@@ -452,6 +470,8 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	}
 	// Counted before Submit: an executor may run the call inside Submit.
 	w.ran.Add(1)
+	call.Timed = hc.Timed
+	submitted := time.Now()
 	f, err := w.opts.Executor.Submit(ctx, call)
 	if err != nil {
 		// The executor refused it (closed, full): another worker may not.
@@ -462,6 +482,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 	v, err := f.Wait(context.Background())
+	taskErr = err
 	if hc.Hard && hc.Reply != "" {
 		// A hard submitter that cancelled the call waits for this: the
 		// executor returned it, so its process group is dead.
@@ -478,7 +499,15 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	if fwd != nil {
 		logs = fwd.n.Load()
 	}
-	rec := w.result(h, hc.Task, v, err, delivery, logs, f.Worker())
+	var ran time.Duration
+	if hc.Timed {
+		started := f.Started()
+		if started.IsZero() {
+			started = submitted
+		}
+		ran = max(time.Since(started), 1)
+	}
+	rec := w.result(h, hc.Task, v, err, delivery, logs, ran, f.Worker())
 	w.settle(s, msg, w.store(hc.Key, hc.Task, rec))
 }
 
@@ -510,20 +539,20 @@ func (w *Worker) skip(msg jetstream.Msg) {
 func (w *Worker) fail(s *slot, msg jetstream.Msg, key string, delivery uint64, err error) {
 	s.begin(msg, key, key, nil)
 	s.ran()
-	w.settle(s, msg, w.store(key, "", w.result(nil, "", nil, err, delivery, 0, "")))
+	w.settle(s, msg, w.store(key, "", w.result(nil, "", nil, err, delivery, 0, 0, "")))
 }
 
 // result encodes a call's outcome as a result record. A result that
 // cannot be encoded, or whose record is over what the server takes, is an
 // *executor.OutputError; an error whose record is too large keeps its
 // class and the start of its message.
-func (w *Worker) result(h *executor.Handler, task string, v any, err error, delivery, logs uint64, where string) []byte {
+func (w *Worker) result(h *executor.Handler, task string, v any, err error, delivery, logs uint64, ran time.Duration, where string) []byte {
 	worker := w.name
 	if where != "" {
 		worker += "/" + where
 	}
 	limit := w.conn.nc.MaxPayload() - headerBudget
-	r := envelope.Result{Kind: envelope.Output, Delivery: delivery, Logs: logs, Worker: worker}
+	r := envelope.Result{Kind: envelope.Output, Delivery: delivery, Logs: logs, Worker: worker, Ran: ran}
 	if err == nil {
 		if r.Payload, err = h.EncodeOutput(v); err == nil {
 			rec := envelope.AppendResult(nil, r)

@@ -141,7 +141,8 @@ func (e *Executor) runInline(ctx context.Context, call *executor.Call) *executor
 	e.stats.Running.Add(-1)
 	_, err, _ := f.Result()
 	if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
-		f, err = executor.Completed(nil, cerr), cerr // the task gave up because its caller did
+		// the task gave up because its caller did
+		f, err = completed(nil, cerr, call.Timed, f.Started()), cerr
 	}
 	e.stats.Ended(err)
 	return f
@@ -203,13 +204,13 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 		if e.abandon(h, "timed out", &call, began) {
 			e.stats.Ended(terr)
 			cctx.Expire(terr)
-			return executor.Completed(nil, terr), nil
+			return completed(nil, terr, call.Timed, began), nil
 		}
 	case <-ctx.Done():
 		if e.abandon(h, "cancelled", &call, began) {
 			err := executor.NewCanceledError(call.Name(), ctx)
 			e.stats.Ended(err)
-			return executor.Completed(nil, err), nil
+			return completed(nil, err, call.Timed, began), nil
 		}
 	}
 	// The call returned while we decided to give up on it: it was seen
@@ -229,10 +230,23 @@ func (e *Executor) collect(ctx context.Context, h *helper) *executor.Future {
 	} else if cerr := deadlinectx.CallerEnded(h.call.Name(), ctx, err); cerr != err {
 		v, err = nil, cerr // the task gave up because its caller did
 	}
+	timed, began := h.call.Timed, h.began
 	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
 	e.stats.Ended(err)
 	e.putBack(h)
-	return executor.Completed(v, err)
+	return completed(v, err, timed, began)
+}
+
+// completed returns a completed future, with its start recorded for a
+// Timed call (see executor.Call.Timed).
+func completed(v any, err error, timed bool, began time.Time) *executor.Future {
+	if !timed {
+		return executor.Completed(v, err)
+	}
+	p := executor.NewPromise()
+	p.SetStarted(began)
+	p.Complete(v, err)
+	return p.Future()
 }
 
 // abandon marks h's call as abandoned unless it has already returned, and

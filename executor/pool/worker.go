@@ -96,10 +96,16 @@ func (w *worker) run() {
 	g := w.gen
 	ctx := w.callContext(j)
 	limit := j.call.Limit
-	if limit > 0 || j.tk != nil {
+	if limit > 0 || j.tk != nil || j.call.Timed {
 		// Only a call that can be answered by someone else needs its start
-		// time: for its deadline, its TimeoutError, its abandonment log.
+		// time: for its deadline, its TimeoutError, its abandonment log;
+		// and a Timed one, for its Future.
 		w.start = time.Now()
+	}
+	if j.call.Timed && j.promise != (executor.Promise{}) {
+		// Before the state store below: whoever completes the future
+		// (this worker, the watchdog, a cancellation) is ordered after it.
+		j.promise.SetStarted(w.start)
 	}
 	var deadline int64
 	if limit > 0 {

@@ -357,6 +357,7 @@ func (e *Executor) finish(j *job, w *worker, value any, err error) {
 	if w != nil {
 		e.stats.Running.Add(-1)
 		j.promise.SetWorker(w.name)
+		j.promise.SetStarted(j.start)
 	}
 	e.stats.Ended(err)
 	j.promise.Complete(value, err)

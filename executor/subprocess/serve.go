@@ -18,6 +18,7 @@ import (
 	"github.com/flowline-go/flowline/internal/deadlinectx"
 	"github.com/flowline-go/flowline/internal/frame"
 	"github.com/flowline-go/flowline/internal/wire"
+	"github.com/flowline-go/flowline/observe"
 )
 
 // envWorker marks a process started as a worker. Its value is
@@ -214,16 +215,30 @@ func (s *server) runner(calls <-chan proto.Call) {
 }
 
 // call runs one call and returns its result.
-func (s *server) call(c proto.Call) proto.Result {
-	res := proto.Result{Seq: c.Seq}
+func (s *server) call(c proto.Call) (res proto.Result) {
+	res = proto.Result{Seq: c.Seq}
 	h, err := s.reg.Lookup(c.Task)
 	if err != nil {
 		res.Err = wire.EncodeError(&executor.UnknownTaskError{Task: c.Task, Where: "worker pid " + strconv.Itoa(s.pid)})
 		return res
 	}
 	call := &executor.Call{Handler: h, RunID: c.RunID, Attempt: c.Attempt, Limit: c.Limit,
-		Logger: s.taskLogger(c.Seq, hclog.Level(c.LogLevel))}
-	base := executor.WithCall(context.Background(), call)
+		Logger: s.taskLogger(c.Seq, hclog.Level(c.LogLevel)), TraceParent: c.TraceParent, TraceState: c.TraceState}
+	parent := context.Background()
+	if obs := s.reg.Observer(); obs != nil {
+		wc := &observe.WorkerCall{Task: c.Task, RunID: c.RunID, Attempt: c.Attempt,
+			Worker: "pid " + strconv.Itoa(s.pid), TraceParent: c.TraceParent, TraceState: c.TraceState, Start: time.Now()}
+		parent = obs.WorkerStart(parent, wc)
+		call.TraceParent, call.TraceState = observe.Clean(wc.TraceParent, wc.TraceState)
+		defer func() {
+			wc.End = time.Now()
+			if res.Err != nil {
+				wc.Err, wc.Class = res.Err.Decode(c.Task), string(res.Err.Class)
+			}
+			obs.WorkerEnd(wc)
+		}()
+	}
+	base := executor.WithCall(parent, call)
 	r := &running{}
 	var ctx context.Context
 	if c.Deadline != 0 {

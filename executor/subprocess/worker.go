@@ -218,6 +218,9 @@ func (w *worker) send(j *job) {
 		Limit:    j.call.Limit,
 		LogLevel: int(j.logLevel),
 		Input:    j.input,
+
+		TraceParent: j.call.TraceParent,
+		TraceState:  j.call.TraceState,
 	}
 	if !j.deadline.IsZero() {
 		c.Deadline = j.deadline.UnixNano()

@@ -201,30 +201,7 @@ func (b *Browser) read(r *os.File) {
 		if err != nil {
 			break
 		}
-		var m message
-		if jerr := json.Unmarshal(line[:len(line)-1], &m); jerr != nil {
-			continue // not ours to understand
-		}
-		if m.ID != 0 {
-			b.mu.Lock()
-			ch := b.waiting[m.ID]
-			delete(b.waiting, m.ID)
-			b.mu.Unlock()
-			if ch != nil {
-				rep := reply{result: m.Result}
-				if m.Error != nil {
-					rep.err = m.Error
-				}
-				ch <- rep // buffered: never blocks
-			}
-			continue
-		}
-		b.mu.Lock()
-		p := b.pages[m.SessionID]
-		b.mu.Unlock()
-		if p != nil {
-			p.event(m.Method, m.Params)
-		}
+		b.dispatch(line[:len(line)-1])
 	}
 	if errors.Is(err, io.EOF) {
 		err = errors.New("headless: the browser closed its pipe (it exited)")
@@ -236,6 +213,36 @@ func (b *Browser) read(r *os.File) {
 		delete(b.waiting, id)
 	}
 	b.mu.Unlock()
+}
+
+// dispatch hands one message from the browser to whoever waits for it: a
+// reply to its caller, an event to its page. A message it cannot read is
+// dropped: the browser speaks more than this package understands.
+func (b *Browser) dispatch(raw []byte) {
+	var m message
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return
+	}
+	if m.ID != 0 {
+		b.mu.Lock()
+		ch := b.waiting[m.ID]
+		delete(b.waiting, m.ID)
+		b.mu.Unlock()
+		if ch != nil {
+			rep := reply{result: m.Result}
+			if m.Error != nil {
+				rep.err = m.Error
+			}
+			ch <- rep // buffered, and taken out of waiting: never blocks
+		}
+		return
+	}
+	b.mu.Lock()
+	p := b.pages[m.SessionID]
+	b.mu.Unlock()
+	if p != nil {
+		p.event(m.Method, m.Params)
+	}
 }
 
 // call sends a command and waits for its reply, decoded into result when

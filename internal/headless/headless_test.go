@@ -68,3 +68,27 @@ func TestNavigateToNothingFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorContains(t, p.Navigate(ctx, url), "ERR_CONNECTION_REFUSED")
 }
+
+// TestProblemsCatchCSPViolations: a page whose Content-Security-Policy
+// refuses its inline script and style has those refusals in Problems, so
+// tests that check Problems catch them.
+func TestProblemsCatchCSPViolations(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'")
+		fmt.Fprint(w, `<!doctype html><title>csp</title><p style="color:red">x</p><script>document.title='ran'</script>`)
+	}))
+	defer srv.Close()
+	b := headless.ForTest(t, headless.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := b.NewPage(ctx)
+	require.NoError(t, err)
+	require.NoError(t, p.Navigate(ctx, srv.URL+"/"))
+	var title string
+	require.NoError(t, p.Eval(ctx, "document.title", &title))
+	assert.Equal(t, "csp", title, "the inline script was refused")
+	require.NoError(t, p.WaitFor(ctx, "true"))
+	problems := fmt.Sprint(p.Problems())
+	assert.Contains(t, problems, "Content Security Policy")
+}

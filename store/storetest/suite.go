@@ -55,6 +55,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Leases", []check{
 			{"AcquireHeldExpireRelease", testLeases},
 			{"ConcurrentAcquireOneWins", testConcurrentAcquire},
+			{"ExpiredByMatchesAcquire", testExpiredByBoundary},
 		}},
 		{"Cache", []check{
 			{"MissClaimPutHit", testCacheHit},
@@ -65,6 +66,9 @@ func Run(t *testing.T, cfg Config) {
 		}},
 		{"Retention", []check{
 			{"DeleteOldRuns", testRetention},
+		}},
+		{"Trace", []check{
+			{"RunTraceRoundTrip", testRunTrace},
 		}},
 		{"Concurrency", []check{
 			{"ManyWriters", testManyWriters},

@@ -8,6 +8,7 @@ type queries struct {
 	cacheEntries, countCache, invalidate                       string
 	deleteTaskRuns, deleteAttempts, deleteChanges, deleteRuns  string
 	deleteExpiredCache                                         string
+	deleteTraces                                               string
 }
 
 // deletable selects the runs DeleteRuns removes: last updated before the
@@ -42,6 +43,7 @@ func makeQueries(rebind func(string) string, forUpdate string) queries {
 		deleteTaskRuns:     `DELETE FROM flowline_task_runs WHERE run_id IN (` + deletable + `)`,
 		deleteAttempts:     `DELETE FROM flowline_attempts WHERE run_id IN (` + deletable + `)`,
 		deleteChanges:      `DELETE FROM flowline_changes WHERE run_id IN (` + deletable + `)`,
+		deleteTraces:       `DELETE FROM flowline_run_traces WHERE run_id IN (` + deletable + `)`,
 		deleteRuns:         `DELETE FROM flowline_runs WHERE id IN (` + deletable + `)`,
 		deleteExpiredCache: `DELETE FROM flowline_cache WHERE expires <> 0 AND expires < ? AND claim_owner = ''`,
 	}
@@ -49,7 +51,7 @@ func makeQueries(rebind func(string) string, forUpdate string) queries {
 		&q.unclaim, &q.dropPlaceholder,
 		&q.taskRuns, &q.attempts, &q.changes, &q.setLease, &q.release, &q.placeholder, &q.getCache, &q.claim,
 		&q.cacheEntries, &q.countCache, &q.invalidate, &q.deleteTaskRuns, &q.deleteAttempts, &q.deleteChanges,
-		&q.deleteRuns, &q.deleteExpiredCache} {
+		&q.deleteRuns, &q.deleteExpiredCache, &q.deleteTraces} {
 		*p = rebind(*p)
 	}
 	return q

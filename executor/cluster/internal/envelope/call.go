@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/flowline-go/flowline/observe"
 )
 
 // HeaderMsgID is JetStream's deduplication header: a call's message
@@ -26,6 +28,12 @@ type Call struct {
 	Reply   string        // subject for events; empty: send none
 	Log     bool          // forward the task's log lines to Reply
 	Hard    bool          // the submitter requires hard enforcement
+	Timed   bool          // send a Started event to Reply (executor.Call.Timed)
+	Again   bool          // collected: the call may have a result already; look before running
+
+	// The call's W3C trace context. DecodeCall drops what observe.Clean
+	// refuses (an invalid traceparent drops both).
+	TraceParent, TraceState string
 }
 
 const (
@@ -35,6 +43,11 @@ const (
 	// flagNoGrace carries a negative Grace ("no grace at all", as
 	// executor.Call defines it), which the unsigned duration field cannot.
 	flagNoGrace = 1 << 2
+	// flagTrace says a traceparent and a tracestate follow the durations;
+	// a message without it (or written before it existed) has none.
+	flagTrace = 1 << 3
+	flagTimed = 1 << 4
+	flagAgain = 1 << 5
 )
 
 // AppendCall appends the encoding of c, then input, to dst.
@@ -49,6 +62,15 @@ func AppendCall(dst []byte, c Call, input []byte) []byte {
 	if c.Grace < 0 {
 		flags |= flagNoGrace
 	}
+	if c.Again {
+		flags |= flagAgain
+	}
+	if c.TraceParent != "" || c.TraceState != "" {
+		flags |= flagTrace
+	}
+	if c.Timed {
+		flags |= flagTimed
+	}
 	dst = append(dst, version, kindCall, flags)
 	dst = appendString(dst, c.Key)
 	dst = appendString(dst, c.Task)
@@ -57,6 +79,10 @@ func AppendCall(dst []byte, c Call, input []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(max(c.Attempt, 0)))
 	dst = binary.AppendUvarint(dst, uint64(max(c.Limit, 0)))
 	dst = binary.AppendUvarint(dst, uint64(max(c.Grace, 0)))
+	if flags&flagTrace != 0 {
+		dst = appendString(dst, c.TraceParent)
+		dst = appendString(dst, c.TraceState)
+	}
 	return append(dst, input...)
 }
 
@@ -84,7 +110,8 @@ func DecodeCall(data []byte) (Call, []byte, error) {
 	}
 	flags := rest[0]
 	rest = rest[1:]
-	c.Log, c.Hard = flags&flagLog != 0, flags&flagHard != 0
+	c.Log, c.Hard, c.Timed = flags&flagLog != 0, flags&flagHard != 0, flags&flagTimed != 0
+	c.Again = flags&flagAgain != 0
 	for _, f := range []*string{&c.Key, &c.Task, &c.Run, &c.Reply} {
 		var b []byte
 		if b, rest, err = bytesField(rest); err != nil {
@@ -97,6 +124,16 @@ func DecodeCall(data []byte) (Call, []byte, error) {
 		if *f, rest, err = uvarint(rest); err != nil {
 			return c, nil, fmt.Errorf("envelope: malformed call message: %w", err)
 		}
+	}
+	if flags&flagTrace != 0 {
+		var tp, ts []byte
+		if tp, rest, err = bytesField(rest); err == nil {
+			ts, rest, err = bytesField(rest)
+		}
+		if err != nil {
+			return c, nil, fmt.Errorf("envelope: malformed call message: trace context: %w", err)
+		}
+		c.TraceParent, c.TraceState = observe.Clean(string(tp), string(ts))
 	}
 	var errs []error
 	if c.Key == "" {

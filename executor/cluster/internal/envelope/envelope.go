@@ -12,7 +12,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
 )
 
 // version is the first byte of every record and event; a decoder refuses
@@ -115,6 +117,12 @@ const (
 	Started Kind = 's' // an event: the call started running on a worker
 	Log     Kind = 'l' // an event: Payload is one JSON log line of hclog
 	Stopped Kind = 'x' // an event: the worker's executor returned a call of a hard submitter
+
+	// On the wire only: a record of kind Output or Failure with Ran set
+	// is written with these kinds and a Ran field; records written
+	// without Ran (or before it existed) decode as before.
+	outputRan  Kind = 'O'
+	failureRan Kind = 'E'
 )
 
 // Result is the record stored under a call's key: what the call gave back.
@@ -123,14 +131,31 @@ type Result struct {
 	Delivery uint64 // which delivery of the call's message produced it; 0 if none did
 	Logs     uint64 // log lines that delivery sent before writing the record
 	Worker   string // the worker's name; empty for a verdict of the submitter
-	Payload  []byte
+	// Ran is how long the call ran on the worker, by the worker's clock
+	// (from its executor's start of the call to its answer), for the
+	// submitter's Future.Started when the worker's Started event did not
+	// arrive first; zero if unknown.
+	Ran     time.Duration
+	Payload []byte
 }
 
 // AppendResult appends the encoding of r to dst.
 func AppendResult(dst []byte, r Result) []byte {
-	dst = append(dst, version, byte(r.Kind))
+	kind := r.Kind
+	if r.Ran > 0 {
+		switch kind {
+		case Output:
+			kind = outputRan
+		case Failure:
+			kind = failureRan
+		}
+	}
+	dst = append(dst, version, byte(kind))
 	dst = binary.AppendUvarint(dst, r.Delivery)
 	dst = binary.AppendUvarint(dst, r.Logs)
+	if kind != r.Kind {
+		dst = binary.AppendUvarint(dst, uint64(r.Ran))
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(r.Worker)))
 	dst = append(dst, r.Worker...)
 	return append(dst, r.Payload...)
@@ -144,7 +169,14 @@ func DecodeResult(data []byte) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	if kind != Output && kind != Failure {
+	ran := false
+	switch kind {
+	case Output, Failure:
+	case outputRan:
+		kind, ran = Output, true
+	case failureRan:
+		kind, ran = Failure, true
+	default:
 		return r, fmt.Errorf("envelope: result of unknown kind %q", byte(kind))
 	}
 	r.Kind = kind
@@ -153,6 +185,16 @@ func DecodeResult(data []byte) (Result, error) {
 	}
 	if r.Logs, rest, err = uvarint(rest); err != nil {
 		return r, err
+	}
+	if ran {
+		var d uint64
+		if d, rest, err = uvarint(rest); err != nil {
+			return r, err
+		}
+		if d == 0 || d > math.MaxInt64 {
+			return r, fmt.Errorf("envelope: result with a run time of %d ns", d)
+		}
+		r.Ran = time.Duration(d)
 	}
 	var worker []byte
 	if worker, rest, err = bytesField(rest); err != nil {

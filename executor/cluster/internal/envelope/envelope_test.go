@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flowline-go/flowline/executor/cluster/internal/envelope"
+	"github.com/flowline-go/flowline/observe"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,6 +81,21 @@ func TestResultRoundTrip(t *testing.T) {
 	assert.Equal(t, envelope.Output, got.Kind)
 	assert.Empty(t, got.Payload)
 	assert.Empty(t, got.Worker)
+
+	// A run time travels with either kind; without one the record is the
+	// same bytes as before it existed.
+	for _, k := range []envelope.Kind{envelope.Output, envelope.Failure} {
+		r = envelope.Result{Kind: k, Delivery: 1, Logs: 2, Worker: "w", Ran: 1500 * time.Millisecond, Payload: []byte("x")}
+		got, err = envelope.DecodeResult(envelope.AppendResult(nil, r))
+		require.NoError(t, err)
+		assert.Equal(t, r, got)
+	}
+	old := envelope.AppendResult(nil, envelope.Result{Kind: envelope.Output, Delivery: 1, Worker: "w"})
+	assert.Equal(t, []byte{1, 'o', 1, 0, 1, 'w'}, old)
+	_, err = envelope.DecodeResult([]byte{1, 'O', 1, 0, 0, 1, 'w'})
+	assert.Error(t, err, "a zero run time is written as none, never read")
+	_, err = envelope.DecodeResult([]byte{1, 'E', 1, 0})
+	assert.Error(t, err, "truncated before the run time")
 }
 
 func TestEventRoundTrip(t *testing.T) {
@@ -129,17 +145,21 @@ func FuzzDecodeResult(f *testing.F) {
 	f.Add(envelope.AppendResult(nil, envelope.Result{Kind: envelope.Output, Delivery: 1, Worker: "w", Payload: []byte("{}")}))
 	f.Add(envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Logs: 1 << 40}))
 	f.Add([]byte{1, 'o'})
+	f.Add(envelope.AppendResult(nil, envelope.Result{Kind: envelope.Failure, Ran: time.Second, Payload: []byte("{}")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := envelope.DecodeResult(data)
 		if err != nil {
 			return
 		}
+		require.GreaterOrEqual(t, r.Ran, time.Duration(0))
+		require.Contains(t, []envelope.Kind{envelope.Output, envelope.Failure}, r.Kind)
 		again, err := envelope.DecodeResult(envelope.AppendResult(nil, r))
 		require.NoError(t, err)
 		require.Equal(t, r.Kind, again.Kind)
 		require.Equal(t, r.Delivery, again.Delivery)
 		require.Equal(t, r.Logs, again.Logs)
 		require.Equal(t, r.Worker, again.Worker)
+		require.Equal(t, r.Ran, again.Ran)
 		require.Equal(t, string(r.Payload), string(again.Payload))
 	})
 }
@@ -167,7 +187,10 @@ func TestCallRoundTrip(t *testing.T) {
 		{Task: "t", Key: "r/t/1", Run: "r", Attempt: 1},
 		{Task: "t", Key: "k", Run: "", Attempt: 3, Limit: time.Second, Grace: 5 * time.Millisecond,
 			Reply: "flowline.events.x", Log: true, Hard: true},
-		{Task: "t", Key: "k", Attempt: 1, Limit: time.Second, Grace: -1}, // no grace at all
+		{Task: "t", Key: "k", Attempt: 1, Limit: time.Second, Grace: -1},          // no grace at all
+		{Task: "t", Key: "r/t/2", Run: "r", Attempt: 2, Again: true, Timed: true}, // collected
+		{Task: "t", Key: "k", Attempt: 1, Timed: true, Reply: "r",
+			TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7"},
 	} {
 		got, input, err := envelope.DecodeCall(envelope.AppendCall(nil, c, []byte(`{"N":1}`)))
 		require.NoError(t, err)
@@ -201,11 +224,35 @@ func TestDecodeCallRefusesMalformed(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+func TestDecodeCallDropsABadTraceContext(t *testing.T) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, tc := range []struct{ tp, ts, wantTP, wantTS string }{
+		{tp, "a=1", tp, "a=1"},
+		{"00-00000000000000000000000000000000-b7ad6b7169203331-01", "a=1", "", ""},
+		{tp + "-extra", "", "", ""}, // version 00 has exactly four fields
+		{tp, "a=\n", tp, ""},
+		{"", "a=1", "", ""},
+	} {
+		c := envelope.Call{Task: "t", Key: "k", Attempt: 1, TraceParent: tc.tp, TraceState: tc.ts}
+		got, input, err := envelope.DecodeCall(envelope.AppendCall(nil, c, []byte("in")))
+		require.NoError(t, err)
+		assert.Equal(t, tc.wantTP, got.TraceParent, tc.tp)
+		assert.Equal(t, tc.wantTS, got.TraceState, tc.ts)
+		assert.Equal(t, "in", string(input), "the input follows the trace context")
+	}
+	// A flag that promises a trace context the message lacks is malformed.
+	data := envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Attempt: 1, TraceParent: tp}, nil)
+	_, _, err := envelope.DecodeCall(data[:len(data)-10])
+	assert.Error(t, err)
+}
+
 func FuzzDecodeCall(f *testing.F) {
 	f.Add(envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Run: "r", Attempt: 2, Limit: time.Second,
 		Reply: "x.events.y", Log: true}, []byte("{}")))
 	f.Add(envelope.AppendCall(nil, envelope.Call{}, nil))
 	f.Add([]byte{1, 'c', 3})
+	f.Add(envelope.AppendCall(nil, envelope.Call{Task: "t", Key: "k", Attempt: 1, Timed: true,
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "k=v"}, []byte("{}")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, input, err := envelope.DecodeCall(data)
 		if err != nil {
@@ -216,6 +263,14 @@ func FuzzDecodeCall(f *testing.F) {
 		require.Positive(t, c.Attempt)
 		require.GreaterOrEqual(t, c.Limit, time.Duration(0))
 		require.GreaterOrEqual(t, c.Grace, time.Duration(-1))
+		// A trace context that arrives is valid, or is none.
+		if c.TraceParent == "" {
+			require.Empty(t, c.TraceState)
+		} else {
+			_, perr := observe.ParseTraceParent(c.TraceParent)
+			require.NoError(t, perr)
+			require.True(t, observe.ValidTraceState(c.TraceState))
+		}
 		again, input2, err := envelope.DecodeCall(envelope.AppendCall(nil, c, input))
 		require.NoError(t, err)
 		require.Equal(t, c, again)

@@ -13,11 +13,12 @@ import (
 
 	"github.com/flowline-go/flowline/internal/frame"
 	"github.com/flowline-go/flowline/internal/wire"
+	"github.com/flowline-go/flowline/observe"
 )
 
 // Version is the protocol version. A worker announces it in its Hello; the
 // parent refuses a worker of another version.
-const Version = 1
+const Version = 2 // 2: Call carries the trace context
 
 // The kinds of frames.
 const (
@@ -43,6 +44,10 @@ type Call struct {
 	Deadline int64         // wall clock, Unix nanoseconds; zero: no limit
 	LogLevel int           // hclog.Level for the task's logger; hclog.Off: none
 	Input    []byte        // the input in the handler's codec
+
+	// The call's W3C trace context; DecodeCall drops what observe.Clean
+	// refuses (an invalid traceparent drops both).
+	TraceParent, TraceState string
 }
 
 // Result is the outcome of a Call.
@@ -88,6 +93,8 @@ func (c *Call) Append(b []byte, limit int) ([]byte, error) {
 	b = frame.AppendVarint(b, c.Deadline)
 	b = frame.AppendVarint(b, int64(c.LogLevel))
 	b = frame.AppendBytes(b, c.Input)
+	b = frame.AppendString(b, c.TraceParent)
+	b = frame.AppendString(b, c.TraceState)
 	return end(b, start, limit)
 }
 
@@ -107,7 +114,12 @@ func DecodeCall(body []byte) (Call, error) {
 	if in := f.Bytes(); in != nil {
 		c.Input = append([]byte(nil), in...)
 	}
-	return c, wrap("call", f.Finish())
+	tp, ts := f.Str(), f.Str()
+	if err := f.Finish(); err != nil {
+		return c, wrap("call", err)
+	}
+	c.TraceParent, c.TraceState = observe.Clean(tp, ts)
+	return c, nil
 }
 
 // Append appends r as a frame of at most limit bytes; a frame over the

@@ -15,6 +15,7 @@ import (
 	"github.com/flowline-go/flowline/executor/subprocess/internal/proto"
 	"github.com/flowline-go/flowline/internal/frame"
 	"github.com/flowline-go/flowline/internal/wire"
+	"github.com/flowline-go/flowline/observe"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,7 +42,8 @@ func TestMessagesRoundTrip(t *testing.T) {
 	assert.Equal(t, h, gotH)
 
 	c := proto.Call{Seq: 7, Task: "t", RunID: "r", Attempt: 2, Limit: time.Second,
-		Deadline: time.Now().UnixNano(), LogLevel: 3, Input: []byte(`{"N":1}`)}
+		Deadline: time.Now().UnixNano(), LogLevel: 3, Input: []byte(`{"N":1}`),
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7"}
 	b, err = c.Append([]byte("junk before"), 1<<20)
 	require.NoError(t, err)
 	kind, body = read(t, b[len("junk before"):])
@@ -49,8 +51,27 @@ func TestMessagesRoundTrip(t *testing.T) {
 	gotC, err := proto.DecodeCall(body)
 	require.NoError(t, err)
 	assert.Equal(t, c, gotC)
-	body[len(body)-1] = 'X'
+	body[bytes.Index(body, c.Input)] = 'X'
 	assert.Equal(t, c.Input, gotC.Input, "a decoded call does not alias the frame")
+
+	// A trace context that does not parse is dropped on arrival, not
+	// passed on: a bad traceparent drops both, a bad tracestate itself.
+	for _, tc := range []struct{ tp, ts, wantTP, wantTS string }{
+		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "ok=1", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "ok=1"},
+		{"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "ok=1", "", ""},
+		{"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "", "", ""},
+		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "bad\x00state", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", ""},
+		{"garbage", "ok=1", "", ""},
+	} {
+		c := proto.Call{Seq: 1, Task: "t", TraceParent: tc.tp, TraceState: tc.ts}
+		b, err := c.Append(nil, 1<<20)
+		require.NoError(t, err)
+		_, body := read(t, b)
+		got, err := proto.DecodeCall(body)
+		require.NoError(t, err)
+		assert.Equal(t, tc.wantTP, got.TraceParent, tc.tp)
+		assert.Equal(t, tc.wantTS, got.TraceState, tc.ts)
+	}
 
 	for _, r := range []proto.Result{
 		{Seq: 1, Output: []byte(`{"N":2}`)},
@@ -104,6 +125,8 @@ func FuzzDecode(f *testing.F) {
 	}{
 		&proto.Hello{Version: 1, PID: 9},
 		&proto.Call{Seq: 1, Task: "t", Input: []byte("{}"), Limit: time.Second},
+		&proto.Call{Seq: 2, Task: "t", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "k=v"},
+		&proto.Call{Seq: 3, Task: "t", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", TraceState: "k=v"},
 		&proto.Result{Seq: 1, Output: []byte("2")},
 		&proto.Result{Seq: 1, Err: &wire.Error{Class: executor.ClassPanic, Message: "m", Stack: "s"}},
 		&proto.Log{Seq: 1, Line: []byte("{}")},
@@ -120,6 +143,14 @@ func FuzzDecode(f *testing.F) {
 			assert.Equal(t, h, h2)
 		}
 		if c, err := proto.DecodeCall(body); err == nil {
+			// A trace context that arrives is valid, or is none.
+			if c.TraceParent == "" {
+				assert.Empty(t, c.TraceState)
+			} else {
+				_, perr := observe.ParseTraceParent(c.TraceParent)
+				require.NoError(t, perr)
+				assert.True(t, observe.ValidTraceState(c.TraceState))
+			}
 			again := reencode(t, &c)
 			c2, err := proto.DecodeCall(again)
 			require.NoError(t, err)
