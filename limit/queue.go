@@ -39,6 +39,7 @@ type queue struct {
 type heldSlot struct {
 	slot   int
 	holder string
+	next   string // handed on to this holder of this process, not freed
 }
 
 // take takes the part for req at once (granted, with the store slot or
@@ -167,10 +168,23 @@ func (q *queue) idle() bool {
 func (q *queue) release(holder string, slot int) {
 	q.mu.Lock()
 	if q.s.st != nil {
-		if !q.s.closed.Load() {
-			q.rel = append(q.rel, heldSlot{slot, holder})
-			q.kick()
+		if q.s.closed.Load() {
+			q.mu.Unlock()
+			return
 		}
+		if q.n > 0 && q.s.leaseSure() {
+			// Hand the slot on to the next waiter here: the store learns of
+			// the new holder in the pump's next transaction, and the slot's
+			// lease is surely ours until then (see leaseSure).
+			r := q.pop()
+			q.rel = append(q.rel, heldSlot{slot, holder, r.holder})
+			q.kick()
+			q.mu.Unlock()
+			q.s.resume(r, slot, nil)
+			return
+		}
+		q.rel = append(q.rel, heldSlot{slot: slot, holder: holder})
+		q.kick()
 		q.mu.Unlock()
 		return
 	}
@@ -339,7 +353,7 @@ func (q *queue) pumpSlots() {
 		q.mu.Unlock()
 		release := make([]store.Slot, len(rel))
 		for k, h := range rel {
-			release[k] = store.Slot{N: h.slot, Holder: h.holder}
+			release[k] = store.Slot{N: h.slot, Holder: h.holder, Next: h.next}
 		}
 		// Slots given back and claimed in one transaction: a process hands
 		// its slots on in one round trip.
@@ -349,7 +363,7 @@ func (q *queue) pumpSlots() {
 				s.log.Warn("giving back and claiming slots failed; trying again", "limit", name, "key", key, "error", err)
 			}
 			q.mu.Lock()
-			q.rel = append(q.rel, rel...) // gave nothing back: again
+			q.rel = append(rel, q.rel...) // gave nothing back: again, first (hand-ons in order)
 			q.mu.Unlock()
 			if !q.sleep(s.poll, false) {
 				return
@@ -375,7 +389,7 @@ func (q *queue) pumpSlots() {
 				ready = append(ready, r)
 				readySlots = append(readySlots, slot)
 			} else { // it left meanwhile: the slot goes back
-				q.rel = append(q.rel, heldSlot{slot, r.holder})
+				q.rel = append(q.rel, heldSlot{slot: slot, holder: r.holder})
 			}
 		}
 		q.mu.Unlock()
@@ -395,7 +409,7 @@ func (q *queue) pumpSlots() {
 // reserved tokens is left, so that the next ones are known in time.
 func (q *queue) pumpTokens() {
 	s, name, key := q.s, q.p.Limit, q.p.Key.Key
-	horizon := max(2*s.poll, 2*q.iv)
+	horizon := max(5*s.poll, 2*q.iv)
 	type due struct {
 		r  *request
 		at time.Time

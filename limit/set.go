@@ -70,6 +70,17 @@ type Set struct {
 	stopBG context.CancelFunc
 	quit   chan struct{}
 	wg     sync.WaitGroup
+	// renewed is when the last successful renewal began (Unix ns): every
+	// slot this process holds is leased until at least renewed+ttl.
+	renewed atomic.Int64
+}
+
+// leaseSure reports whether every slot this process holds is surely still
+// leased to it for a while (half a heartbeat at least), so that one can be
+// handed on in memory before the store hears of it.
+func (s *Set) leaseSure() bool {
+	r := s.renewed.Load()
+	return r != 0 && time.Now().UnixNano() < r+int64(s.ttl)-int64(s.beat/2)
 }
 
 // New returns a Set of limits. A limit without a name, two limits with one
@@ -434,7 +445,12 @@ func (s *Set) heartbeat() {
 			return
 		case <-t.C:
 		}
-		if _, err := s.st.RenewSlots(s.bg, s.owner, s.ttl); err != nil && !s.closed.Load() {
+		at := time.Now()
+		_, err := s.st.RenewSlots(s.bg, s.owner, s.ttl)
+		if err == nil {
+			s.renewed.Store(at.UnixNano())
+		}
+		if err != nil && !s.closed.Load() {
 			s.log.Warn("renewing the limits' slots failed; they expire unless a later renewal succeeds", "error", err)
 		}
 	}

@@ -30,9 +30,11 @@ type Limiter interface {
 	ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error)
 
 	// SwapSlots gives back owner's slots in release (as ReleaseSlots,
-	// matching N and Holder) and then claims slots for holders (as
-	// ClaimSlots), in one transaction: one round trip for a process that
-	// hands slots on to its waiters. Either list may be empty.
+	// matching N and Holder; a release with Next set hands the slot on to
+	// the holder Next of the same owner instead, renewing it) and then
+	// claims slots for holders (as ClaimSlots), in one transaction: one
+	// round trip for a process that hands slots on to its waiters. Either
+	// list may be empty.
 	SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []Slot, holders []string, ttl time.Duration) ([]int, error)
 
 	// ReleaseSlots frees the given slots of (name, key) that owner still
@@ -73,4 +75,7 @@ type Slot struct {
 	Owner   string // the process holding it (its heartbeat renews it)
 	Holder  string // what holds it: the flow package names the attempt, "<run id>/<label>#<attempt>"
 	Expires time.Time
+	// Next, in SwapSlots' release only, hands the slot on to this holder
+	// instead of freeing it.
+	Next string
 }

@@ -28,6 +28,7 @@ type limitState struct {
 
 type limitQueries struct {
 	freeSlots, claimSlot, ownSlots, releaseSlot, renewSlots, heldSlots string
+	handSlot                                                           string
 	bucketRow, getBucket, setBucket                                    string
 }
 
@@ -47,6 +48,7 @@ func (s *DB) limitQ() *limitQueries {
 			claimSlot:   `UPDATE flowline_limit_slots SET owner = ?, holder = ?, expires = ? WHERE name = ? AND key = ? AND slot = ?`,
 			ownSlots:    `SELECT slot, holder FROM flowline_limit_slots WHERE name = ? AND key = ? AND owner = ?`,
 			releaseSlot: `UPDATE flowline_limit_slots SET owner = '', holder = '', expires = 0 WHERE name = ? AND key = ? AND slot = ? AND owner = ? AND holder = ?`,
+			handSlot:    `UPDATE flowline_limit_slots SET holder = ?, expires = ? WHERE name = ? AND key = ? AND slot = ? AND owner = ? AND holder = ?`,
 			renewSlots:  `UPDATE flowline_limit_slots SET expires = ? WHERE owner = ?`,
 			heldSlots: `SELECT slot, owner, holder, expires FROM flowline_limit_slots
 				WHERE name = ? AND key = ? AND owner <> '' AND expires >= ? ORDER BY slot`,
@@ -54,7 +56,7 @@ func (s *DB) limitQ() *limitQueries {
 			getBucket: `SELECT tat FROM flowline_limit_buckets WHERE name = ? AND key = ? ` + s.d.ForUpdate,
 			setBucket: `UPDATE flowline_limit_buckets SET tat = ? WHERE name = ? AND key = ?`,
 		}
-		for _, p := range []*string{&l.q.freeSlots, &l.q.claimSlot, &l.q.ownSlots, &l.q.releaseSlot, &l.q.renewSlots,
+		for _, p := range []*string{&l.q.freeSlots, &l.q.claimSlot, &l.q.ownSlots, &l.q.releaseSlot, &l.q.handSlot, &l.q.renewSlots,
 			&l.q.heldSlots, &l.q.bucketRow, &l.q.getBucket, &l.q.setBucket} {
 			*p = s.rebind(*p)
 		}
@@ -133,7 +135,13 @@ func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner s
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now := time.Now()
 			for _, r := range release {
-				if _, err := tx.ExecContext(ctx, q.releaseSlot, name, key, int64(r.N), owner, r.Holder); err != nil {
+				var err error
+				if r.Next != "" {
+					_, err = tx.ExecContext(ctx, q.handSlot, r.Next, ns(now.Add(ttl)), name, key, int64(r.N), owner, r.Holder)
+				} else {
+					_, err = tx.ExecContext(ctx, q.releaseSlot, name, key, int64(r.N), owner, r.Holder)
+				}
+				if err != nil {
 					return err
 				}
 			}
