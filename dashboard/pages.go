@@ -356,7 +356,8 @@ func outcome(a store.Attempt) string {
 	return "Failed"
 }
 
-// mark is an attempt's outcome as one character.
+// mark is an attempt's outcome in a character or a word, so that it is
+// not told by colour alone.
 func mark(a store.Attempt) string {
 	switch outcome(a) {
 	case "Success":
@@ -364,7 +365,7 @@ func mark(a store.Attempt) string {
 	case "Failed":
 		return "✗"
 	case "TimedOut":
-		return "⏱"
+		return "timeout" // no clock glyph: fonts without emoji show a box
 	case "Cancelled":
 		return "⊘"
 	case "Skipped":

@@ -137,6 +137,7 @@ type durable struct {
 	poll      time.Duration      // cancel requests: how often to look; <= 0 never (requests.go)
 	cancelNow bool               // a cancel request was pending when the run was read
 	unwatch   context.CancelFunc // stops the watcher's store reads
+	over      func() bool        // whether the run was handed over (handover.go)
 }
 
 // keyRef is a unit's cache key, and whether the unit holds its claim.
@@ -179,6 +180,7 @@ func (d *durable) start(ctx context.Context, post func(event)) {
 	d.claims = map[string]bool{}
 	d.pending.RunID, d.pending.Owner = d.runID, d.owner
 	wctx := context.WithoutCancel(ctx)
+	d.over = func() bool { return handedOver(ctx) }
 	d.wg.Go(func() { d.record(wctx, post) })
 	d.wg.Go(func() { d.heartbeat(wctx, post) })
 	d.startWatch(wctx)
@@ -202,7 +204,10 @@ func (d *durable) record(ctx context.Context, post func(event)) {
 		if b.Empty() && len(units) == 0 && len(started) == 0 {
 			continue
 		}
-		err := d.st.Apply(ctx, b)
+		var err error
+		if !d.over() { // a run handed over writes nothing more (handover.go)
+			err = d.st.Apply(ctx, b)
+		}
 		b.Reset()
 		if err != nil || len(units) > 0 || len(started) > 0 {
 			post(event{rec: &recorded{units: units, started: started, err: err}})

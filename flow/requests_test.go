@@ -31,7 +31,10 @@ func newBlockingFlow(t *testing.T, name string) *blockingFlow {
 	wait := task.New("wait", func(ctx context.Context, n int) (int, error) {
 		bf.waits.Add(1)
 		<-ctx.Done()
-		bf.stopped <- time.Now()
+		select {
+		case bf.stopped <- time.Now():
+		default: // only the first one is looked at
+		}
 		return 0, ctx.Err()
 	}, task.Options{})
 	b := flow.New(name, flow.Options{})

@@ -239,7 +239,7 @@ func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store
 func (d *durable) finishRun(ctx context.Context, res *Result, storeErr error) {
 	wctx := context.WithoutCancel(ctx)
 	defer func() { _ = d.st.Release(wctx, d.runID, d.owner) }()
-	if storeErr != nil {
+	if storeErr != nil || handedOver(ctx) {
 		return
 	}
 	b := &d.pending
