@@ -50,7 +50,7 @@ const (
 
 	auditConcurrency = 5
 	auditProcs       = 3
-	auditBeat        = 500 * time.Millisecond
+	auditBeat        = time.Second
 )
 
 func auditFlow(effects *os.File, run string, share int) (*flow.Flow, *flow.Node[[]int]) {
@@ -322,6 +322,20 @@ func TestLimitsAudit(t *testing.T) {
 			holders--
 		}
 		if holders > auditConcurrency {
+			if over == 0 { // say who: the ones running at that moment
+				running := map[run]int64{}
+				for _, f := range evs {
+					if f.t > e.t {
+						break
+					}
+					if f.start {
+						running[run{f.pid, f.label}] = f.t
+					} else {
+						delete(running, run{f.pid, f.label})
+					}
+				}
+				t.Logf("%d running at %d (killed at %d, victim %d): %v", holders, e.t, killed, victim, running)
+			}
 			over++
 		}
 		most = max(most, holders)

@@ -32,14 +32,15 @@ type Options struct {
 	Owner string
 
 	// Heartbeat is how often this process renews its slots' leases, which
-	// last 1.5 heartbeats: the slots of a process that dies are free again
-	// within 1.5 heartbeats, and taken by a waiting process within two.
+	// last 1.75 heartbeats: the slots of a process that dies are free
+	// again within 1.75 heartbeats, and taken by a waiting process within
+	// two (a renewal has three quarters of a heartbeat to reach the store).
 	// Zero means 1 second. Only with Store.
 	Heartbeat time.Duration
 
 	// Poll is how often a process with waiting attempts looks for slots
 	// that other processes gave back. Zero means 50 milliseconds; it is
-	// never more than Heartbeat/4. Only with Store.
+	// never more than Heartbeat/8. Only with Store.
 	Poll time.Duration
 
 	// Logger receives the store's failures (named "limit"). Nil means no
@@ -109,12 +110,12 @@ func New(opts Options, limits ...Limit) (*Set, error) {
 	if s.beat <= 0 {
 		s.beat = time.Second
 	}
-	s.ttl = s.beat * 3 / 2
+	s.ttl = s.beat * 7 / 4
 	s.poll = opts.Poll
 	if s.poll <= 0 {
 		s.poll = 50 * time.Millisecond
 	}
-	s.poll = max(min(s.poll, s.beat/4), time.Microsecond)
+	s.poll = max(min(s.poll, s.beat/8), time.Microsecond)
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	if s.st != nil {
 		if s.owner == "" {
@@ -158,7 +159,7 @@ func (s *Set) Check(task string, uses []Use) error {
 
 // Close fails every waiting attempt with ErrClosed, stops the heartbeat
 // and the store polling, and waits for them. Slots held in memory are
-// gone with the Set; slots held in a store expire 1.5 heartbeats after the
+// gone with the Set; slots held in a store expire 1.75 heartbeats after the
 // last renewal (close the Set once the runs that use it have ended, and
 // they have given their slots back; slots given back before Close are
 // freed in the store by Close, within 5 seconds). Close is idempotent.
