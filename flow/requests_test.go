@@ -14,6 +14,8 @@ import (
 
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/store"
+	"github.com/flowline-go/flowline/store/postgres"
+	"github.com/flowline-go/flowline/store/postgres/pgtest"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -126,7 +128,16 @@ func TestCancelRequestOfAnUndrivenRunCancelsItsResume(t *testing.T) {
 // tasks on a pool, under -race: the request stops the run within a few
 // polls.
 func TestCancelRequestRealClock(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "runs.db"))
+	t.Run("SQLite", func(t *testing.T) { testCancelRealClock(t, openStore(t, filepath.Join(t.TempDir(), "runs.db"))) })
+	t.Run("Postgres", func(t *testing.T) {
+		st, err := postgres.Open(context.Background(), pgtest.Schema(t), postgres.Options{})
+		require.NoError(t, err)
+		defer st.Close()
+		testCancelRealClock(t, st)
+	})
+}
+
+func testCancelRealClock(t *testing.T, st store.Store) {
 	bf := newBlockingFlow(t, "blocking")
 	ex := newPool(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

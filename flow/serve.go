@@ -60,9 +60,10 @@ type ServeOptions struct {
 // service's next instance) resumes it at its next look, as after a crash;
 // the task runs that were in flight run again there. Serve returns ctx's
 // error once they have all stopped and OnResult has returned for each
-// (with a Cancelled Result whose Err matches ErrHandedOver). Serve returns an error at once, without
-// looking, for two flows with one name. It panics if ex or opts.Store is
-// nil.
+// (with a Cancelled Result whose Err matches ErrHandedOver).
+//
+// Serve returns an error at once, without looking, for two flows with one
+// name. It panics if ex, opts.Store or a flow is nil.
 func Serve(ctx context.Context, ex executor.TimeoutHandler, flows []*Flow, opts ServeOptions) error {
 	if ex == nil {
 		panic("flow: Serve with a nil executor")
@@ -72,6 +73,9 @@ func Serve(ctx context.Context, ex executor.TimeoutHandler, flows []*Flow, opts 
 	}
 	byName := make(map[string]*Flow, len(flows))
 	for _, f := range flows {
+		if f == nil {
+			panic("flow: Serve with a nil flow")
+		}
 		if byName[f.name] != nil && byName[f.name] != f {
 			return fmt.Errorf("flow: Serve with two flows named %q", f.name)
 		}
