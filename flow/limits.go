@@ -48,7 +48,7 @@ func (r *run) next(i int32) {
 		u.hold = h
 		r.launch(i)
 	default:
-		u.runner.Wait(w.String())
+		u.runner.Wait(w)
 	}
 }
 

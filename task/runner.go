@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/limit"
 	"github.com/flowline-go/flowline/observe"
 )
 
@@ -140,6 +141,7 @@ type observed struct {
 	obs     observe.Observer
 	ot      *observe.TaskRun
 	oa      *observe.Attempt
+	ow      *observe.Wait // the wait under way, for an observe.WaitObserver
 	began   bool
 	started time.Time
 }
@@ -256,10 +258,11 @@ func (r *Runner) Next() executor.Call {
 }
 
 // Wait moves a Pending or Retrying run to Waiting: its next attempt waits
-// for the task's limits; note says for what (Change.Note). Start or Retry
-// (or Next) then begins the attempt, and the wait is added to
-// Result.Waited. It panics on a run in any other state.
-func (r *Runner) Wait(note string) {
+// for the task's limits, w says for what (Change.Note has w.String(); an
+// observe.WaitObserver gets the wait). Start or Retry (or Next) then
+// begins the attempt, and the wait is added to Result.Waited. It panics
+// on a run in any other state.
+func (r *Runner) Wait(w limit.Wait) {
 	if r.state != Pending && r.state != Retrying {
 		panic("task: Runner.Wait on a run that is " + r.state.String())
 	}
@@ -268,16 +271,36 @@ func (r *Runner) Wait(note string) {
 	r.state = Waiting
 	if r.run.OnState != nil {
 		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
-			From: from, To: Waiting, Time: r.waitSince, Note: note})
+			From: from, To: Waiting, Time: r.waitSince, Note: w.String()})
+	}
+	if r.o != nil {
+		if wo, ok := r.o.obs.(observe.WaitObserver); ok {
+			r.observeStart(r.waitSince)
+			r.o.ow = &observe.Wait{Task: r.o.ot, Attempt: r.attempt + 1, Limit: w.Limit, Key: w.Key,
+				Rate: w.Rate, Position: w.Position, Start: r.waitSince}
+			wo.WaitStart(r.o.ow)
+		}
 	}
 }
 
+// waitEnd reports the end of a wait to the observer.
+func (r *Runner) waitEnd(now time.Time, granted bool) {
+	if r.o == nil || r.o.ow == nil {
+		return
+	}
+	w := r.o.ow
+	r.o.ow = nil
+	w.End, w.Granted = now, granted
+	r.o.obs.(observe.WaitObserver).WaitEnd(w)
+}
+
 func (r *Runner) begin() executor.Call {
+	now := time.Now()
 	if r.state == Waiting {
-		r.res.Waited += time.Since(r.waitSince)
+		r.res.Waited += now.Sub(r.waitSince)
+		r.waitEnd(now, true)
 	}
 	r.attempt++
-	now := time.Now()
 	if r.res.Start.IsZero() {
 		r.res.Start = now
 	}
@@ -489,8 +512,12 @@ func (r *Runner) Take() Result {
 
 func (r *Runner) finish(state State, err error, now time.Time) {
 	r.res.State, r.res.Err, r.res.End = state, err, now
+	if r.state == Waiting {
+		r.res.Waited += now.Sub(r.waitSince)
+	}
 	r.change(state, err, now)
 	if r.o != nil {
+		r.waitEnd(now, false)
 		r.observeStart(now)
 		ot := r.o.ot
 		ot.End, ot.State, ot.Err, ot.Attempts = now, state.String(), err, r.attempt-r.first+1
