@@ -265,21 +265,22 @@ func (r *Runner) begin() executor.Call {
 		Logger:  r.run.Logger,
 	}
 	if r.o != nil {
-		r.observeAttempt(&call, now)
+		call.TraceParent, call.TraceState = r.observeAttempt(now)
+		call.Timed = true
 	}
 	return call
 }
 
 // observeAttempt reports the start of the task run (at its first attempt)
-// and of the attempt, and gives the call the attempt's trace context.
-func (r *Runner) observeAttempt(call *executor.Call, now time.Time) {
+// and of the attempt, and returns the attempt's trace context for its call
+// (results, not a pointer to the call: the call stays in its result slot).
+func (r *Runner) observeAttempt(now time.Time) (traceParent, traceState string) {
 	o := r.o
 	r.observeStart(now)
 	o.started = time.Time{}
 	o.oa = &observe.Attempt{Task: o.ot, N: r.attempt, Start: now}
 	o.obs.AttemptStart(o.oa)
-	call.TraceParent, call.TraceState = observe.Clean(o.oa.TraceParent, o.oa.TraceState)
-	call.Timed = true
+	return observe.Clean(o.oa.TraceParent, o.oa.TraceState)
 }
 
 func (r *Runner) observeStart(now time.Time) {
