@@ -102,7 +102,7 @@ func (f *Future) Deliveries() int {
 }
 
 // Started is when the executor started running the call (after any time
-// queued), for calls submitted with Call.Timed; executors that read the
+// queued), for calls submitted with a Call.Trace; executors that read the
 // clock at the start anyway may report it for other calls too. It is the
 // zero time while the future is pending, for a call that never started
 // (cancelled while queued, refused) and where the executor does not know

@@ -841,7 +841,9 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
-		r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
+		if r.fr != nil {
+			r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
+		}
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return true
 	}
@@ -956,7 +958,9 @@ func (r *run) handle(e event) {
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
-			u.runner.AttemptStarted(int(attempt), fut.Started())
+			if r.fr != nil {
+				u.runner.AttemptStarted(int(attempt), fut.Started())
+			}
 		}
 		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return

@@ -105,7 +105,7 @@ func TestTimesAndFailuresExactly(t *testing.T) {
 		assert.Equal(t, int64(1), sum(t, mt["flowline.executor.calls.running"], ex1), "running counts it")
 		assert.Equal(t, int64(0), sum(t, mt["flowline.executor.queue.depth"], ex1))
 
-		time.Sleep(7 * time.Second) // the abandoned work returns
+		time.Sleep(8 * time.Second) // past the moment (7s from now) the abandoned work returns
 		mt = tel.metrics(t)
 		assert.Equal(t, int64(0), sum(t, mt["flowline.executor.calls.abandoned"], ex1))
 		assert.Equal(t, int64(0), sum(t, mt["flowline.executor.calls.running"], ex1))

@@ -44,8 +44,8 @@ type RunOptions struct {
 	// Observer, when set, is told of the run's start and end and of each
 	// attempt's (see package observe), on the goroutine that drives the
 	// run, and the run's calls carry the trace context it gives each
-	// attempt (executor.Call.TraceParent) and ask the executor for their
-	// start time (executor.Call.Timed). Nil means none, at the cost of a
+	// attempt and ask the executor for their start time (executor.Call.Trace).
+	// Nil means none, at the cost of a
 	// nil check per event.
 	Observer observe.Observer
 
@@ -265,22 +265,23 @@ func (r *Runner) begin() executor.Call {
 		Logger:  r.run.Logger,
 	}
 	if r.o != nil {
-		call.TraceParent, call.TraceState = r.observeAttempt(now)
-		call.Timed = true
+		call.Trace = r.observeAttempt(now)
 	}
 	return call
 }
 
 // observeAttempt reports the start of the task run (at its first attempt)
 // and of the attempt, and returns the attempt's trace context for its call
-// (results, not a pointer to the call: the call stays in its result slot).
-func (r *Runner) observeAttempt(now time.Time) (traceParent, traceState string) {
+// (a result, not through a pointer to the call: the call stays in its
+// result slot).
+func (r *Runner) observeAttempt(now time.Time) *executor.Trace {
 	o := r.o
 	r.observeStart(now)
 	o.started = time.Time{}
 	o.oa = &observe.Attempt{Task: o.ot, N: r.attempt, Start: now}
 	o.obs.AttemptStart(o.oa)
-	return observe.Clean(o.oa.TraceParent, o.oa.TraceState)
+	tp, ts := observe.Clean(o.oa.TraceParent, o.oa.TraceState)
+	return &executor.Trace{Parent: tp, State: ts}
 }
 
 func (r *Runner) observeStart(now time.Time) {

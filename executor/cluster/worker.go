@@ -434,13 +434,17 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	var taskErr error // what the executor answered, for the observer
 	call := executor.Call{
 		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
-		Limit: hc.Limit, Grace: hc.Grace, TraceParent: hc.TraceParent, TraceState: hc.TraceState,
+		Limit: hc.Limit, Grace: hc.Grace,
+	}
+	if hc.TraceParent != "" || hc.Timed {
+		call.Trace = &executor.Trace{Parent: hc.TraceParent, State: hc.TraceState}
 	}
 	if obs := w.opts.Registry.Observer(); obs != nil {
 		wc := &observe.WorkerCall{Task: hc.Task, RunID: hc.Run, Attempt: hc.Attempt, Worker: w.name,
 			TraceParent: hc.TraceParent, TraceState: hc.TraceState, Start: time.Now()}
 		parent = obs.WorkerStart(parent, wc)
-		call.TraceParent, call.TraceState = observe.Clean(wc.TraceParent, wc.TraceState)
+		tp, ts := observe.Clean(wc.TraceParent, wc.TraceState)
+		call.Trace = &executor.Trace{Parent: tp, State: ts}
 		defer func() {
 			wc.End = time.Now()
 			if taskErr != nil {
@@ -468,7 +472,6 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	}
 	// Counted before Submit: an executor may run the call inside Submit.
 	w.ran.Add(1)
-	call.Timed = hc.Timed
 	submitted := time.Now()
 	f, err := w.opts.Executor.Submit(ctx, call)
 	if err != nil {

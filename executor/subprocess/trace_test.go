@@ -39,8 +39,11 @@ func TestTraceContextReachesTheWorker(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		logger := hclog.New(&hclog.LoggerOptions{Output: &out, JSONFormat: true, Level: hclog.Info})
-		v, err := executor.Run(context.Background(), ex, executor.Call{Handler: traceTask, RunID: "r",
-			TraceParent: tc.tp, TraceState: tc.ts, Logger: logger})
+		call := executor.Call{Handler: traceTask, RunID: "r", Logger: logger}
+		if tc.tp != "" {
+			call.Trace = &executor.Trace{Parent: tc.tp, State: tc.ts}
+		}
+		v, err := executor.Run(context.Background(), ex, call)
 		require.NoError(t, err)
 		assert.Equal(t, [2]string{tc.wantTP, tc.wantTS}, v, tc.tp)
 		var line map[string]any
