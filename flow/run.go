@@ -787,16 +787,11 @@ func (r *run) startChild(c int32) {
 	if r.restore(c, label) {
 		return
 	}
-	r.startRun(c, nd, in, err, r.childOptions(c, label, runID))
-}
-
-// childOptions are taskOptions for mapped child c.
-func (r *run) childOptions(c int32, label, runID string) task.RunOptions {
-	o := r.taskOptions(label, runID)
-	if o.ObserveAs != nil {
-		o.ObserveAs.Parent = r.observeMapped(r.units[c].aux)
+	opts := r.taskOptions(label, runID)
+	if opts.ObserveAs != nil { // a mapped child's task run is its node's child
+		opts.ObserveAs.Parent = r.observeMapped(node)
 	}
-	return o
+	r.startRun(c, nd, in, err, opts)
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -1021,11 +1016,9 @@ func (r *run) cancel(i int32) {
 		}
 	}
 	if u.runner == nil {
-		var o task.RunOptions
-		if r.child(i) {
-			o = r.childOptions(i, label, runID)
-		} else {
-			o = r.taskOptions(label, runID)
+		o := r.taskOptions(label, runID)
+		if o.ObserveAs != nil && r.child(i) {
+			o.ObserveAs.Parent = r.observeMapped(u.aux)
 		}
 		u.runner = task.NewRunner(nd.spec, nil, o)
 	}

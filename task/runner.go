@@ -121,7 +121,8 @@ type Runner struct {
 	spec    Spec
 	opts    Options
 	input   any
-	run     RunOptions
+	onState func(Change) // RunOptions.OnState
+	logger  hclog.Logger // RunOptions.Logger; the run's id is in res
 	state   State
 	attempt int // current attempt, 0 before Start
 	first   int // the number of the first attempt this Runner makes
@@ -156,11 +157,12 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		opts.Label = spec.Name()
 	}
 	r := &Runner{
-		spec:  spec,
-		opts:  spec.Options(),
-		input: input,
-		run:   opts,
-		res:   Result{Task: opts.Label, RunID: opts.RunID},
+		spec:    spec,
+		opts:    spec.Options(),
+		input:   input,
+		onState: opts.OnState,
+		logger:  opts.Logger,
+		res:     Result{Task: opts.Label, RunID: opts.RunID},
 	}
 	if n := len(opts.Prior); n > 0 {
 		r.res.Attempts = append([]Attempt(nil), opts.Prior...)
@@ -238,8 +240,8 @@ func (r *Runner) Wait(note string) {
 	r.waitFrom, r.waitSince = r.state, time.Now()
 	from := r.state
 	r.state = Waiting
-	if r.run.OnState != nil {
-		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
+	if r.onState != nil {
+		r.onState(Change{Task: r.res.Task, RunID: r.res.RunID, Attempt: r.attempt,
 			From: from, To: Waiting, Time: r.waitSince, Note: note})
 	}
 }
@@ -258,11 +260,11 @@ func (r *Runner) begin() executor.Call {
 	call := executor.Call{
 		Handler: r.spec.Handler(),
 		Input:   r.input,
-		RunID:   r.run.RunID,
+		RunID:   r.res.RunID,
 		Attempt: r.attempt,
 		Limit:   r.opts.Timeout,
 		Grace:   r.opts.Grace,
-		Logger:  r.run.Logger,
+		Logger:  r.logger,
 	}
 	if r.o != nil {
 		call.Trace = r.observeAttempt(now)
@@ -374,7 +376,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 	}
 	if again {
 		delay = r.opts.retryDelay(r.attempt)
-		r.run.logger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.run.RunID,
+		r.debugLogger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.res.RunID,
 			"attempt", r.attempt, "delay", delay, "error", err)
 		r.change(Retrying, err, now)
 		return delay, true
@@ -473,17 +475,17 @@ func (r *Runner) finish(state State, err error, now time.Time) {
 func (r *Runner) change(to State, err error, now time.Time) {
 	from := r.state
 	r.state = to
-	if r.run.OnState != nil {
-		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
+	if r.onState != nil {
+		r.onState(Change{Task: r.res.Task, RunID: r.res.RunID, Attempt: r.attempt,
 			From: from, To: to, Err: err, Time: now})
 	}
 }
 
-func (o *RunOptions) logger() hclog.Logger {
-	if o.Logger == nil {
+func (r *Runner) debugLogger() hclog.Logger {
+	if r.logger == nil {
 		return hclog.NewNullLogger()
 	}
-	return o.Logger
+	return r.logger
 }
 
 // Run runs one task run of spec on input: it submits attempts to ex,
