@@ -115,8 +115,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title
 
 // storeFailed answers for a store error: 404 for store.ErrNotFound, else
 // 503 for an unavailable or closed store, else 500; the error is logged.
+// A request whose context ended gets a bare 503: nobody reads it.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
 	switch {
+	case r.Context().Err() != nil: // the client went away: nobody reads the answer
+		h.log.Debug("request ended before its page", "path", r.URL.Path, "error", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
 	case errors.Is(err, store.ErrNotFound):
 		h.fail(w, r, http.StatusNotFound, "Not found", what+" does not exist (it may have been deleted).")
 		return
@@ -351,7 +356,8 @@ func outcome(a store.Attempt) string {
 	return "Failed"
 }
 
-// mark is an attempt's outcome as one character.
+// mark is an attempt's outcome in a character or a word, so that it is
+// not told by colour alone.
 func mark(a store.Attempt) string {
 	switch outcome(a) {
 	case "Success":
@@ -359,7 +365,7 @@ func mark(a store.Attempt) string {
 	case "Failed":
 		return "✗"
 	case "TimedOut":
-		return "⏱"
+		return "timeout" // no clock glyph: fonts without emoji show a box
 	case "Cancelled":
 		return "⊘"
 	case "Skipped":

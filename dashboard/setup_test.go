@@ -221,3 +221,11 @@ func (e *env) run(t testing.TB, f *flow.Flow, id string) *flow.Result {
 	require.NotNil(t, res, "run %s: %v", id, err)
 	return res
 }
+
+// newHandlerWith serves e's store with a dashboard given flows, and
+// returns its URL.
+func newHandlerWith(t testing.TB, e *env, flows ...*flow.Flow) string {
+	srv := httptest.NewServer(dashboard.New(e.st, dashboard.Options{Flows: flows}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}

@@ -74,13 +74,13 @@ func TestStreamTimingExactly(t *testing.T) {
 		// A running run's page says how long it has run: it changes every
 		// second, so a finished run is the quiet case. End it, at 0.5 s.
 		time.Sleep(500 * time.Millisecond)
-		require.NoError(t, st.Apply(ctx, &store.Batch{RunID: "r1", Run: &store.RunUpdate{State: "Success", Ended: time.Now()}}))
+		require.NoError(t, st.Apply(ctx, &store.Batch{RunID: "r1", Run: &store.RunUpdate{State: "Failed", ErrMessage: "boom", Ended: time.Now()}}))
 		synctest.Wait()
 		assert.Empty(t, w.take(), "nothing before the next poll")
 		time.Sleep(500 * time.Millisecond) // t = 1 s: the poll
 		synctest.Wait()
 		second := w.take()
-		assert.Contains(t, second, `data-run-state="Success"`, "the change, at the first poll after it")
+		assert.Contains(t, second, `data-run-state="Failed"`, "the change, at the first poll after it")
 
 		time.Sleep(14 * time.Second) // t = 15 s: 14 s of quiet
 		synctest.Wait()
@@ -89,6 +89,15 @@ func TestStreamTimingExactly(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, ": keep-alive\n\n", w.take())
 		assert.Equal(t, 16*time.Second, time.Since(start))
+
+		// A finished run is not rendered again until something is written
+		// to it: a retry request is, and shows at the next poll.
+		require.NoError(t, st.RequestRetry(ctx, "r1"))
+		synctest.Wait()
+		assert.Empty(t, w.take())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Contains(t, w.take(), `id="retry-requested"`)
 
 		cancel()
 		<-done // the stream ends with its request

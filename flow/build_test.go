@@ -17,7 +17,9 @@ import (
 func TestMain(m *testing.M) {
 	serveIfWorker() // subprocess_*_test.go: Linux only
 	crashChild()    // crash_test.go: a child process of the crash trials
+	collectChild()  // collect_test.go: a cluster submitter that is killed
 	serveChild()    // serve_process_test.go: a service process running flow.Serve
+	auditChild()    // limits_audit_test.go: a process of the limits audit
 	goleak.VerifyTestMain(m)
 }
 

@@ -125,6 +125,7 @@ type durable struct {
 	mu      sync.Mutex
 	pending store.Batch
 	units   []int32 // settled once pending is durable
+	started []int32 // submitted once pending is durable
 	claims  map[string]bool
 	wake    chan struct{}
 	quit    chan struct{}
@@ -136,6 +137,7 @@ type durable struct {
 	poll      time.Duration      // cancel requests: how often to look; <= 0 never (requests.go)
 	cancelNow bool               // a cancel request was pending when the run was read
 	unwatch   context.CancelFunc // stops the watcher's store reads
+	over      func() bool        // whether the run was handed over (handover.go)
 }
 
 // keyRef is a unit's cache key, and whether the unit holds its claim.
@@ -147,8 +149,9 @@ type keyRef struct {
 // recorded is the recorder's report to the loop: units whose final
 // records are durable, or the store's failure.
 type recorded struct {
-	units []int32
-	err   error
+	units   []int32
+	started []int32
+	err     error
 }
 
 // lookup is a cache lookup's answer.
@@ -177,6 +180,7 @@ func (d *durable) start(ctx context.Context, post func(event)) {
 	d.claims = map[string]bool{}
 	d.pending.RunID, d.pending.Owner = d.runID, d.owner
 	wctx := context.WithoutCancel(ctx)
+	d.over = func() bool { return handedOver(ctx) }
 	d.wg.Go(func() { d.record(wctx, post) })
 	d.wg.Go(func() { d.heartbeat(wctx, post) })
 	d.startWatch(wctx)
@@ -194,16 +198,19 @@ func (d *durable) record(ctx context.Context, post func(event)) {
 		}
 		d.mu.Lock()
 		d.pending, *b = *b, d.pending
-		units := d.units
-		d.units = nil
+		units, started := d.units, d.started
+		d.units, d.started = nil, nil
 		d.mu.Unlock()
-		if b.Empty() && len(units) == 0 {
+		if b.Empty() && len(units) == 0 && len(started) == 0 {
 			continue
 		}
-		err := d.st.Apply(ctx, b)
+		var err error
+		if !d.over() { // a run handed over writes nothing more (handover.go)
+			err = d.st.Apply(ctx, b)
+		}
 		b.Reset()
-		if err != nil || len(units) > 0 {
-			post(event{rec: &recorded{units: units, err: err}})
+		if err != nil || len(units) > 0 || len(started) > 0 {
+			post(event{rec: &recorded{units: units, started: started, err: err}})
 		}
 	}
 }
@@ -294,9 +301,25 @@ func (d *durable) change(c task.Change) {
 		d.pending.TaskRuns = append(d.pending.TaskRuns, store.TaskRun{Label: label, State: "Waiting", Attempts: c.Attempt})
 	}
 	if c.To == task.Running && c.Attempt > 0 {
-		d.pending.Attempts = append(d.pending.Attempts, store.Attempt{Label: label, N: c.Attempt, State: "Running", Start: c.Time})
-		d.pending.TaskRuns = append(d.pending.TaskRuns, store.TaskRun{Label: label, State: "Running", Attempts: c.Attempt, Start: c.Time})
+		start, first := c.Time, c.Time
+		if p := d.prior[label]; p != nil && len(p.attempts) > 0 {
+			first = p.attempts[0].Start
+			if last := p.attempts[len(p.attempts)-1]; last.N == c.Attempt {
+				start = last.Start // a rejoined attempt keeps its recorded start
+			}
+		}
+		d.pending.Attempts = append(d.pending.Attempts, store.Attempt{Label: label, N: c.Attempt, State: "Running", Start: start})
+		d.pending.TaskRuns = append(d.pending.TaskRuns, store.TaskRun{Label: label, State: "Running", Attempts: c.Attempt, Start: first})
 	}
+	d.mu.Unlock()
+	d.signal()
+}
+
+// await makes unit i's attempt wait until its start, queued by change,
+// is durable.
+func (d *durable) await(i int32) {
+	d.mu.Lock()
+	d.started = append(d.started, i)
 	d.mu.Unlock()
 	d.signal()
 }

@@ -32,7 +32,7 @@ type limited struct {
 func (r *run) next(i int32) {
 	u := &r.units[i]
 	if u.keys == nil {
-		r.submit(i, u.runner.Next())
+		r.launch(i)
 		return
 	}
 	_, runID := r.labelOf(i)
@@ -46,9 +46,9 @@ func (r *run) next(i int32) {
 		r.limitFailed(i, err)
 	case h != nil:
 		u.hold = h
-		r.submit(i, u.runner.Next())
+		r.launch(i)
 	default:
-		u.runner.Wait(w.String())
+		u.runner.Wait(w)
 	}
 }
 
@@ -69,7 +69,7 @@ func (r *run) limitDone(i int32, l *limited) {
 		return
 	}
 	u.hold = l.hold
-	r.submit(i, u.runner.Next())
+	r.launch(i)
 }
 
 // limitFailed ends unit i, whose limits could not be taken: Cancelled,

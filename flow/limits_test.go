@@ -17,6 +17,7 @@ import (
 	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/limit"
+	"github.com/flowline-go/flowline/observe"
 	"github.com/flowline-go/flowline/store/sqlite"
 	"github.com/flowline-go/flowline/task"
 )
@@ -331,4 +332,51 @@ func TestLimitWaitRecorded(t *testing.T) {
 	}
 	assert.Equal(t, []string{`call[1]: limit "customer" key "c9": position 1 (concurrency)`}, waits)
 	assert.False(t, strings.Contains(fmt.Sprint(set.Stats()), "Held:1"))
+}
+
+// waitRecorder is an observe.WaitObserver that keeps the waits.
+type waitRecorder struct {
+	observe.Nop
+	mu    sync.Mutex
+	waits []observe.Wait
+}
+
+func (w *waitRecorder) WaitStart(*observe.Wait) {}
+
+func (w *waitRecorder) WaitEnd(e *observe.Wait) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waits = append(w.waits, *e)
+}
+
+// TestLimitWaitsObserved: an observe.WaitObserver sees each wait, with
+// its limit, position and length, and whether it ended with the limits
+// taken.
+func TestLimitWaitsObserved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tk := task.New("call", func(ctx context.Context, j job) (int, error) {
+			time.Sleep(time.Second)
+			return j.N, nil
+		}, task.Options{Limits: []limit.Use{{Limit: "api"}}})
+		f, _ := mapFlow(t, "observed", tk, flow.Options{Timeout: 2500 * time.Millisecond}, 4, "c")
+		set := limitSet(t, limit.Limit{Name: "api", Concurrency: 1})
+		rec := &waitRecorder{}
+		start := time.Now()
+		_, err := f.Run(t.Context(), newTestPool(t, 4, 4), flow.RunOptions{Limits: set, Observer: rec})
+		require.Error(t, err, "the flow times out with call[3] still waiting")
+		require.Len(t, rec.waits, 3)
+		byLabel := map[string]observe.Wait{}
+		for _, w := range rec.waits {
+			byLabel[w.Task.Label] = w
+		}
+		w1, w3 := byLabel["call[1]"], byLabel["call[3]"]
+		assert.Equal(t, "api", w1.Limit)
+		assert.Equal(t, 1, w1.Position)
+		assert.Equal(t, 1, w1.Attempt)
+		assert.True(t, w1.Granted)
+		assert.Equal(t, time.Second, w1.End.Sub(w1.Start))
+		assert.Equal(t, 3, w3.Position)
+		assert.False(t, w3.Granted, "its run ended while it waited")
+		assert.Equal(t, 2500*time.Millisecond, w3.End.Sub(start))
+	})
 }

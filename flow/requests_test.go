@@ -14,6 +14,8 @@ import (
 
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/store"
+	"github.com/flowline-go/flowline/store/postgres"
+	"github.com/flowline-go/flowline/store/postgres/pgtest"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -31,7 +33,10 @@ func newBlockingFlow(t *testing.T, name string) *blockingFlow {
 	wait := task.New("wait", func(ctx context.Context, n int) (int, error) {
 		bf.waits.Add(1)
 		<-ctx.Done()
-		bf.stopped <- time.Now()
+		select {
+		case bf.stopped <- time.Now():
+		default: // only the first one is looked at
+		}
 		return 0, ctx.Err()
 	}, task.Options{})
 	b := flow.New(name, flow.Options{})
@@ -123,7 +128,16 @@ func TestCancelRequestOfAnUndrivenRunCancelsItsResume(t *testing.T) {
 // tasks on a pool, under -race: the request stops the run within a few
 // polls.
 func TestCancelRequestRealClock(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "runs.db"))
+	t.Run("SQLite", func(t *testing.T) { testCancelRealClock(t, openStore(t, filepath.Join(t.TempDir(), "runs.db"))) })
+	t.Run("Postgres", func(t *testing.T) {
+		st, err := postgres.Open(context.Background(), pgtest.Schema(t), postgres.Options{})
+		require.NoError(t, err)
+		defer st.Close()
+		testCancelRealClock(t, st)
+	})
+}
+
+func testCancelRealClock(t *testing.T, st store.Store) {
 	bf := newBlockingFlow(t, "blocking")
 	ex := newPool(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

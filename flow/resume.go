@@ -207,6 +207,20 @@ func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store
 	if _, err := st.Acquire(ctx, rec.ID, owner, ttl); err != nil {
 		return nil, err
 	}
+	// Read the run again under the lease: another resumer may have driven
+	// it to its end between our first read and our Acquire.
+	now, err := st.Run(ctx, rec.ID)
+	if err != nil {
+		_ = st.Release(context.WithoutCancel(ctx), rec.ID, owner)
+		return nil, err
+	}
+	if !now.Ended.Equal(rec.Ended) {
+		_ = st.Release(context.WithoutCancel(ctx), rec.ID, owner)
+		if mode == resumeRun {
+			return f.resume(ctx, ex, now, opts, resumeRun) // ended: its recorded result
+		}
+		return nil, fmt.Errorf("%w: run %s changed while this restart began (now %s)", ErrNotRestartable, rec.ID, now.State)
+	}
 	prior, err := f.loadPrior(ctx, st, rec.ID, mode)
 	if err == nil && mode == restartRun {
 		err = st.Apply(ctx, restartBatch(rec.ID, owner, prior))
@@ -225,7 +239,7 @@ func (f *Flow) resume(ctx context.Context, ex executor.TimeoutHandler, rec store
 func (d *durable) finishRun(ctx context.Context, res *Result, storeErr error) {
 	wctx := context.WithoutCancel(ctx)
 	defer func() { _ = d.st.Release(wctx, d.runID, d.owner) }()
-	if storeErr != nil {
+	if storeErr != nil || handedOver(ctx) {
 		return
 	}
 	b := &d.pending
@@ -254,6 +268,14 @@ func (r *run) recorded(e *recorded) {
 		if r.units[i].phase == recording {
 			r.settle(i)
 		}
+	}
+	for _, i := range e.started {
+		if r.units[i].phase != starting {
+			continue // cancelled meanwhile
+		}
+		call := r.starts[i]
+		delete(r.starts, i)
+		r.submit(i, call)
 	}
 }
 

@@ -144,6 +144,9 @@ func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params [
 	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID, d: d}
 	if d != nil {
 		r.id = d.runID
+		if d.mode == resumeRun || d.mode == restartRun {
+			r.collector, _ = ex.(executor.Collector)
+		}
 	}
 	if r.id == "" {
 		r.id = newRunID()
@@ -239,6 +242,7 @@ const (
 	final
 	recording // final, waiting for its record to be durable
 	looking   // waiting for a cache lookup
+	starting  // an attempt begun, waiting for its start to be durable before it is submitted
 	limiting  // waiting for its limits (task state Waiting)
 )
 
@@ -253,6 +257,7 @@ type unit struct {
 	hold   *limit.Hold // the limits its running attempt holds
 	aux    int32       // a child's node; a mapped node's index in run.maps
 	phase  phase
+	rejoin bool // the attempt to submit is collected (executor.Collector), not submitted anew
 }
 
 // mapped is a mapped node's children.
@@ -274,6 +279,10 @@ type run struct {
 	timeout  *TimeoutError // non-nil when the flow has a limit
 	d        *durable      // the run's store, if it has one
 	storeErr error         // why the store stopped the run
+	// collector is ex on a resumed run whose executor can collect an
+	// attempt that was in flight by its identity; nil otherwise.
+	collector executor.Collector
+	starts    map[int32]executor.Call // attempts in phase starting
 
 	recs      []TaskRun
 	units     []unit
@@ -657,6 +666,36 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 	r.next(i)
 }
 
+// launch begins unit i's next attempt; on a resumed run whose executor
+// collects (executor.Collector), a task run that was in flight at the
+// crash rejoins its recorded attempt instead, whose start is durable.
+func (r *run) launch(i int32) {
+	u := &r.units[i]
+	if r.collector != nil && u.runner.Rejoinable() {
+		u.rejoin = true
+		r.submit(i, u.runner.Rejoin())
+		return
+	}
+	r.started(i, u.runner.Next())
+}
+
+// started submits a new attempt's call; on a durable run, once its start
+// is durable, so that an attempt number is never used twice, a crash
+// between the two included (the resume numbers its attempt after every
+// one that may have been submitted).
+func (r *run) started(i int32, call executor.Call) {
+	if r.d == nil || r.d.replay {
+		r.submit(i, call)
+		return
+	}
+	r.units[i].phase = starting
+	if r.starts == nil {
+		r.starts = map[int32]executor.Call{}
+	}
+	r.starts[i] = call
+	r.d.await(i)
+}
+
 // decide returns Pending if node i runs, else the state it ends in
 // without running and why: Skipped for a skipped upstream (unless the
 // task runs on upstream skips), TriggerFailed when its trigger refuses,
@@ -819,7 +858,16 @@ type parkedCall struct {
 // contract's Submit waits for room instead; a Submit that fails fast with
 // ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
 func (r *run) trySubmit(i int32, call executor.Call) bool {
-	fut, err := r.ex.Submit(r.ctx, call)
+	var fut *executor.Future
+	var err error
+	if u := &r.units[i]; u.rejoin {
+		fut, err = r.collector.Collect(r.ctx, call)
+		if !errors.Is(err, executor.ErrQueueFull) {
+			u.rejoin = false
+		}
+	} else {
+		fut, err = r.ex.Submit(r.ctx, call)
+	}
 	if err != nil {
 		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
 			r.park(i, call)
@@ -994,6 +1042,11 @@ func (r *run) stop() {
 				r.cancel(i)
 			}
 			// else the timer has fired: its event ends the unit.
+		case starting:
+			call := r.starts[i]
+			delete(r.starts, i)
+			u.phase = running
+			r.outcome(i, call.Attempt, nil, executor.NewCanceledError(call.Name(), r.ctx), "")
 		}
 	}
 }

@@ -54,12 +54,16 @@ type ServeOptions struct {
 // is tried again at the next look. A failed look is logged and made
 // again at the next tick.
 //
-// When ctx ends, Serve stops looking; the runs it drives are cancelled
-// with ctx (each ends Cancelled, recorded as such, and can be retried),
-// and Serve returns ctx's error once they have all ended and OnResult
-// has returned for each. Serve returns an error at once, without
-// looking, for two flows with one name. It panics if ex or opts.Store is
-// nil.
+// When ctx ends, Serve stops looking and hands the runs it drives over
+// (see ErrHandedOver): each stops without recording its end, and its
+// lease is released, so that the Serve of another process (or of this
+// service's next instance) resumes it at its next look, as after a crash;
+// the task runs that were in flight run again there. Serve returns ctx's
+// error once they have all stopped and OnResult has returned for each
+// (with a Cancelled Result whose Err matches ErrHandedOver).
+//
+// Serve returns an error at once, without looking, for two flows with one
+// name. It panics if ex, opts.Store or a flow is nil.
 func Serve(ctx context.Context, ex executor.TimeoutHandler, flows []*Flow, opts ServeOptions) error {
 	if ex == nil {
 		panic("flow: Serve with a nil executor")
@@ -69,6 +73,9 @@ func Serve(ctx context.Context, ex executor.TimeoutHandler, flows []*Flow, opts 
 	}
 	byName := make(map[string]*Flow, len(flows))
 	for _, f := range flows {
+		if f == nil {
+			panic("flow: Serve with a nil flow")
+		}
 		if byName[f.name] != nil && byName[f.name] != f {
 			return fmt.Errorf("flow: Serve with two flows named %q", f.name)
 		}
@@ -200,7 +207,9 @@ func (s *server) unclaim(id string) {
 // start drives run rec on a goroutine of its own.
 func (s *server) start(ctx context.Context, f *Flow, rec store.Run, mode resumeMode) {
 	s.wg.Go(func() {
-		res, err := f.resume(ctx, s.ex, rec, s.opts.RunOptions, mode)
+		rctx, stop := handOver(ctx)
+		res, err := f.resume(rctx, s.ex, rec, s.opts.RunOptions, mode)
+		stop()
 		if res == nil {
 			// Not started: give back the lease take took.
 			_ = s.opts.Store.Release(context.WithoutCancel(ctx), rec.ID, s.opts.Owner)

@@ -20,6 +20,7 @@ import (
 	"github.com/flowline-go/flowline/store"
 	"github.com/flowline-go/flowline/store/postgres"
 	"github.com/flowline-go/flowline/store/postgres/pgtest"
+	"github.com/flowline-go/flowline/store/sqlite"
 	"github.com/flowline-go/flowline/task"
 )
 
@@ -45,14 +46,19 @@ func serveChild() {
 	os.Exit(0)
 }
 
-func runServeChild(dsn string) error {
+func runServeChild(dsn string) (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // stdin closed: the parent asks us to stop
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	st, err := postgres.Open(ctx, dsn, postgres.Options{})
+	var st store.Store
+	if strings.HasPrefix(dsn, "postgres://") {
+		st, err = postgres.Open(ctx, dsn, postgres.Options{})
+	} else {
+		st, err = sqlite.Open(ctx, dsn, sqlite.Options{})
+	}
 	if err != nil {
 		return err
 	}
@@ -66,13 +72,17 @@ func runServeChild(dsn string) error {
 	if err != nil {
 		return err
 	}
+	held, err := holdFlow(effects, os.Getenv(envServeFail))
+	if err != nil {
+		return err
+	}
 	ex := pool.New(pool.Options{Workers: 4})
 	defer ex.Shutdown(context.Background())
-	err = flow.Serve(ctx, ex, []*flow.Flow{f}, flow.ServeOptions{
+	err = flow.Serve(ctx, ex, []*flow.Flow{f, held}, flow.ServeOptions{
 		RunOptions:   flow.RunOptions{Store: st, LeaseTTL: 2 * time.Second},
 		PollInterval: 10 * time.Millisecond,
 		OnResult: func(res *flow.Result, err error) {
-			if res == nil || res.State != task.Success {
+			if res == nil || res.State != task.Success && !errors.Is(err, flow.ErrHandedOver) {
 				fmt.Fprintf(os.Stderr, "serve child: run not a success: %v\n", err)
 			}
 		}})
@@ -208,6 +218,96 @@ func TestServeTwoProcesses(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, rs, "every request consumed")
 	t.Logf("task runs per child process: %v", byPid)
+}
+
+// holdFlow is "hold" -> "after", each writing "<task> <run id> <pid>" to
+// effects when it starts; hold then waits until the file release exists.
+func holdFlow(effects *os.File, release string) (*flow.Flow, error) {
+	note := func(ctx context.Context, name string) error {
+		id, _ := task.Info(ctx)
+		_, err := fmt.Fprintf(effects, "%s %s %d\n", name, id.RunID, os.Getpid())
+		return err
+	}
+	hold := task.New("hold", func(ctx context.Context, _ struct{}) (int, error) {
+		if err := note(ctx, "hold"); err != nil {
+			return 0, err
+		}
+		for {
+			if _, err := os.Stat(release); err == nil {
+				return 1, nil
+			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}, task.Options{})
+	after := task.New("after", func(ctx context.Context, n int) (int, error) { return n, note(ctx, "after") }, task.Options{})
+	b := flow.New("held", flow.Options{})
+	flow.Add(b, after, flow.Add(b, hold, flow.Const(struct{}{})))
+	return b.Build()
+}
+
+// TestServeHandOverBetweenProcesses is a deploy: a service process drives
+// a run and is asked to stop; its Serve hands the run over (not recorded
+// as ended, lease released) and the next process resumes it at once and
+// finishes it. Both processes share one SQLite file.
+func TestServeHandOverBetweenProcesses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	path, effectsPath, release := filepath.Join(dir, "runs.db"), filepath.Join(dir, "effects"), filepath.Join(dir, "release")
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	held, err := holdFlow(nil, release)
+	require.NoError(t, err)
+	require.NoError(t, st.CreateRun(ctx, store.Run{ID: "deploy", Flow: "held", FlowHash: held.Hash(),
+		Params: []byte(`{}`), Owner: "dead", LeaseExpires: time.Now().Add(-time.Second), Created: time.Now()}))
+	effects := func() string {
+		b, err := os.ReadFile(effectsPath)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	start := func() (stop func() error, pid string) {
+		var out strings.Builder
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), envServeDSN+"="+path, envServeEffects+"="+effectsPath, envServeFail+"="+release)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		stdin, err := cmd.StdinPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		return func() error {
+			_ = stdin.Close()
+			err := cmd.Wait()
+			if err != nil {
+				t.Logf("child %d:\n%s", cmd.Process.Pid, out.String())
+			}
+			return err
+		}, fmt.Sprint(cmd.Process.Pid)
+	}
+
+	stopA, pidA := start()
+	require.Eventually(t, func() bool { return strings.Contains(effects(), "hold deploy/hold "+pidA+"\n") },
+		30*time.Second, 5*time.Millisecond, "the first process drives the run")
+	require.NoError(t, stopA(), "the first process stops cleanly")
+	rec, err := st.Run(ctx, "deploy")
+	require.NoError(t, err)
+	assert.False(t, rec.Finished(), "handed over: not recorded as ended")
+	assert.Equal(t, "", rec.Owner, "handed over: its lease released")
+
+	require.NoError(t, os.WriteFile(release, nil, 0o644))
+	stopB, pidB := start()
+	require.Eventually(t, func() bool {
+		r, err := st.Run(ctx, "deploy")
+		return err == nil && r.State == "Success"
+	}, 30*time.Second, 5*time.Millisecond, "the next process finishes the run")
+	require.NoError(t, stopB())
+	assert.Equal(t, "hold deploy/hold "+pidA+"\nhold deploy/hold "+pidB+"\nafter deploy/after "+pidB+"\n", effects(),
+		"hold ran again in the next process (it was in flight), after once")
 }
 
 // TestServeTwoServersPostgres is TestServeTwoServersPerformEachRetryOnce

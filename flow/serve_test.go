@@ -135,33 +135,73 @@ func TestServePerformsARetryAtItsNextLook(t *testing.T) {
 	})
 }
 
-// TestServeReturnsAfterItsRunsStop: when ctx ends, the runs Serve drives
-// are cancelled and recorded Cancelled, and Serve returns after they
-// ended; such a run can then be retried.
-func TestServeReturnsAfterItsRunsStop(t *testing.T) {
+// TestServeHandsItsRunsOverWhenStopped: when ctx ends, the runs Serve
+// drives stop without their end recorded and with their leases released;
+// Serve returns after they stopped; the next Serve resumes them at its
+// first look, and the task runs that were in flight run again there.
+func TestServeHandsItsRunsOverWhenStopped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
 		st := openStore(t, filepath.Join(t.TempDir(), "runs.db"))
 		bf := newBlockingFlow(t, "blocking")
+		ex := newPool(t, 2)
 		require.NoError(t, st.CreateRun(context.Background(), store.Run{ID: "orphan", Flow: "blocking", FlowHash: bf.f.Hash(),
 			Params: []byte(`{}`), Owner: "dead", LeaseExpires: time.Now().Add(-time.Second), Created: time.Now()}))
-		var got *flow.Result
+		serve := func(ctx context.Context, owner string, got chan<- *flow.Result) error {
+			return flow.Serve(ctx, ex, []*flow.Flow{bf.f}, flow.ServeOptions{
+				RunOptions: flow.RunOptions{Store: st, Owner: owner},
+				OnResult: func(res *flow.Result, err error) {
+					if assert.NotNil(t, res, "%v", err) {
+						got <- res
+					}
+				}})
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		first := make(chan *flow.Result, 1)
 		served := make(chan error, 1)
-		go func() {
-			served <- flow.Serve(ctx, newPool(t, 2), []*flow.Flow{bf.f}, flow.ServeOptions{RunOptions: flow.RunOptions{Store: st},
-				OnResult: func(res *flow.Result, err error) { got = res }})
-		}()
+		go func() { served <- serve(ctx, "first", first) }()
 		time.Sleep(3 * time.Second)
 		assert.Equal(t, int32(1), bf.waits.Load(), "resumed once, not again at every look")
-		cancel()
+		stop()
 		require.ErrorIs(t, <-served, context.Canceled)
-		require.NotNil(t, got, "OnResult was called before Serve returned")
-		assert.Equal(t, task.Cancelled, got.State)
+		require.Len(t, first, 1, "OnResult was called before Serve returned")
+		res := <-first
+		assert.Equal(t, task.Cancelled, res.State)
+		assert.ErrorIs(t, res.Err, flow.ErrHandedOver)
+		assert.ErrorIs(t, res.Err, context.Canceled)
+
 		rec, err := st.Run(context.Background(), "orphan")
 		require.NoError(t, err)
-		assert.Equal(t, "Cancelled", rec.State)
-		assert.Equal(t, "", rec.Owner, "the lease is released")
-		assert.NoError(t, st.RequestRetry(context.Background(), "orphan"), "a cancelled run can be retried")
+		assert.False(t, rec.Finished(), "the end of a handed-over run is not recorded")
+		assert.Equal(t, "Running", rec.State)
+		assert.Equal(t, "", rec.Owner, "its lease is released: the next Serve may take it at once")
+		trs, err := st.TaskRuns(context.Background(), "orphan")
+		require.NoError(t, err)
+		states := map[string]string{}
+		for _, tr := range trs {
+			states[tr.Label] = tr.State
+		}
+		assert.Equal(t, "Success", states["prep"], "what was durable before stays")
+		assert.NotEqual(t, "Cancelled", states["wait"], "the task run in flight is not recorded as cancelled")
+
+		ctx, stop = context.WithCancel(context.Background())
+		defer stop()
+		second := make(chan *flow.Result, 1)
+		go func() { served <- serve(ctx, "second", second) }()
+		synctest.Wait()
+		assert.Equal(t, int32(2), bf.waits.Load(), "the next Serve resumed it at its first look; wait runs again")
+		rec, err = st.Run(context.Background(), "orphan")
+		require.NoError(t, err)
+		assert.Equal(t, "second", rec.Owner)
+		require.NoError(t, st.RequestCancel(context.Background(), "orphan"))
+		res = <-second
+		assert.Equal(t, task.Cancelled, res.State)
+		assert.ErrorIs(t, res.Err, flow.ErrCancelRequested)
+		rec, err = st.Run(context.Background(), "orphan")
+		require.NoError(t, err)
+		assert.Equal(t, "Cancelled", rec.State, "a run cancelled by request is recorded so")
+		stop()
+		require.ErrorIs(t, <-served, context.Canceled)
+		assert.NoError(t, st.RequestRetry(context.Background(), "orphan"), "and can be retried")
 	})
 }
 

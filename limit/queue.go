@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/flowline-go/flowline/store"
 )
 
 // queue is one part's state: a key's concurrency slots or its token
@@ -37,6 +39,7 @@ type queue struct {
 type heldSlot struct {
 	slot   int
 	holder string
+	next   string // handed on to this holder of this process, not freed
 }
 
 // take takes the part for req at once (granted, with the store slot or
@@ -165,10 +168,23 @@ func (q *queue) idle() bool {
 func (q *queue) release(holder string, slot int) {
 	q.mu.Lock()
 	if q.s.st != nil {
-		if !q.s.closed.Load() {
-			q.rel = append(q.rel, heldSlot{slot, holder})
-			q.kick()
+		if q.s.closed.Load() {
+			q.mu.Unlock()
+			return
 		}
+		if q.n > 0 && q.s.leaseSure() {
+			// Hand the slot on to the next waiter here: the store learns of
+			// the new holder in the pump's next transaction, and the slot's
+			// lease is surely ours until then (see leaseSure).
+			r := q.pop()
+			q.rel = append(q.rel, heldSlot{slot, holder, r.holder})
+			q.kick()
+			q.mu.Unlock()
+			q.s.resume(r, slot, nil)
+			return
+		}
+		q.rel = append(q.rel, heldSlot{slot: slot, holder: holder})
+		q.kick()
 		q.mu.Unlock()
 		return
 	}
@@ -317,9 +333,12 @@ func (q *queue) pumpSlots() {
 	s, name, key := q.s, q.p.Limit, q.p.Key.Key
 	var ws []*request
 	var holders []string
-	var slots []int
 	for {
 		q.mu.Lock()
+		if s.closed.Load() { // Close gives back what is left in rel
+			q.stopPump()
+			return
+		}
 		rel := q.rel
 		q.rel = nil
 		ws, holders = ws[:0], holders[:0]
@@ -327,32 +346,31 @@ func (q *queue) pumpSlots() {
 			ws = append(ws, r)
 			holders = append(holders, r.holder)
 		}
-		if (len(rel) == 0 && len(ws) == 0) || s.closed.Load() {
+		if len(rel) == 0 && len(ws) == 0 {
 			q.stopPump()
 			return
 		}
 		q.mu.Unlock()
-		if len(rel) > 0 {
-			slots, holders2 := slots[:0], make([]string, 0, len(rel))
-			for _, h := range rel {
-				slots = append(slots, h.slot)
-				holders2 = append(holders2, h.holder)
-			}
-			if err := s.st.ReleaseSlots(s.bg, name, key, s.owner, slots, holders2); err != nil && !s.closed.Load() {
-				s.log.Warn("giving a slot back failed; it expires without a heartbeat", "limit", name, "key", key, "error", err)
-			}
+		release := make([]store.Slot, len(rel))
+		for k, h := range rel {
+			release[k] = store.Slot{N: h.slot, Holder: h.holder, Next: h.next}
 		}
-		if len(ws) == 0 {
-			continue
-		}
-		got, err := s.st.ClaimSlots(s.bg, name, key, q.lim.Concurrency, s.owner, holders, s.ttl)
+		// Slots given back and claimed in one transaction: a process hands
+		// its slots on in one round trip.
+		got, err := s.st.SwapSlots(s.bg, name, key, q.lim.Concurrency, s.owner, release, holders, s.ttl)
 		if err != nil {
 			if !s.closed.Load() {
-				s.log.Warn("claiming slots failed; trying again", "limit", name, "key", key, "error", err)
+				s.log.Warn("giving back and claiming slots failed; trying again", "limit", name, "key", key, "error", err)
 			}
+			q.mu.Lock()
+			q.rel = append(rel, q.rel...) // gave nothing back: again, first (hand-ons in order)
+			q.mu.Unlock()
 			if !q.sleep(s.poll, false) {
 				return
 			}
+			continue
+		}
+		if len(ws) == 0 {
 			continue
 		}
 		var ready []*request
@@ -371,7 +389,7 @@ func (q *queue) pumpSlots() {
 				ready = append(ready, r)
 				readySlots = append(readySlots, slot)
 			} else { // it left meanwhile: the slot goes back
-				q.rel = append(q.rel, heldSlot{slot, r.holder})
+				q.rel = append(q.rel, heldSlot{slot: slot, holder: r.holder})
 			}
 		}
 		q.mu.Unlock()
@@ -384,44 +402,93 @@ func (q *queue) pumpSlots() {
 	}
 }
 
-// pumpTokens takes tokens from the store's bucket for the waiters, as
-// many in one call as are waiting, and sleeps until the next token while
-// some still wait.
+// pumpTokens reserves tokens in the store's bucket for the waiters, up to
+// a horizon ahead (as many in one call as are waiting), and lets each
+// reserved waiter go at its token's time: the store's latency delays the
+// reservations, not the starts. It reserves again while half a horizon of
+// reserved tokens is left, so that the next ones are known in time.
 func (q *queue) pumpTokens() {
 	s, name, key := q.s, q.p.Limit, q.p.Key.Key
+	horizon := max(5*s.poll, 2*q.iv)
+	type due struct {
+		r  *request
+		at time.Time
+	}
+	var sched []due
+	defer func() { // closed: the reserved ones fail too
+		for _, d := range sched {
+			s.resume(d.r, noSlot, ErrClosed)
+		}
+	}()
+	var next time.Time
 	for {
+		now := time.Now()
 		q.mu.Lock()
 		n := q.n
-		if n == 0 || s.closed.Load() {
+		if s.closed.Load() || n == 0 && len(sched) == 0 {
 			q.stopPump()
 			return
 		}
 		q.mu.Unlock()
-		taken, next, err := s.st.TakeTokens(s.bg, name, key, q.iv, q.burst, n)
-		if err != nil {
-			if !s.closed.Load() {
-				s.log.Warn("taking rate tokens failed; trying again", "limit", name, "key", key, "error", err)
+		if n > 0 && (len(sched) == 0 || !sched[len(sched)-1].at.After(now.Add(horizon/2))) && !now.Before(next.Add(-horizon)) {
+			times, nx, err := s.st.ReserveTokens(s.bg, name, key, q.iv, q.burst, n, horizon)
+			if err != nil {
+				if !s.closed.Load() {
+					s.log.Warn("taking rate tokens failed; trying again", "limit", name, "key", key, "error", err)
+				}
+				if !q.sleep(s.poll, false) {
+					return
+				}
+				continue
 			}
-			if !q.sleep(s.poll, false) {
-				return
+			next = nx
+			q.mu.Lock()
+			for _, at := range times {
+				r := q.pop()
+				if r == nil {
+					break // they left meanwhile: the tokens are spent
+				}
+				sched = append(sched, due{r, at})
 			}
-			continue
+			q.mu.Unlock()
 		}
-		var ready []*request
+		now = time.Now()
+		k := 0
+		for k < len(sched) && !sched[k].at.After(now) {
+			k++
+		}
+		ready := sched[:k]
+		for _, d := range ready {
+			s.resume(d.r, -1, nil)
+		}
+		sched = append(sched[:0], sched[k:]...)
+		// Sleep until the next reserved token, or until it is time to
+		// reserve more, whichever comes first; a new waiter wakes us.
 		q.mu.Lock()
-		for range taken {
-			r := q.pop()
-			if r == nil {
-				break // they left meanwhile: the tokens are spent
-			}
-			ready = append(ready, r)
-		}
+		n = q.n
 		q.mu.Unlock()
-		for _, r := range ready {
-			s.resume(r, -1, nil)
+		var wakeAt time.Time // when to reserve more
+		if n > 0 {
+			wakeAt = next.Add(-horizon)
+			if len(sched) > 0 {
+				wakeAt = latest(wakeAt, sched[len(sched)-1].at.Add(-horizon/2))
+			}
 		}
-		if taken < n && !q.sleep(time.Until(next), false) {
+		if len(sched) > 0 && (wakeAt.IsZero() || sched[0].at.Before(wakeAt)) {
+			wakeAt = sched[0].at
+		}
+		if wakeAt.IsZero() {
+			continue // nothing reserved, nobody waits: the loop ends the pump
+		}
+		if d := time.Until(wakeAt); d > 0 && !q.sleep(d, true) {
 			return
 		}
 	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

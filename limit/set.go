@@ -32,14 +32,15 @@ type Options struct {
 	Owner string
 
 	// Heartbeat is how often this process renews its slots' leases, which
-	// last 1.5 heartbeats: the slots of a process that dies are free again
-	// within 1.5 heartbeats, and taken by a waiting process within two.
+	// last 1.75 heartbeats: the slots of a process that dies are free
+	// again within 1.75 heartbeats, and taken by a waiting process within
+	// two (a renewal has three quarters of a heartbeat to reach the store).
 	// Zero means 1 second. Only with Store.
 	Heartbeat time.Duration
 
 	// Poll is how often a process with waiting attempts looks for slots
 	// that other processes gave back. Zero means 50 milliseconds; it is
-	// never more than Heartbeat/4. Only with Store.
+	// never more than Heartbeat/8. Only with Store.
 	Poll time.Duration
 
 	// Logger receives the store's failures (named "limit"). Nil means no
@@ -70,6 +71,17 @@ type Set struct {
 	stopBG context.CancelFunc
 	quit   chan struct{}
 	wg     sync.WaitGroup
+	// renewed is when the last successful renewal began (Unix ns): every
+	// slot this process holds is leased until at least renewed+ttl.
+	renewed atomic.Int64
+}
+
+// leaseSure reports whether every slot this process holds is surely still
+// leased to it for a while (half a heartbeat at least), so that one can be
+// handed on in memory before the store hears of it.
+func (s *Set) leaseSure() bool {
+	r := s.renewed.Load()
+	return r != 0 && time.Now().UnixNano() < r+int64(s.ttl)-int64(s.beat/2)
 }
 
 // New returns a Set of limits. A limit without a name, two limits with one
@@ -98,12 +110,12 @@ func New(opts Options, limits ...Limit) (*Set, error) {
 	if s.beat <= 0 {
 		s.beat = time.Second
 	}
-	s.ttl = s.beat * 3 / 2
+	s.ttl = s.beat * 7 / 4
 	s.poll = opts.Poll
 	if s.poll <= 0 {
 		s.poll = 50 * time.Millisecond
 	}
-	s.poll = max(min(s.poll, s.beat/4), time.Microsecond)
+	s.poll = max(min(s.poll, s.beat/8), time.Microsecond)
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	if s.st != nil {
 		if s.owner == "" {
@@ -147,7 +159,7 @@ func (s *Set) Check(task string, uses []Use) error {
 
 // Close fails every waiting attempt with ErrClosed, stops the heartbeat
 // and the store polling, and waits for them. Slots held in memory are
-// gone with the Set; slots held in a store expire 1.5 heartbeats after the
+// gone with the Set; slots held in a store expire 1.75 heartbeats after the
 // last renewal (close the Set once the runs that use it have ended, and
 // they have given their slots back; slots given back before Close are
 // freed in the store by Close, within 5 seconds). Close is idempotent.
@@ -434,7 +446,12 @@ func (s *Set) heartbeat() {
 			return
 		case <-t.C:
 		}
-		if _, err := s.st.RenewSlots(s.bg, s.owner, s.ttl); err != nil && !s.closed.Load() {
+		at := time.Now()
+		_, err := s.st.RenewSlots(s.bg, s.owner, s.ttl)
+		if err == nil {
+			s.renewed.Store(at.UnixNano())
+		}
+		if err != nil && !s.closed.Load() {
 			s.log.Warn("renewing the limits' slots failed; they expire unless a later renewal succeeds", "error", err)
 		}
 	}

@@ -29,6 +29,14 @@ type Limiter interface {
 	// is an error.
 	ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error)
 
+	// SwapSlots gives back owner's slots in release (as ReleaseSlots,
+	// matching N and Holder; a release with Next set hands the slot on to
+	// the holder Next of the same owner instead, renewing it) and then
+	// claims slots for holders (as ClaimSlots), in one transaction: one
+	// round trip for a process that hands slots on to its waiters. Either
+	// list may be empty.
+	SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []Slot, holders []string, ttl time.Duration) ([]int, error)
+
 	// ReleaseSlots frees the given slots of (name, key) that owner still
 	// holds for the given holders (slots[k] for holders[k]). Releasing a
 	// slot that expired and went to another holder does nothing.
@@ -51,6 +59,14 @@ type Limiter interface {
 	// span of time T, at most burst + T/interval tokens are taken in
 	// all. An interval, burst or n of zero or less is an error.
 	TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (taken int, next time.Time, err error)
+
+	// ReserveTokens is TakeTokens that also hands out tokens that come
+	// within horizon from now: it returns each token's time (ascending;
+	// now for the ones there already), and the next token's time when
+	// fewer than n. A token is spent when reserved: its holder starts at
+	// its time, never before, so that starts keep to the bucket however
+	// late the store answers. A negative horizon is an error.
+	ReserveTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int, horizon time.Duration) (times []time.Time, next time.Time, err error)
 }
 
 // Slot is one held slot of a concurrency limit.
@@ -59,4 +75,7 @@ type Slot struct {
 	Owner   string // the process holding it (its heartbeat renews it)
 	Holder  string // what holds it: the flow package names the attempt, "<run id>/<label>#<attempt>"
 	Expires time.Time
+	// Next, in SwapSlots' release only, hands the slot on to this holder
+	// instead of freeing it.
+	Next string
 }

@@ -177,7 +177,8 @@ type RunFilter struct {
 	// Unfinished selects only runs that have not ended.
 	Unfinished bool
 	// LeaseExpiredBy, when not zero, selects only runs without a lease or
-	// whose lease expired before it: runs nobody is driving.
+	// whose lease expired at or before it: runs nobody is driving, which
+	// Acquire at that instant would give to a new owner.
 	LeaseExpiredBy time.Time
 	Limit          int // at most this many runs; zero or less means no limit
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/limit"
 	"github.com/flowline-go/flowline/observe"
 )
 
@@ -141,6 +142,7 @@ type observed struct {
 	obs     observe.Observer
 	ot      *observe.TaskRun
 	oa      *observe.Attempt
+	ow      *observe.Wait // the wait under way, for an observe.WaitObserver
 	began   bool
 	started time.Time
 }
@@ -220,6 +222,34 @@ func (r *Runner) Retry() executor.Call {
 	return r.begin()
 }
 
+// Rejoin makes the last of RunOptions.Prior the current attempt again,
+// Running, and returns its call, with the attempt's original number: for
+// a resumed run to collect the result of an attempt that was in flight
+// when the process before it died (see executor.Collector) instead of
+// starting a new one. The rejoined attempt counts against the retry
+// budget as this run's first. Rejoin panics unless Rejoinable.
+func (r *Runner) Rejoin() executor.Call {
+	if !r.Rejoinable() {
+		panic("task: Runner.Rejoin without an unended prior attempt on a run that is " + r.state.String())
+	}
+	if r.state == Waiting {
+		r.res.Waited += time.Since(r.waitSince)
+	}
+	r.first = r.attempt
+	now := time.Now()
+	r.change(Running, nil, now)
+	return r.call(now)
+}
+
+// Rejoinable reports whether the run has not started (Pending, or Waiting
+// before its first attempt) and its last prior attempt did not end, which
+// Rejoin can make current again.
+func (r *Runner) Rejoinable() bool {
+	n := len(r.res.Attempts)
+	fresh := r.state == Pending || r.state == Waiting && r.waitFrom == Pending
+	return fresh && n > 0 && r.res.Attempts[n-1].End.IsZero()
+}
+
 // Next begins the next attempt of a Pending, Retrying or Waiting run, as
 // Start or Retry would.
 func (r *Runner) Next() executor.Call {
@@ -230,10 +260,11 @@ func (r *Runner) Next() executor.Call {
 }
 
 // Wait moves a Pending or Retrying run to Waiting: its next attempt waits
-// for the task's limits; note says for what (Change.Note). Start or Retry
-// (or Next) then begins the attempt, and the wait is added to
-// Result.Waited. It panics on a run in any other state.
-func (r *Runner) Wait(note string) {
+// for the task's limits, w says for what (Change.Note has w.String(); an
+// observe.WaitObserver gets the wait). Start or Retry (or Next) then
+// begins the attempt, and the wait is added to Result.Waited. It panics
+// on a run in any other state.
+func (r *Runner) Wait(w limit.Wait) {
 	if r.state != Pending && r.state != Retrying {
 		panic("task: Runner.Wait on a run that is " + r.state.String())
 	}
@@ -242,21 +273,46 @@ func (r *Runner) Wait(note string) {
 	r.state = Waiting
 	if r.onState != nil {
 		r.onState(Change{Task: r.res.Task, RunID: r.res.RunID, Attempt: r.attempt,
-			From: from, To: Waiting, Time: r.waitSince, Note: note})
+			From: from, To: Waiting, Time: r.waitSince, Note: w.String()})
+	}
+	if r.o != nil {
+		if wo, ok := r.o.obs.(observe.WaitObserver); ok {
+			r.observeStart(r.waitSince)
+			r.o.ow = &observe.Wait{Task: r.o.ot, Attempt: r.attempt + 1, Limit: w.Limit, Key: w.Key,
+				Rate: w.Rate, Position: w.Position, Start: r.waitSince}
+			wo.WaitStart(r.o.ow)
+		}
 	}
 }
 
+// waitEnd reports the end of a wait to the observer.
+func (r *Runner) waitEnd(now time.Time, granted bool) {
+	if r.o == nil || r.o.ow == nil {
+		return
+	}
+	w := r.o.ow
+	r.o.ow = nil
+	w.End, w.Granted = now, granted
+	r.o.obs.(observe.WaitObserver).WaitEnd(w)
+}
+
 func (r *Runner) begin() executor.Call {
+	now := time.Now()
 	if r.state == Waiting {
-		r.res.Waited += time.Since(r.waitSince)
+		r.res.Waited += now.Sub(r.waitSince)
+		r.waitEnd(now, true)
 	}
 	r.attempt++
-	now := time.Now()
 	if r.res.Start.IsZero() {
 		r.res.Start = now
 	}
 	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
 	r.change(Running, nil, now)
+	return r.call(now)
+}
+
+// call returns the current attempt's call, which starts at now.
+func (r *Runner) call(now time.Time) executor.Call {
 	call := executor.Call{
 		Handler: r.spec.Handler(),
 		Input:   r.input,
@@ -460,8 +516,12 @@ func (r *Runner) Take() Result {
 
 func (r *Runner) finish(state State, err error, now time.Time) {
 	r.res.State, r.res.Err, r.res.End = state, err, now
+	if r.state == Waiting {
+		r.res.Waited += now.Sub(r.waitSince)
+	}
 	r.change(state, err, now)
 	if r.o != nil {
+		r.waitEnd(now, false)
 		r.observeStart(now)
 		ot := r.o.ot
 		ot.End, ot.State, ot.Err, ot.Attempts = now, state.String(), err, r.attempt-r.first+1

@@ -316,7 +316,7 @@ func runsCancel(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 			return unknownRun(id, err)
 		}
 		msg := fmt.Sprintf("cancel requested for run %s (flow %q).\nIts driver stops it within its poll interval (about a second); the run then ends Cancelled.\n", r.ID, r.Flow)
-		if r.Owner == "" || r.LeaseExpires.Before(time.Now()) {
+		if !driven(r) {
 			msg += "No process drives it now: it is cancelled when one resumes it.\n"
 		}
 		return c.printRequest(r, store.RequestCancelKind, r.CancelRequested, msg)

@@ -187,8 +187,11 @@ func (c *cli) printRuns(runs []store.Run) error {
 	fmt.Fprintln(w, "RUN\tFLOW\tSTATE\tCREATED\tDURATION\tREQUESTS\tERROR")
 	for _, r := range runs {
 		d := "running"
-		if r.Finished() {
+		switch {
+		case r.Finished():
 			d = span(r.Created, r.Ended)
+		case !driven(r):
+			d = "not driven"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Flow, r.State, showTime(r.Created), d,
 			requests(r), oneLine(errText(r.ErrClass, r.ErrMessage), 60))
@@ -233,8 +236,14 @@ func (c *cli) printRun(r store.Run, trs []store.TaskRun, as []store.Attempt) err
 	if r.Finished() {
 		field("Ended", fmt.Sprintf("%s (took %s)", showTime(r.Ended), span(r.Created, r.Ended)))
 	}
-	if r.Owner != "" {
+	switch {
+	case r.Owner != "" && driven(r):
 		field("Owner", fmt.Sprintf("%s (lease until %s)", r.Owner, showTime(r.LeaseExpires)))
+	case r.Owner != "" && !r.Finished():
+		field("Owner", fmt.Sprintf("%s (lease expired %s: no process drives the run; flow.Serve or ResumeExpired resumes it)",
+			r.Owner, showTime(r.LeaseExpires)))
+	case !r.Finished():
+		field("Owner", "none: no process drives the run; flow.Serve or ResumeExpired resumes it")
 	}
 	if !r.CancelRequested.IsZero() {
 		field("Requests", "cancel requested at "+showTime(r.CancelRequested))
@@ -273,6 +282,12 @@ func (c *cli) printRun(r store.Run, trs []store.TaskRun, as []store.Attempt) err
 			a.Worker, oneLine(errText(a.ErrClass, a.ErrMessage), 80))
 	}
 	return w.Flush()
+}
+
+// driven reports whether an unfinished run's lease is live: some process
+// drives it (as far as this machine's clock can tell).
+func driven(r store.Run) bool {
+	return r.Owner != "" && r.LeaseExpires.After(time.Now())
 }
 
 func shortHash(h string) string {

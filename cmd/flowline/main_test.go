@@ -89,6 +89,8 @@ func fill(t *testing.T, st store.Store) {
 		TaskRuns: []store.TaskRun{{Label: "extract", State: "Cached", Value: []byte(`[1,2,3]`), Start: at("02:10:00"), End: at("02:10:00"), CacheKey: "extract/v1/abc"}}}))
 	require.NoError(t, st.CreateRun(ctx, store.Run{ID: "adhoc-7", Flow: "report", FlowHash: "0123456789abcdef",
 		Params: []byte(`{}`), Owner: "web-1/42/ab12", LeaseExpires: far, Created: at("02:20:00")}))
+	require.NoError(t, st.CreateRun(ctx, store.Run{ID: "stuck-3", Flow: "report", FlowHash: "0123456789abcdef",
+		Params: []byte(`{}`), Owner: "web-2/7/cd34", LeaseExpires: at("02:31:00"), Created: at("02:30:00")}))
 	require.NoError(t, st.Apply(ctx, &store.Batch{RunID: "nightly-2", Cache: []store.CacheEntry{
 		{Key: "extract/v1/abc", Value: []byte(`[1,2,3]`), Created: at("02:00:01.3")},
 		{Key: "load/v2/def", Value: []byte(`"done"`), Created: at("02:05:00"), Expires: far},
@@ -120,10 +122,11 @@ func stores(t *testing.T) map[string]string {
 	return out
 }
 
-const listGolden = `RUN        FLOW    STATE    CREATED              DURATION  REQUESTS  ERROR
-adhoc-7    report  Running  2026-12-01 02:20:00  running             
-nightly-2  etl     Success  2026-12-01 02:10:00  1.25s               
-nightly-1  etl     Failed   2026-12-01 02:00:00  3.5s                failure: task "load" failed: upstream is down …
+const listGolden = `RUN        FLOW    STATE    CREATED              DURATION    REQUESTS  ERROR
+stuck-3    report  Running  2026-12-01 02:30:00  not driven            
+adhoc-7    report  Running  2026-12-01 02:20:00  running               
+nightly-2  etl     Success  2026-12-01 02:10:00  1.25s                 
+nightly-1  etl     Failed   2026-12-01 02:00:00  3.5s                  failure: task "load" failed: upstream is down …
 `
 
 const showGolden = `Run      nightly-1
@@ -169,6 +172,10 @@ func TestRunsListAndShow(t *testing.T) {
 			assert.Contains(t, r.stdout, "\nno task runs recorded\n")
 			assert.NotContains(t, r.stdout, "Ended")
 
+			r = flowline(t, nil, "-store", where, "runs", "show", "stuck-3")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "Owner    web-2/7/cd34 (lease expired 2026-12-01 02:31:00: no process drives the run; flow.Serve or ResumeExpired resumes it)\n")
+
 			r = flowline(t, nil, "-store", where, "cache", "list")
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Equal(t, cacheGolden, r.stdout)
@@ -191,9 +198,10 @@ func TestRunsListFilters(t *testing.T) {
 	}
 	assert.Equal(t, []string{"nightly-2", "nightly-1"}, ids("-flow", "etl"))
 	assert.Equal(t, []string{"nightly-1"}, ids("-state", "failed"), "states in any case")
-	assert.Equal(t, []string{"adhoc-7", "nightly-1"}, ids("-state", "Failed, Running"))
-	assert.Equal(t, []string{"adhoc-7"}, ids("-limit", "1"), "the newest")
-	assert.Equal(t, []string{"adhoc-7", "nightly-2", "nightly-1"}, ids("-since", "100000d"))
+	assert.Equal(t, []string{"stuck-3", "adhoc-7", "nightly-1"}, ids("-state", "Failed, Running"))
+	assert.Equal(t, []string{"stuck-3"}, ids("-limit", "1"), "the newest")
+	assert.Equal(t, []string{"stuck-3", "adhoc-7"}, ids("-limit", "2", "-flow", "report"))
+	assert.Equal(t, []string{"stuck-3", "adhoc-7", "nightly-2", "nightly-1"}, ids("-since", "100000d"))
 	assert.Equal(t, []string{"nightly-1"}, ids("-flow", "etl", "-state", "Failed", "-limit", "5", "-since", "36500d"))
 	r := flowline(t, nil, "-store", where, "runs", "list", "-since", "1h")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -210,12 +218,12 @@ func TestJSON(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	var runs []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &runs))
-	require.Len(t, runs, 3)
-	assert.Equal(t, "adhoc-7", runs[0]["id"])
-	assert.Equal(t, "Failed", runs[2]["state"])
-	assert.Equal(t, 3.5, runs[2]["duration_seconds"])
-	assert.Equal(t, map[string]any{"day": "mon"}, runs[2]["params"])
-	assert.Equal(t, "2026-12-01T02:00:00Z", runs[2]["created"])
+	require.Len(t, runs, 4)
+	assert.Equal(t, "stuck-3", runs[0]["id"])
+	assert.Equal(t, "Failed", runs[3]["state"])
+	assert.Equal(t, 3.5, runs[3]["duration_seconds"])
+	assert.Equal(t, map[string]any{"day": "mon"}, runs[3]["params"])
+	assert.Equal(t, "2026-12-01T02:00:00Z", runs[3]["created"])
 	assert.NotContains(t, runs[0], "ended", "zero times are left out")
 
 	r = flowline(t, nil, "-store", where, "runs", "show", "-json", "nightly-1")
@@ -285,6 +293,11 @@ func TestRetryAndCancel(t *testing.T) {
 			assert.NotEmpty(t, req["requested"])
 			r = flowline(t, nil, "-store", where, "runs", "list", "-state", "running")
 			assert.Contains(t, r.stdout, "  cancel requested")
+			r = flowline(t, nil, "-store", where, "runs", "cancel", "stuck-3")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, "cancel requested for run stuck-3 (flow \"report\").\n"+
+				"Its driver stops it within its poll interval (about a second); the run then ends Cancelled.\n"+
+				"No process drives it now: it is cancelled when one resumes it.\n", r.stdout)
 			r = flowline(t, nil, "-store", where, "runs", "cancel", "nightly-2")
 			assert.Equal(t, 1, r.code)
 			assert.Equal(t, "flowline: cannot cancel run nightly-2: it has already ended (Success)\n", r.stderr)

@@ -55,6 +55,19 @@ func (s *service) check(ctx context.Context, base, token string) error {
 		return c.err
 	}
 	fmt.Println("ok: the runs list, a run page (graph, timeline, task table, error) and /metrics show them; an unknown run is a 404")
+
+	cache := c.get("cache?prefix=extract/", 200)
+	c.want(cache, "1 unexpired entry", "the cache page lists etl's cached extract")
+	if loc := c.postForm("cache/invalidate", url.Values{"prefix": {"extract/"}}, 303); loc != "/cache?done=invalidate&n=1" && c.err == nil {
+		c.fail("the invalidate went to %q, not /cache?done=invalidate&n=1", loc)
+	}
+	if es, err := s.st.CacheEntries(ctx, "extract/"); err != nil || len(es) != 0 {
+		c.fail("after the dashboard's invalidate: %d entries, %v", len(es), err)
+	}
+	if c.err != nil {
+		return c.err
+	}
+	fmt.Println("ok: the cache page listed etl's cached result and its Invalidate button deleted it")
 	return s.checkSteer(c, report)
 }
 
@@ -100,18 +113,26 @@ func (c *checker) get(path string, status int) string {
 }
 
 // post sends a form as the dashboard's own page would, with its token.
-func (c *checker) post(path string, status int) string {
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodPost, c.base+path, strings.NewReader(url.Values{"token": {c.token}}.Encode()))
+func (c *checker) post(path string, status int) { c.postForm(path, url.Values{}, status) }
+
+// postForm sends form with the token and returns where it redirects.
+func (c *checker) postForm(path string, form url.Values, status int) string {
+	form.Set("token", c.token)
+	req, err := http.NewRequestWithContext(c.ctx, http.MethodPost, c.base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		c.fail("%v", err)
 		return ""
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	return c.do(req, status)
+	loc := ""
+	c.doFunc(req, status, func(resp *http.Response) { loc = resp.Header.Get("Location") })
+	return loc
 }
 
-func (c *checker) do(req *http.Request, status int) string {
+func (c *checker) do(req *http.Request, status int) string { return c.doFunc(req, status, nil) }
+
+func (c *checker) doFunc(req *http.Request, status int, seen func(*http.Response)) string {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -119,6 +140,9 @@ func (c *checker) do(req *http.Request, status int) string {
 		return ""
 	}
 	defer resp.Body.Close()
+	if seen != nil {
+		seen(resp)
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		c.fail("%s %s: %v", req.Method, req.URL, err)

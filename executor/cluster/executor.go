@@ -476,6 +476,9 @@ type pending struct {
 	// dead) before its Future completes with verdict.
 	stopping bool
 	verdict  error
+	// collected (Collect): its result may be one that was recorded for
+	// another submitter, whose log lines went there; it waits for none.
+	collected bool
 	// lastLook is when the backstop fired: the bucket is read, and the
 	// timeout written create-if-absent, before a timeout is declared.
 	lastLook time.Time
@@ -501,17 +504,18 @@ type pending struct {
 // reported started, once its worker reports that the call stopped (at
 // most the call's grace and TimeoutMargin later).
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
-	return e.submit(ctx, call, true)
+	return e.submit(ctx, call, true, false)
 }
 
 // TrySubmit is Submit without the wait: when MaxPending submissions await
 // the server's acknowledgement it fails at once with
 // executor.ErrQueueFull and nothing is published.
 func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
-	return e.submit(ctx, call, false)
+	return e.submit(ctx, call, false, false)
 }
 
-func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
+// submit publishes call; again (Collect) looks for its result first.
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait, again bool) (*executor.Future, error) {
 	if call.Handler == nil {
 		return nil, errors.New("executor/cluster: Submit with a nil Handler")
 	}
@@ -533,16 +537,17 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	id := e.callID(&call)
 	ident := call.Identity()
 	p := &pending{
-		key:     envelope.Key(id),
-		call:    call,
-		promise: executor.NewPromise(),
-		heapIdx: -1,
+		key:       envelope.Key(id),
+		call:      call,
+		promise:   executor.NewPromise(),
+		heapIdx:   -1,
+		collected: again,
 	}
 	p.call.Input = nil // not needed any more; do not keep it alive
 	hc := envelope.Call{
 		Key: p.key, Task: ident.Task, Run: ident.RunID, Attempt: ident.Attempt,
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
-		Hard: e.opts.Enforcement == executor.Hard, Timed: call.Trace != nil,
+		Hard: e.opts.Enforcement == executor.Hard, Timed: call.Trace != nil, Again: again,
 		TraceParent: call.TraceParent(), TraceState: call.TraceState(),
 	}
 	if call.Limit > 0 || call.Logger != nil || hc.Hard || hc.Timed {
@@ -585,6 +590,10 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	if ctx.Err() != nil {
 		e.giveRoom()
 		return p.promise.Future(), nil // cancelled already: nothing to publish
+	}
+	if again && e.collected(ctx, p) {
+		e.giveRoom()
+		return p.promise.Future(), nil
 	}
 	if _, err := e.js.PublishMsgAsync(p.msg); err != nil {
 		e.giveRoom()
@@ -977,7 +986,7 @@ func (e *Executor) deliver(key string, value []byte) {
 			}
 			continue
 		}
-		if derr == nil && p.call.Logger != nil && p.logLines[rec.Delivery] < rec.Logs {
+		if derr == nil && p.call.Logger != nil && !p.collected && p.logLines[rec.Delivery] < rec.Logs {
 			if !p.parked {
 				p.parked, p.want = true, rec
 				if p.heapIdx >= 0 {

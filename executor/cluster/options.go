@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -55,7 +56,12 @@ type Connection struct {
 	Name string
 
 	// NATSOptions are more client options, applied after all the above
-	// (for example nats.ReconnectWait).
+	// (for example nats.ReconnectWait). With a URL the client pings its
+	// server every 5 seconds and takes it for dead after 2 pings without
+	// an answer (nats.PingInterval, nats.MaxPingsOutstanding): a server
+	// whose machine vanishes without closing its connections is left
+	// within about 15 seconds (a killed server process closes them: the
+	// client moves at once).
 	NATSOptions []nats.Option
 
 	// StartTimeout bounds how long New and NewWorker wait for the servers
@@ -385,6 +391,14 @@ func retry(ctx context.Context, logger hclog.Logger, fn func(context.Context) er
 	}
 }
 
+// pingInterval and maxPingsOut are the client's pings: a server that
+// answers none of maxPingsOut pings in a row is taken for dead and the
+// client reconnects to another. NATSOptions may change them.
+const (
+	pingInterval = 5 * time.Second
+	maxPingsOut  = 2
+)
+
 // conn is a NATS connection and what tells when it has closed.
 type conn struct {
 	nc     *nats.Conn
@@ -393,6 +407,8 @@ type conn struct {
 	// a worker then tells the consumer at once that the calls it holds
 	// are still in progress.
 	reconnected chan struct{}
+	// lost is when the connection was last lost (UnixNano), 0 if never.
+	lost atomic.Int64
 }
 
 // connect opens a connection to c's server. It fails when neither a URL
@@ -406,6 +422,7 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 		nats.Name(name),
 		nats.ClosedHandler(func(*nats.Conn) { close(cc.closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			cc.lost.Store(time.Now().UnixNano())
 			if err != nil {
 				logger.Warn("disconnected from NATS", "error", err)
 			}
@@ -428,7 +445,12 @@ func (c *Connection) connect(name string, logger hclog.Logger) (*conn, error) {
 	url := c.URL
 	switch {
 	case url != "":
-		opts = append(opts, nats.MaxReconnects(-1))
+		opts = append(opts, nats.MaxReconnects(-1),
+			// A killed server resets its connections and the client moves
+			// at once; a machine that vanishes is noticed by pings only:
+			// within pingInterval × (maxPingsOut+1), not nats.go's default
+			// 2 minutes × 3.
+			nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(maxPingsOut))
 	case c.Server != nil:
 		opts = append(opts, nats.InProcessServer(c.Server), nats.NoReconnect())
 	default:

@@ -111,6 +111,8 @@ type Worker struct {
 	lostOnce  sync.Once
 
 	mu         sync.Mutex
+	acks       []sentAck            // acknowledgements sent lately, oldest first
+	failedAt   time.Time            // when pulls began to fail; zero while they succeed
 	cancelled  map[string]time.Time // keys cancelled lately, and when
 	advisories []advisory           // exhausted calls for the jobs goroutine
 	jobKick    chan struct{}        // wakes the jobs goroutine; size 1
@@ -301,13 +303,21 @@ func (w *Worker) serve(ctx context.Context, s *slot) {
 				return
 			}
 			backoff = min(2*backoff, pullRetryMax)
-			failing = true
+			if !failing {
+				failing = true
+				w.mu.Lock()
+				if w.failedAt.IsZero() {
+					w.failedAt = time.Now()
+				}
+				w.mu.Unlock()
+			}
 			continue
 		}
 		if failing {
 			// The consumer answers again, perhaps a new leader that knows
-			// the calls this worker holds only by their last heartbeat:
-			// refresh them all now.
+			// the calls this worker holds only by their last heartbeat,
+			// and not the acknowledgements the old one lost: refresh the
+			// first, repeat the second.
 			failing = false
 			w.kickBeat()
 		}
@@ -405,9 +415,11 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		w.skip(msg)
 		return
 	}
-	if delivery > 1 {
+	if delivery > 1 || hc.Again {
 		// Delivered again: the worker before may have recorded the result
-		// and died before acknowledging.
+		// and died before acknowledging. Or collected (Executor.Collect):
+		// published again, after the dedup window, for an attempt whose
+		// result may have been recorded since the submitter looked.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := w.obj.kv.Get(ctx, hc.Key)
 		cancel()
@@ -431,7 +443,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	}
 
 	parent := context.Background()
-	var taskErr error // what the executor answered, for the observer
+	endObserved := func(error) {} // ends the observer's worker span, once
 	call := executor.Call{
 		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
 		Limit: hc.Limit, Grace: hc.Grace,
@@ -445,13 +457,23 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		parent = obs.WorkerStart(parent, wc)
 		tp, ts := observe.Clean(wc.TraceParent, wc.TraceState)
 		call.Trace = &executor.Trace{Parent: tp, State: ts}
-		defer func() {
+		ended := false
+		endObserved = func(err error) {
+			if ended {
+				return
+			}
+			ended = true
 			wc.End = time.Now()
-			if taskErr != nil {
-				wc.Err, wc.Class = taskErr, string(executor.ClassOf(taskErr))
+			if err != nil {
+				wc.Err, wc.Class = err, string(executor.ClassOf(err))
 			}
 			obs.WorkerEnd(wc)
-		}()
+		}
+		// Ended as soon as the executor answers (below), before the result
+		// is stored: the submitter, who may learn of it at once, then sees
+		// a trace whose worker span has ended. This is for the other ways
+		// out of handle.
+		defer func() { endObserved(nil) }()
 	}
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
@@ -483,7 +505,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 	v, err := f.Wait(context.Background())
-	taskErr = err
+	endObserved(err)
 	if hc.Hard && hc.Reply != "" {
 		// A hard submitter that cancelled the call waits for this: the
 		// executor returned it, so its process group is dead.
@@ -523,17 +545,74 @@ func (w *Worker) settle(s *slot, msg jetstream.Msg, stored bool) {
 		w.handBackMsg(msg)
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		w.logger.Debug("acknowledging a call failed", "error", err)
-	}
+	w.ack(msg)
 }
 
 func (w *Worker) skip(msg jetstream.Msg) {
 	w.skipped.Add(1)
+	w.ack(msg)
+}
+
+// ack acknowledges msg, whose call has its result recorded, and keeps its
+// ack subject for a while: an ack sent to a consumer leader that died is
+// lost, and the call would wait in the stream for the ack wait, to be
+// delivered again and skipped. reack repeats it once the consumer answers
+// again.
+func (w *Worker) ack(msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
 		w.logger.Debug("acknowledging a call failed", "error", err)
 	}
+	now := time.Now()
+	w.mu.Lock()
+	w.acks = append(w.acks, sentAck{subject: msg.Reply(), at: now})
+	// Keep recentAcks' worth, and at most maxRecentAcks.
+	drop := 0
+	for drop < len(w.acks) && (now.Sub(w.acks[drop].at) > recentAcks || len(w.acks)-drop > maxRecentAcks) {
+		drop++
+	}
+	if drop > len(w.acks)/2 {
+		w.acks = append(w.acks[:0], w.acks[drop:]...)
+	} else if drop > 0 {
+		w.acks = w.acks[drop:]
+	}
+	w.mu.Unlock()
 }
+
+// reack repeats the acknowledgements sent since since. Repeating one that
+// landed does nothing: the call's message is gone, or its result is
+// recorded whoever holds it now.
+func (w *Worker) reack(since time.Time) {
+	w.mu.Lock()
+	var subjects []string
+	for _, a := range w.acks {
+		if !a.at.Before(since) {
+			subjects = append(subjects, a.subject)
+		}
+	}
+	w.mu.Unlock()
+	for _, subj := range subjects {
+		if err := w.conn.nc.Publish(subj, []byte("+ACK")); err != nil {
+			w.logger.Debug("repeating an acknowledgement failed", "error", err)
+			return
+		}
+	}
+	if len(subjects) > 0 {
+		w.logger.Debug("repeated acknowledgements sent while the consumer did not answer", "count", len(subjects))
+	}
+}
+
+// sentAck is an acknowledgement sent.
+type sentAck struct {
+	subject string
+	at      time.Time
+}
+
+// recentAcks is how long acknowledgements are kept for reack, and
+// maxRecentAcks how many at most.
+const (
+	recentAcks    = 10 * time.Second
+	maxRecentAcks = 8192
+)
 
 // fail records err as the call's result without running it, and
 // acknowledges the message.
@@ -696,10 +775,23 @@ func (w *Worker) heartbeat() {
 		case <-w.beatStop:
 			return
 		case <-w.conn.reconnected:
-			// A new server, perhaps a new consumer leader: tell it now.
+			// A new server, perhaps a new consumer leader: tell it now,
+			// and repeat the acks the old server may have taken with it.
 			w.beatAll(time.Now(), true)
+			if lost := w.conn.lost.Load(); lost != 0 {
+				w.reack(time.Unix(0, lost).Add(-time.Second))
+			}
 		case <-w.beatKick:
 			w.beatAll(time.Now(), true)
+			w.mu.Lock()
+			since := w.failedAt
+			w.failedAt = time.Time{}
+			w.mu.Unlock()
+			if !since.IsZero() {
+				// Acks sent up to a pull's life before the first failure
+				// may have gone to the dead leader too.
+				w.reack(since.Add(-2 * pullWait))
+			}
 		case now := <-t.C:
 			w.beatAll(now, false)
 			w.mu.Lock()

@@ -75,6 +75,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		MigrateLock: "SELECT pg_advisory_xact_lock(7438214401)",
 		Classify:    classify,
 		RetryFor:    retry,
+		Pipeline:    pipeline,
 	})
 	if err != nil {
 		_ = db.Close()

@@ -21,11 +21,13 @@ var limitChecks = []check{
 	{"ExpiredSlotIsTakenBack", testSlotsExpire},
 	{"RenewKeepsSlots", testSlotsRenew},
 	{"LowerLimitDrains", testSlotsLowerLimit},
+	{"SwapGivesBackThenClaims", testSlotsSwap},
 	{"KeysAreApart", testSlotsKeys},
 	{"BadInput", testLimitsBadInput},
 	{"ConcurrentClaimersNeverExceed", testSlotsConcurrent},
 	{"TokensBurstThenInterval", testTokens},
 	{"ConcurrentTakersNeverExceed", testTokensConcurrent},
+	{"ReserveSpacesTokens", testReserve},
 }
 
 func limiter(t *testing.T, s store.Store) store.Limiter {
@@ -304,4 +306,59 @@ func testTokensConcurrent(t *testing.T, s store.Store) {
 	most := int64(burst) + int64(elapsed/interval) + 1
 	assert.LessOrEqual(t, taken.Load(), most, "at most burst + elapsed/interval tokens in %v", elapsed)
 	assert.Positive(t, taken.Load())
+}
+
+func testSlotsSwap(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	got, err := l.ClaimSlots(c, "api", "", 2, "p", []string{"a", "b"}, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 1}, got)
+	got, err = l.SwapSlots(c, "api", "", 2, "p", []store.Slot{{N: 1, Holder: "b"}, {N: 0, Holder: "wrong"}}, []string{"c", "d"}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, got, "the slot given back goes to the first holder; a wrong holder gives nothing back")
+	held, err := l.Slots(c, "api", "")
+	require.NoError(t, err)
+	require.Len(t, held, 2)
+	assert.Equal(t, "a", held[0].Holder)
+	assert.Equal(t, "c", held[1].Holder)
+	got, err = l.SwapSlots(c, "api", "", 2, "p", []store.Slot{{N: 0, Holder: "a", Next: "e"}, {N: 0, Holder: "e", Next: "f"}}, []string{"g"}, time.Hour)
+	require.NoError(t, err)
+	assert.Empty(t, got, "handed on, not freed: nothing for g")
+	held, err = l.Slots(c, "api", "")
+	require.NoError(t, err)
+	require.Len(t, held, 2)
+	assert.Equal(t, "f", held[0].Holder, "handed on twice, in order")
+	got, err = l.SwapSlots(c, "api", "", 2, "q", []store.Slot{{N: 1, Holder: "c", Next: "x"}}, nil, time.Hour)
+	require.NoError(t, err)
+	held, err = l.Slots(c, "api", "")
+	require.NoError(t, err)
+	assert.Equal(t, "c", held[1].Holder, "another owner cannot hand a slot on")
+	got, err = l.SwapSlots(c, "api", "", 2, "p", []store.Slot{{N: 0, Holder: "f"}, {N: 1, Holder: "c"}}, nil, time.Hour)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	held, err = l.Slots(c, "api", "")
+	require.NoError(t, err)
+	assert.Empty(t, held, "a swap with no holders only gives back")
+}
+
+func testReserve(t *testing.T, s store.Store) {
+	l, c := limiter(t, s), ctx(t)
+	const iv = time.Second
+	before := time.Now()
+	times, next, err := l.ReserveTokens(c, "vendor", "", iv, 2, 10, 3500*time.Millisecond)
+	require.NoError(t, err)
+	after := time.Now()
+	require.Len(t, times, 5, "the burst of 2 now, then one a second for 3.5 s")
+	assert.Equal(t, times[0], times[1], "the burst comes at once")
+	assert.False(t, times[0].Before(before) || times[0].After(after), "now: %v", times[0])
+	for k := 2; k < 5; k++ {
+		assert.Equal(t, iv, times[k].Sub(times[k-1]), "token %d an interval after the one before", k)
+	}
+	assert.Equal(t, iv, next.Sub(times[4]), "the next comes an interval later")
+	more, _, err := l.ReserveTokens(c, "vendor", "", iv, 2, 10, 4500*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, more, 1, "a second later horizon reaches one more token")
+	assert.Equal(t, next, more[0], "reserved tokens are spent: the next caller gets the next one")
+	_, _, err = l.ReserveTokens(c, "vendor", "", iv, 2, 1, -time.Second)
+	assert.Error(t, err, "a negative horizon")
 }

@@ -55,6 +55,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Leases", []check{
 			{"AcquireHeldExpireRelease", testLeases},
 			{"ConcurrentAcquireOneWins", testConcurrentAcquire},
+			{"ExpiredByMatchesAcquire", testExpiredByBoundary},
 		}},
 		{"Cache", []check{
 			{"MissClaimPutHit", testCacheHit},

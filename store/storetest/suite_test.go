@@ -129,6 +129,20 @@ func (b *broken) ClaimSlots(ctx context.Context, name, key string, limit int, ow
 	return b.Store.ClaimSlots(ctx, name, key, limit, owner, holders, ttl)
 }
 
+func (b *broken) SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []store.Slot, holders []string, ttl time.Duration) ([]int, error) {
+	if b.how == "overbooks-slots" {
+		limit++
+	}
+	return b.Store.SwapSlots(ctx, name, key, limit, owner, release, holders, ttl)
+}
+
+func (b *broken) ReserveTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int, horizon time.Duration) ([]time.Time, time.Time, error) {
+	if b.how == "double-burst" {
+		burst *= 2
+	}
+	return b.Store.ReserveTokens(ctx, name, key, interval, burst, n, horizon)
+}
+
 func (b *broken) TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (int, time.Time, error) {
 	if b.how == "double-burst" {
 		return b.Store.TakeTokens(ctx, name, key, interval, 2*burst, n)
@@ -176,7 +190,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		"cancels-finished": {"Requests/CancelRefusals", "Requests/CancelRacesEnd"},
 		"retries-anything": {"Requests/RetryRefusals", "Requests/RetryPendingUntilRestart"},
 		"overbooks-slots":  {"Limits/ClaimUpToLimit", "Limits/ConcurrentClaimersNeverExceed"},
-		"double-burst":     {"Limits/TokensBurstThenInterval", "Limits/ConcurrentTakersNeverExceed"},
+		"double-burst":     {"Limits/TokensBurstThenInterval", "Limits/ConcurrentTakersNeverExceed", "Limits/ReserveSpacesTokens"},
 	} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()

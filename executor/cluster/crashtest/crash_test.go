@@ -496,7 +496,7 @@ func TestCrashes(t *testing.T) {
 		{name: "watcher-server", inputs: 2000, single: true, act: killWatcherServer},
 		{name: "worker-and-follower", inputs: 2000, single: true, prepare: prepareFollower, act: killWorkerAndFollower},
 		{name: "two-of-three", inputs: 2000, act: killTwoOfThree},
-		{name: "each-in-turn", inputs: 4000, single: true, act: killEachInTurn},
+		{name: "each-in-turn", inputs: 20000, single: true, act: killEachInTurn},
 	} {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, c, o, sc) })
 		if t.Failed() {
@@ -603,6 +603,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 	// that was killed (at least once: it may have run to its end and died
 	// before recording it).
 	twice := 0
+	perWorker := make(map[string]int)
 	for n, where := range r.executions(t) {
 		if len(where) > 1 && !slices.ContainsFunc(where, func(w string) bool { return slices.Contains(a.killed, w) }) {
 			t.Errorf("input %d ran to its end %d times, on %v", n, len(where), where)
@@ -610,13 +611,18 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 		if len(where) > 1 {
 			twice++
 		}
+		for _, w := range where {
+			perWorker[w]++
+		}
 	}
+	t.Logf("runs to their end per worker: %v", perWorker)
 
 	// Nothing left: the stream is empty once the last acks land. An ack
 	// lost with a dead stream leader leaves its message in the stream
 	// until the ack wait (30s by default) redelivers it; the worker then
 	// finds its result recorded and acks it without running it again. So
 	// the wait covers one ack wait, and says what is left if it runs out.
+	emptyFrom := time.Now()
 	var left atomic.Pointer[string] // written by Eventually's goroutine
 	say := func(format string, args ...any) { m := fmt.Sprintf(format, args...); left.Store(&m) }
 	empty := assert.Eventually(t, func() bool {
@@ -650,6 +656,7 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 		}
 		t.FailNow()
 	}
+	t.Logf("the stream was empty %v after the run", time.Since(emptyFrom).Round(10*time.Millisecond))
 
 	// The recovery gap after each kill: the longest time without a
 	// completion, over the completions and, apart, over the records'
@@ -662,11 +669,15 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 	recoveries := r.recoveries
 	r.mu.Unlock()
 	for k, at := range a.kills {
+		require.True(t, at.Before(res.End), "kill %d came after the run's end: the scenario needs more inputs", k+1)
 		until := res.End
 		if k+1 < len(a.kills) {
 			until = a.kills[k+1]
 		}
 		g := measureGap(ends, at, until)
+		// A kill that leaves few calls measures nothing: they may all have
+		// been running already, and complete without the cluster.
+		require.GreaterOrEqual(t, g.n, minAfter, "kill %d left only %d calls to complete: the scenario needs more inputs", k+1, g.n)
 		rg := measureGap(recorded, at, until)
 		gaps = append(gaps, fmt.Sprintf("stall %v (records %v), last call %v after",
 			g.stall.Round(10*time.Millisecond), rg.stall.Round(10*time.Millisecond), g.tail.Round(10*time.Millisecond)))
@@ -716,7 +727,12 @@ func runScenario(t *testing.T, c *natsCluster, o *observer, sc scenario) {
 type gap struct {
 	stall time.Duration // the longest time without a completion while 99% of them completed
 	tail  time.Duration // from the kill to the last completion
+	n     int           // completions measured
 }
+
+// minAfter is how many calls must complete after each kill, before the
+// next one, for its recovery to be measured.
+const minAfter = 500
 
 // measureGap measures the completions (sorted) in [at, until]. The stall
 // is the longest time without a completion while the bulk (99%) of the
@@ -731,7 +747,7 @@ func measureGap(ends []time.Time, at, until time.Time) gap {
 	if len(after) == 0 { // nothing completed before the next kill
 		return gap{stall: until.Sub(at), tail: until.Sub(at)}
 	}
-	g, prev := gap{}, at
+	g, prev := gap{n: len(after)}, at
 	for _, e := range after[:(len(after)*99+99)/100] {
 		g.stall = max(g.stall, e.Sub(prev))
 		prev = e

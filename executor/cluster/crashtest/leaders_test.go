@@ -25,7 +25,12 @@ var groupNames = []string{"calls", "consumer", "bucket", "watcher", "meta"}
 // leaders names the server leading each group now ("" when it has none
 // or cannot be asked); meta is "up" when JetStream's meta leader answers.
 func (o *observer) leaders(r *run) map[string]string {
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	return o.leadersWithin(r, 300*time.Millisecond)
+}
+
+// leadersWithin is leaders, each question answered within d.
+func (o *observer) leadersWithin(r *run, d time.Duration) map[string]string {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	got := make(map[string]string, len(groupNames))
 	var mu sync.Mutex
@@ -93,7 +98,13 @@ func (o *observer) follow(r *run, dead string, kill time.Time, before map[string
 	go func() {
 		defer close(rc.done)
 		for time.Since(kill) < 20*time.Second && len(wait) > 0 {
-			now := o.leaders(r)
+			// Short questions first, to see a new leader soon; after 10s,
+			// longer ones, so that a loaded server's answer is not missed.
+			d := 300 * time.Millisecond
+			if time.Since(kill) > 10*time.Second {
+				d = 2 * time.Second
+			}
+			now := o.leadersWithin(r, d)
 			for i := 0; i < len(wait); i++ {
 				g := wait[i]
 				if v := now[g]; v != "" && v != dead {
@@ -188,11 +199,16 @@ func (o *observer) moveLeaders(r *run, server string, others []string) error {
 		if len(subjects) == 0 && now["calls"] != "" && now["consumer"] != "" && now["bucket"] != "" {
 			return o.waitHealthy(r)
 		}
+		var lastErr error
 		for _, subj := range subjects {
 			body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": others[try%len(others)]}})
+			// An unanswered stepdown (a loaded server) is asked again.
 			if _, err := o.nc.Request(subj, body, 2*time.Second); err != nil {
-				return fmt.Errorf("%s: %w", subj, err)
+				lastErr = fmt.Errorf("%s: %w", subj, err)
 			}
+		}
+		if lastErr != nil && try == 19 {
+			return lastErr
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -1,8 +1,6 @@
 package sqlstore
 
 import (
-	"context"
-	"database/sql"
 	"strings"
 )
 
@@ -46,9 +44,10 @@ var (
 	}
 )
 
-// insert writes rows (indexes into the caller's slice, each key once: an
-// upsert may not touch one row twice in one statement) in chunks.
-func (s *DB) insert(ctx context.Context, tx *sql.Tx, b bulk, rows []int, args func(i int) []any) error {
+// bulk appends to out the statements that write rows (indexes into the
+// caller's slice, each key once: an upsert may not touch one row twice in
+// one statement), in chunks.
+func (s *DB) bulk(out []Stmt, b bulk, rows []int, args func(i int) []any) []Stmt {
 	for len(rows) > 0 {
 		n := min(len(rows), chunk)
 		var q strings.Builder
@@ -62,12 +61,10 @@ func (s *DB) insert(ctx context.Context, tx *sql.Tx, b bulk, rows []int, args fu
 			flat = append(flat, args(rows[k])...)
 		}
 		q.WriteString(b.tail)
-		if _, err := tx.ExecContext(ctx, s.rebind(q.String()), flat...); err != nil {
-			return err
-		}
+		out = append(out, Stmt{SQL: s.rebind(q.String()), Args: flat})
 		rows = rows[n:]
 	}
-	return nil
+	return out
 }
 
 // lastPerKey returns the indexes 0..n-1 keeping, for each key, only the

@@ -28,6 +28,7 @@ type limitState struct {
 
 type limitQueries struct {
 	freeSlots, claimSlot, ownSlots, releaseSlot, renewSlots, heldSlots string
+	handSlot                                                           string
 	bucketRow, getBucket, setBucket                                    string
 }
 
@@ -47,6 +48,7 @@ func (s *DB) limitQ() *limitQueries {
 			claimSlot:   `UPDATE flowline_limit_slots SET owner = ?, holder = ?, expires = ? WHERE name = ? AND key = ? AND slot = ?`,
 			ownSlots:    `SELECT slot, holder FROM flowline_limit_slots WHERE name = ? AND key = ? AND owner = ?`,
 			releaseSlot: `UPDATE flowline_limit_slots SET owner = '', holder = '', expires = 0 WHERE name = ? AND key = ? AND slot = ? AND owner = ? AND holder = ?`,
+			handSlot:    `UPDATE flowline_limit_slots SET holder = ?, expires = ? WHERE name = ? AND key = ? AND slot = ? AND owner = ? AND holder = ?`,
 			renewSlots:  `UPDATE flowline_limit_slots SET expires = ? WHERE owner = ?`,
 			heldSlots: `SELECT slot, owner, holder, expires FROM flowline_limit_slots
 				WHERE name = ? AND key = ? AND owner <> '' AND expires >= ? ORDER BY slot`,
@@ -54,7 +56,7 @@ func (s *DB) limitQ() *limitQueries {
 			getBucket: `SELECT tat FROM flowline_limit_buckets WHERE name = ? AND key = ? ` + s.d.ForUpdate,
 			setBucket: `UPDATE flowline_limit_buckets SET tat = ? WHERE name = ? AND key = ?`,
 		}
-		for _, p := range []*string{&l.q.freeSlots, &l.q.claimSlot, &l.q.ownSlots, &l.q.releaseSlot, &l.q.renewSlots,
+		for _, p := range []*string{&l.q.freeSlots, &l.q.claimSlot, &l.q.ownSlots, &l.q.releaseSlot, &l.q.handSlot, &l.q.renewSlots,
 			&l.q.heldSlots, &l.q.bucketRow, &l.q.getBucket, &l.q.setBucket} {
 			*p = s.rebind(*p)
 		}
@@ -107,13 +109,18 @@ func (s *DB) seedSlots(ctx context.Context, name, key string, limit int) error {
 
 // ClaimSlots implements store.Limiter.
 func (s *DB) ClaimSlots(ctx context.Context, name, key string, limit int, owner string, holders []string, ttl time.Duration) ([]int, error) {
+	return s.SwapSlots(ctx, name, key, limit, owner, nil, holders, ttl)
+}
+
+// SwapSlots implements store.Limiter.
+func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []store.Slot, holders []string, ttl time.Duration) ([]int, error) {
 	if limit <= 0 || ttl <= 0 || owner == "" {
 		return nil, fmt.Errorf("store: ClaimSlots needs a positive limit and ttl and an owner (got %d, %v, %q)", limit, ttl, owner)
 	}
 	if slicesContain(holders, "") {
 		return nil, errors.New("store: ClaimSlots with an empty holder")
 	}
-	if len(holders) == 0 {
+	if len(holders) == 0 && len(release) == 0 {
 		return nil, nil
 	}
 	q := s.limitQ()
@@ -127,6 +134,20 @@ func (s *DB) ClaimSlots(ctx context.Context, name, key string, limit int, owner 
 		got = got[:0]
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now := time.Now()
+			for _, r := range release {
+				var err error
+				if r.Next != "" {
+					_, err = tx.ExecContext(ctx, q.handSlot, r.Next, ns(now.Add(ttl)), name, key, int64(r.N), owner, r.Holder)
+				} else {
+					_, err = tx.ExecContext(ctx, q.releaseSlot, name, key, int64(r.N), owner, r.Holder)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if len(holders) == 0 {
+				return nil
+			}
 			if tries > 1 {
 				// The previous try may have committed before its answer was
 				// lost: give back what it claimed for these holders, so that
@@ -266,22 +287,32 @@ func (s *DB) Slots(ctx context.Context, name, key string) ([]store.Slot, error) 
 	return out, err
 }
 
-// TakeTokens implements store.Limiter with the generic cell rate
-// algorithm: the bucket is one number, its theoretical arrival time tat,
-// and a token may be taken at now while tat+interval <= now+burst·interval.
+// TakeTokens implements store.Limiter.
 func (s *DB) TakeTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int) (int, time.Time, error) {
-	if interval <= 0 || burst <= 0 || n <= 0 {
-		return 0, time.Time{}, fmt.Errorf("store: TakeTokens needs a positive interval, burst and n (got %v, %d, %d)", interval, burst, n)
+	times, next, err := s.ReserveTokens(ctx, name, key, interval, burst, n, 0)
+	return len(times), next, err
+}
+
+// maxReserve bounds the tokens one ReserveTokens call hands out.
+const maxReserve = 10_000
+
+// ReserveTokens implements store.Limiter with the generic cell rate
+// algorithm: the bucket is one number, its theoretical arrival time tat;
+// a token can be had at the time a with max(tat, a)+interval <=
+// a+burst·interval, and taking it moves tat on by one interval.
+func (s *DB) ReserveTokens(ctx context.Context, name, key string, interval time.Duration, burst, n int, horizon time.Duration) ([]time.Time, time.Time, error) {
+	if interval <= 0 || burst <= 0 || n <= 0 || horizon < 0 {
+		return nil, time.Time{}, fmt.Errorf("store: taking tokens needs a positive interval, burst and n and a horizon of zero or more (got %v, %d, %d, %v)", interval, burst, n, horizon)
 	}
-	if int64(burst) > math.MaxInt64/4/int64(interval) {
-		return 0, time.Time{}, fmt.Errorf("store: TakeTokens: a burst of %d at %v overflows", burst, interval)
+	if int64(burst) > math.MaxInt64/4/int64(interval) || horizon > 24*time.Hour {
+		return nil, time.Time{}, fmt.Errorf("store: taking tokens: a burst of %d at %v (or a horizon of %v) overflows", burst, interval, horizon)
 	}
 	q := s.limitQ()
 	k := [2]string{name, key}
 	s.lim.mu.Lock()
 	seeded := s.lim.buckets[k]
 	s.lim.mu.Unlock()
-	var taken int
+	var times []time.Time
 	var next time.Time
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
@@ -295,16 +326,22 @@ func (s *DB) TakeTokens(ctx context.Context, name, key string, interval time.Dur
 				return err
 			}
 			now := time.Now().UnixNano()
-			iv := int64(interval)
+			iv, lead := int64(interval), int64(burst)*int64(interval)
 			t := max(tat, now)
-			avail := (now + int64(burst)*iv - t) / iv
-			taken = int(min(max(avail, 0), int64(n)))
-			t += int64(taken) * iv
-			next = time.Time{}
-			if taken < n {
-				next = time.Unix(0, t+iv-int64(burst)*iv)
+			times = times[:0]
+			for len(times) < min(n, maxReserve) {
+				a := max(t+iv-lead, now) // when this token can be had
+				if a > now+int64(horizon) {
+					break
+				}
+				times = append(times, time.Unix(0, a))
+				t += iv
 			}
-			if taken == 0 {
+			next = time.Time{}
+			if len(times) < n {
+				next = time.Unix(0, max(t+iv-lead, now))
+			}
+			if len(times) == 0 {
 				return nil
 			}
 			_, err := tx.ExecContext(ctx, q.setBucket, t, name, key)
@@ -312,12 +349,12 @@ func (s *DB) TakeTokens(ctx context.Context, name, key string, interval time.Dur
 		})
 	})
 	if err != nil {
-		return 0, time.Time{}, err
+		return nil, time.Time{}, err
 	}
 	if !seeded {
 		s.lim.mu.Lock()
 		s.lim.buckets[k] = true
 		s.lim.mu.Unlock()
 	}
-	return taken, next, nil
+	return times, next, nil
 }

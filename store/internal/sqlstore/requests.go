@@ -82,14 +82,13 @@ func (s *DB) request(ctx context.Context, id, kind string, refuse func(state str
 	})
 }
 
-// fulfil clears the requests a run update settles, in the batch's
+// fulfil returns the statement that clears the requests a run update settles, in the batch's
 // transaction: a run that ends has nothing left to cancel; a run recorded
 // as running again (a restart) has had its retry.
-func (s *DB) fulfil(ctx context.Context, tx *sql.Tx, id string, u *store.RunUpdate) error {
+func (s *DB) fulfil(id string, u *store.RunUpdate) Stmt {
 	kind := store.RequestRetryKind
 	if !u.Ended.IsZero() {
 		kind = store.RequestCancelKind
 	}
-	_, err := tx.ExecContext(ctx, s.rq.clear, id, kind)
-	return err
+	return Stmt{s.rq.clear, []any{id, kind}}
 }

@@ -40,6 +40,10 @@ type Dialect struct {
 	// RetryFor bounds how long transient errors are retried before a
 	// call fails with store.ErrUnavailable.
 	RetryFor time.Duration
+	// Pipeline, when set, runs Apply's statements (pipelined, on
+	// Postgres: two round trips whatever the batch's size) instead of one
+	// database/sql round trip per statement.
+	Pipeline PipelineFunc
 }
 
 // DB is a store.Store over a *sql.DB.
@@ -295,7 +299,7 @@ func (s *DB) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
 		q += ` AND ended = 0`
 	}
 	if !f.LeaseExpiredBy.IsZero() {
-		q += ` AND (owner = '' OR lease_expires < ?)`
+		q += ` AND (owner = '' OR lease_expires <= ?)`
 		args = append(args, ns(f.LeaseExpiredBy))
 	}
 	if len(f.States) > 0 {
@@ -350,76 +354,88 @@ func (s *DB) Apply(ctx context.Context, b *store.Batch) error {
 		return errors.New("store: Apply with no run id")
 	}
 	return s.retry(ctx, func() error {
-		return s.tx(ctx, func(tx *sql.Tx) error { return s.apply(ctx, tx, b) })
+		now := time.Now()
+		lease, check := s.leaseCheck(b, now)
+		writes := s.writes(b, now)
+		if s.d.Pipeline != nil {
+			return s.d.Pipeline(ctx, s.db, lease, check, writes)
+		}
+		return s.tx(ctx, func(tx *sql.Tx) error {
+			var owner string
+			var expires int64
+			err := tx.QueryRowContext(ctx, lease.SQL, lease.Args...).Scan(&owner, &expires)
+			found := err == nil
+			if errors.Is(err, sql.ErrNoRows) {
+				err = nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := check(found, owner, expires); err != nil {
+				return err
+			}
+			for _, w := range writes {
+				if _, err := tx.ExecContext(ctx, w.SQL, w.Args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 }
 
-func (s *DB) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
-	now := time.Now()
-	var owner string
-	var expires int64
-	err := tx.QueryRowContext(ctx, s.q.runLease, b.RunID).Scan(&owner, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: run %s", store.ErrNotFound, b.RunID)
-	}
-	if err != nil {
-		return err
-	}
-	if b.Owner != "" && owner != "" && owner != b.Owner && expires > ns(now) {
-		return &store.LeaseError{What: "run " + b.RunID, Holder: owner, Expires: at(expires)}
-	}
-	if u := b.Run; u != nil {
-		_, err = tx.ExecContext(ctx, s.q.updateRun, u.State, u.ErrClass, u.ErrMessage, ns(u.Ended), ns(now), b.RunID)
-		if err == nil {
-			err = s.fulfil(ctx, tx, b.RunID, u)
+// leaseCheck returns the statement that reads (and locks) b's run's lease
+// and the check of its row: the run must exist, and b.Owner, if set, must
+// hold the lease or find it free.
+func (s *DB) leaseCheck(b *store.Batch, now time.Time) (Stmt, func(found bool, owner string, expires int64) error) {
+	return Stmt{SQL: s.q.runLease, Args: []any{b.RunID}}, func(found bool, owner string, expires int64) error {
+		if !found {
+			return fmt.Errorf("%w: run %s", store.ErrNotFound, b.RunID)
 		}
-	} else {
-		_, err = tx.ExecContext(ctx, s.q.touchRun, ns(now), b.RunID)
+		if b.Owner != "" && owner != "" && owner != b.Owner && expires > ns(now) {
+			return &store.LeaseError{What: "run " + b.RunID, Holder: owner, Expires: at(expires)}
+		}
+		return nil
 	}
-	if err != nil {
-		return err
+}
+
+// writes returns b's writes as statements, in order.
+func (s *DB) writes(b *store.Batch, now time.Time) []Stmt {
+	var out []Stmt
+	if u := b.Run; u != nil {
+		out = append(out, Stmt{s.q.updateRun, []any{u.State, u.ErrClass, u.ErrMessage, ns(u.Ended), ns(now), b.RunID}},
+			s.fulfil(b.RunID, u))
+	} else {
+		out = append(out, Stmt{s.q.touchRun, []any{ns(now), b.RunID}})
 	}
 	type attemptKey struct {
 		label string
 		n     int
 	}
-	if err := s.insert(ctx, tx, bulkTaskRuns, lastPerKey(len(b.TaskRuns), func(i int) string { return b.TaskRuns[i].Label }), func(i int) []any {
+	out = s.bulk(out, bulkTaskRuns, lastPerKey(len(b.TaskRuns), func(i int) string { return b.TaskRuns[i].Label }), func(i int) []any {
 		t := &b.TaskRuns[i]
 		return []any{b.RunID, t.Label, t.State, t.Value, t.ErrClass, t.ErrMessage, t.Attempts, ns(t.Start), ns(t.End), t.CacheKey}
-	}); err != nil {
-		return err
-	}
-	if err := s.insert(ctx, tx, bulkAttempts, lastPerKey(len(b.Attempts), func(i int) attemptKey { return attemptKey{b.Attempts[i].Label, b.Attempts[i].N} }), func(i int) []any {
+	})
+	out = s.bulk(out, bulkAttempts, lastPerKey(len(b.Attempts), func(i int) attemptKey { return attemptKey{b.Attempts[i].Label, b.Attempts[i].N} }), func(i int) []any {
 		a := &b.Attempts[i]
 		return []any{b.RunID, a.Label, a.N, a.State, ns(a.Start), ns(a.End), a.ErrClass, a.ErrMessage, a.Worker}
-	}); err != nil {
-		return err
-	}
-	if err := s.insert(ctx, tx, bulkChanges, lastPerKey(len(b.Changes), func(i int) int64 { return b.Changes[i].Seq }), func(i int) []any {
+	})
+	out = s.bulk(out, bulkChanges, lastPerKey(len(b.Changes), func(i int) int64 { return b.Changes[i].Seq }), func(i int) []any {
 		c := &b.Changes[i]
 		return []any{b.RunID, c.Seq, c.Label, c.Attempt, c.From, c.To, c.ErrClass, c.ErrMessage, ns(c.Time)}
-	}); err != nil {
-		return err
-	}
-	if err := s.insert(ctx, tx, bulkCache, lastPerKey(len(b.Cache), func(i int) string { return b.Cache[i].Key }), func(i int) []any {
+	})
+	out = s.bulk(out, bulkCache, lastPerKey(len(b.Cache), func(i int) string { return b.Cache[i].Key }), func(i int) []any {
 		e := &b.Cache[i]
 		created := e.Created
 		if created.IsZero() {
 			created = now
 		}
 		return []any{e.Key, nonNil(e.Value), ns(created), ns(e.Expires)}
-	}); err != nil {
-		return err
-	}
+	})
 	for _, key := range b.Unclaim {
-		if _, err := tx.ExecContext(ctx, s.q.unclaim, key, b.Owner); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.q.dropPlaceholder, key); err != nil {
-			return err
-		}
+		out = append(out, Stmt{s.q.unclaim, []any{key, b.Owner}}, Stmt{s.q.dropPlaceholder, []any{key}})
 	}
-	return nil
+	return out
 }
 
 // TaskRuns implements store.Store.

@@ -29,6 +29,7 @@ type Call struct {
 	Log     bool          // forward the task's log lines to Reply
 	Hard    bool          // the submitter requires hard enforcement
 	Timed   bool          // send a Started event to Reply (executor.Call.Trace set)
+	Again   bool          // collected: the call may have a result already; look before running
 
 	// The call's W3C trace context. DecodeCall drops what observe.Clean
 	// refuses (an invalid traceparent drops both).
@@ -46,6 +47,7 @@ const (
 	// a message without it (or written before it existed) has none.
 	flagTrace = 1 << 3
 	flagTimed = 1 << 4
+	flagAgain = 1 << 5
 )
 
 // AppendCall appends the encoding of c, then input, to dst.
@@ -59,6 +61,9 @@ func AppendCall(dst []byte, c Call, input []byte) []byte {
 	}
 	if c.Grace < 0 {
 		flags |= flagNoGrace
+	}
+	if c.Again {
+		flags |= flagAgain
 	}
 	if c.TraceParent != "" || c.TraceState != "" {
 		flags |= flagTrace
@@ -106,6 +111,7 @@ func DecodeCall(data []byte) (Call, []byte, error) {
 	flags := rest[0]
 	rest = rest[1:]
 	c.Log, c.Hard, c.Timed = flags&flagLog != 0, flags&flagHard != 0, flags&flagTimed != 0
+	c.Again = flags&flagAgain != 0
 	for _, f := range []*string{&c.Key, &c.Task, &c.Run, &c.Reply} {
 		var b []byte
 		if b, rest, err = bytesField(rest); err != nil {

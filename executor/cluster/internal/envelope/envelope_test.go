@@ -187,7 +187,8 @@ func TestCallRoundTrip(t *testing.T) {
 		{Task: "t", Key: "r/t/1", Run: "r", Attempt: 1},
 		{Task: "t", Key: "k", Run: "", Attempt: 3, Limit: time.Second, Grace: 5 * time.Millisecond,
 			Reply: "flowline.events.x", Log: true, Hard: true},
-		{Task: "t", Key: "k", Attempt: 1, Limit: time.Second, Grace: -1}, // no grace at all
+		{Task: "t", Key: "k", Attempt: 1, Limit: time.Second, Grace: -1},          // no grace at all
+		{Task: "t", Key: "r/t/2", Run: "r", Attempt: 2, Again: true, Timed: true}, // collected
 		{Task: "t", Key: "k", Attempt: 1, Timed: true, Reply: "r",
 			TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7"},
 	} {
