@@ -875,16 +875,11 @@ func (r *run) startChild(c int32) {
 	if r.restore(c, label) {
 		return
 	}
-	r.startRun(c, nd, in, err, r.childOptions(c, label, runID))
-}
-
-// childOptions are taskOptions for mapped child c.
-func (r *run) childOptions(c int32, label, runID string) task.RunOptions {
-	o := r.taskOptions(label, runID)
-	if o.ObserveAs != nil {
-		o.ObserveAs.Parent = r.observeMapped(r.units[c].aux)
+	opts := r.taskOptions(label, runID)
+	if opts.ObserveAs != nil { // a mapped child's task run is its node's child
+		opts.ObserveAs.Parent = r.observeMapped(node)
 	}
-	return o
+	r.startRun(c, nd, in, err, opts)
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -938,7 +933,9 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
-		r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
+		if r.fr != nil {
+			r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
+		}
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return true
 	}
@@ -1053,7 +1050,9 @@ func (r *run) handle(e event) {
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
-			u.runner.AttemptStarted(int(attempt), fut.Started())
+			if r.fr != nil {
+				u.runner.AttemptStarted(int(attempt), fut.Started())
+			}
 		}
 		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return
@@ -1125,11 +1124,9 @@ func (r *run) cancel(i int32) {
 		}
 	}
 	if u.runner == nil {
-		var o task.RunOptions
-		if r.child(i) {
-			o = r.childOptions(i, label, runID)
-		} else {
-			o = r.taskOptions(label, runID)
+		o := r.taskOptions(label, runID)
+		if o.ObserveAs != nil && r.child(i) {
+			o.ObserveAs.Parent = r.observeMapped(u.aux)
 		}
 		u.runner = task.NewRunner(nd.spec, nil, o)
 	}

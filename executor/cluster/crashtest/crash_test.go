@@ -471,7 +471,7 @@ func (r *run) progress() int {
 	n := 0
 	for _, w := range r.workers {
 		if fi, err := os.Stat(filepath.Join(r.logDir, w.name+".log")); err == nil {
-			n += int(fi.Size()) / 13 // lines are at most "nnnn ppppppp\n": a lower bound is enough
+			n += int(fi.Size()) / 14 // lines are at most "nnnnn ppppppp\n" (inputs under 100,000): a lower bound is enough
 		}
 	}
 	return n
