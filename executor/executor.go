@@ -47,24 +47,44 @@ type Call struct {
 	Grace time.Duration
 
 	// Logger receives the task's log lines, with the task name, run id and
-	// attempt attached (and trace_id and span_id with a TraceParent). Nil
-	// means no logging.
+	// attempt attached (and trace_id and span_id with a Trace). Nil means
+	// no logging.
 	Logger hclog.Logger
 
-	// TraceParent and TraceState are the attempt's W3C trace context
-	// (see package observe), set by an observer of the task run. They
-	// travel with the call to subprocess and cluster workers, where the
-	// task's context carries them (CallInfo) and its log lines carry
-	// trace_id and span_id. Empty means none. A worker drops a traceparent
-	// that observe.ParseTraceParent refuses, and a tracestate that
-	// observe.ValidTraceState refuses.
-	TraceParent, TraceState string
+	// Trace, when set, marks the call as observed (the task runner sets
+	// it when the run has an observer): the executor records when the call
+	// starts running (Future.Started), which costs a clock read on
+	// executors that would not otherwise read it, and the call's W3C trace
+	// context (Trace.Parent, Trace.State) travels with it to subprocess
+	// and cluster workers, where the task's context carries it (CallInfo)
+	// and its log lines carry trace_id and span_id. Nil means neither, at
+	// no cost: a pointer keeps the Call small on the path of every call.
+	Trace *Trace
+}
 
-	// Timed asks the executor to record when the call starts running
-	// (Future.Started), which costs a clock read on executors that would
-	// not otherwise read it. The task runner sets it when the run has an
-	// observer.
-	Timed bool
+// Trace is a call's W3C trace context (see package observe). A worker
+// drops a Parent that observe.ParseTraceParent refuses, with its State,
+// and a State that observe.ValidTraceState refuses. Empty fields mean
+// none: a Trace with both empty only asks for the call's start time.
+type Trace struct {
+	Parent string // traceparent: "00-<trace id>-<span id>-<flags>"
+	State  string // tracestate
+}
+
+// TraceParent returns the call's traceparent, or "" without a Trace.
+func (c *Call) TraceParent() string {
+	if c.Trace == nil {
+		return ""
+	}
+	return c.Trace.Parent
+}
+
+// TraceState returns the call's tracestate, or "" without a Trace.
+func (c *Call) TraceState() string {
+	if c.Trace == nil {
+		return ""
+	}
+	return c.Trace.State
 }
 
 // Name returns the task's name, or "" when Handler is nil.
@@ -97,7 +117,7 @@ func (c *Call) attempt() int {
 // behind CallInfo.
 func (c *Call) Identity() Identity {
 	return Identity{Task: c.Name(), RunID: c.RunID, Attempt: c.attempt(),
-		TraceParent: c.TraceParent, TraceState: c.TraceState}
+		TraceParent: c.TraceParent(), TraceState: c.TraceState()}
 }
 
 // TimeoutHandler is the contract every executor keeps: run one call, with an
@@ -230,7 +250,7 @@ type Identity struct {
 	Attempt int
 
 	// TraceParent and TraceState are the call's W3C trace context
-	// (Call.TraceParent), empty when it has none. In a worker process whose
+	// (Call.Trace), empty when it has none. In a worker process whose
 	// observer made a span of its own (observe.Observer.WorkerStart), they
 	// are that span's.
 	TraceParent, TraceState string
@@ -239,11 +259,28 @@ type Identity struct {
 type identityKey struct{}
 
 // callContext carries a call's identity and logger: one allocation per
-// call instead of the two of context.WithValue plus a separate value.
+// call instead of the two of context.WithValue plus a separate value. It
+// keeps the trace context by pointer, as Call does, so that calls without
+// one do not carry two empty strings.
 type callContext struct {
 	context.Context
-	id     Identity
-	logger hclog.Logger
+	task, run string
+	attempt   int
+	trace     *Trace
+	logger    hclog.Logger
+}
+
+func newCallContext(parent context.Context, call *Call) callContext {
+	return callContext{Context: parent, task: call.Name(), run: call.RunID, attempt: call.attempt(),
+		trace: call.Trace, logger: call.Logger}
+}
+
+func (c *callContext) identity() Identity {
+	id := Identity{Task: c.task, RunID: c.run, Attempt: c.attempt}
+	if c.trace != nil {
+		id.TraceParent, id.TraceState = c.trace.Parent, c.trace.State
+	}
+	return id
 }
 
 func (c *callContext) Value(key any) any {
@@ -257,7 +294,8 @@ func (c *callContext) Value(key any) any {
 // executors to hand to the task. Executors that run the task in another
 // process call it there, with a logger that forwards to the caller.
 func WithCall(parent context.Context, call *Call) context.Context {
-	return &callContext{Context: parent, id: call.Identity(), logger: call.Logger}
+	c := newCallContext(parent, call)
+	return &c
 }
 
 // Prepare returns the Promise of an accepted call and the context to run it
@@ -266,21 +304,21 @@ func WithCall(parent context.Context, call *Call) context.Context {
 // NewPromise plus WithCall on their hot path. The context stays valid after
 // the Future completes.
 func Prepare(parent context.Context, call *Call) (Promise, context.Context) {
-	s := &prepared{ctx: callContext{Context: parent, id: call.Identity(), logger: call.Logger}}
+	s := &prepared{ctx: newCallContext(parent, call)}
 	return Promise{f: &s.future}, &s.ctx
 }
 
 // RunInline runs call on the calling goroutine and returns its completed
-// Future, for executors that run a call where it is submitted. For a
-// Timed call it records the start (Future.Started). A task that
+// Future, for executors that run a call where it is submitted. For a call
+// with a Trace it records the start (Future.Started). A task that
 // calls runtime.Goexit ends the calling goroutine and RunInline does not
 // return (see Handler.Run); an executor that counts calls observes that
 // with a deferred check of its own, as executor/local does. The Future
 // and the call's context come from one allocation and the Future is never
 // shared before it is complete, so no lock is taken.
 func RunInline(parent context.Context, call *Call) *Future {
-	s := &prepared{ctx: callContext{Context: parent, id: call.Identity(), logger: call.Logger}}
-	if call.Timed {
+	s := &prepared{ctx: newCallContext(parent, call)}
+	if call.Trace != nil {
 		Promise{f: &s.future}.SetStarted(time.Now())
 	}
 	s.future.value, s.future.err = call.Handler.Run(&s.ctx, call.Input)
@@ -301,7 +339,7 @@ func CallInfo(ctx context.Context) (Identity, bool) {
 	if !ok {
 		return Identity{}, false
 	}
-	return c.id, true
+	return c.identity(), true
 }
 
 // Logger returns the logger for the call that ctx belongs to, with "task",
@@ -315,11 +353,13 @@ func Logger(ctx context.Context) hclog.Logger {
 	if !ok || c.logger == nil {
 		return hclog.NewNullLogger()
 	}
-	if traceID, spanID, ok := observe.TraceIDs(c.id.TraceParent); ok {
-		return c.logger.With("task", c.id.Task, "run", c.id.RunID, "attempt", c.id.Attempt,
-			"trace_id", traceID, "span_id", spanID)
+	if c.trace != nil {
+		if traceID, spanID, ok := observe.TraceIDs(c.trace.Parent); ok {
+			return c.logger.With("task", c.task, "run", c.run, "attempt", c.attempt,
+				"trace_id", traceID, "span_id", spanID)
+		}
 	}
-	return c.logger.With("task", c.id.Task, "run", c.id.RunID, "attempt", c.id.Attempt)
+	return c.logger.With("task", c.task, "run", c.run, "attempt", c.attempt)
 }
 
 // WithTrace returns ctx with the trace context of its call replaced, for a
@@ -331,7 +371,7 @@ func WithTrace(ctx context.Context, traceParent, traceState string) context.Cont
 	if !ok {
 		return ctx
 	}
-	id := c.id
-	id.TraceParent, id.TraceState = traceParent, traceState
-	return &callContext{Context: ctx, id: id, logger: c.logger}
+	n := *c
+	n.Context, n.trace = ctx, &Trace{Parent: traceParent, State: traceState}
+	return &n
 }

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 // executors create futures with NewPromise or Completed.
 type Future struct {
 	state      atomic.Uint32 // futurePending, futureCompleting, futureDone
+	deliveries int32         // next to state: the two fill one word
 	mu         sync.Mutex    // guards done, first and more while pending
 	done       chan struct{} // made on first demand, closed at completion
 	first      func()        // the first OnDone callback: most futures have one, kept without a slice
@@ -19,7 +21,6 @@ type Future struct {
 	value      any
 	err        error
 	worker     string
-	deliveries int
 	started    time.Duration // since epoch, plus one; zero: not known
 }
 
@@ -98,11 +99,11 @@ func (f *Future) Deliveries() int {
 	if f.state.Load() != futureDone {
 		return 0
 	}
-	return f.deliveries
+	return int(f.deliveries)
 }
 
 // Started is when the executor started running the call (after any time
-// queued), for calls submitted with Call.Timed; executors that read the
+// queued), for calls submitted with a Call.Trace; executors that read the
 // clock at the start anyway may report it for other calls too. It is the
 // zero time while the future is pending, for a call that never started
 // (cancelled while queued, refused) and where the executor does not know
@@ -158,7 +159,8 @@ func (p Promise) SetWorker(worker string) { p.f.worker = worker }
 
 // SetDeliveries records how many times the call was delivered (see
 // Future.Deliveries). Call it before Complete, as SetWorker.
-func (p Promise) SetDeliveries(n int) { p.f.deliveries = n }
+// A count above math.MaxInt32 is recorded as math.MaxInt32.
+func (p Promise) SetDeliveries(n int) { p.f.deliveries = int32(min(n, math.MaxInt32)) }
 
 // SetStarted records when the call started running (see Future.Started).
 // Call it before Complete, as SetWorker.

@@ -121,3 +121,64 @@ func TestAttemptNumbersNeverRepeatAfterACrash(t *testing.T) {
 	}
 	assert.True(t, seen["sum/2"])
 }
+
+// failAfter applies its first n batches, then fails every one.
+type failAfter struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (s *failAfter) Apply(ctx context.Context, b *store.Batch) error {
+	if s.n.Add(-1) < 0 {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, errDown)
+	}
+	return s.Store.Apply(ctx, b)
+}
+
+// TestWideFanOutBeginsItsAttemptsAWindowAtATime: a durable run's fan-out
+// wider than the window of attempts waiting for their start records
+// completes with every attempt recorded once, and one whose store fails
+// midway stops with every task run final, the held ones Cancelled.
+func TestWideFanOutBeginsItsAttemptsAWindowAtATime(t *testing.T) {
+	const n = 2000
+	var runs counter
+	one := task.New("one", func(_ context.Context, x int) (int, error) { runs.add(fmt.Sprint(x)); return x, nil }, task.Options{})
+	xs := make([]int, n)
+	for i := range xs {
+		xs[i] = i
+	}
+	b := flow.New("wide", flow.Options{})
+	out := flow.Map(b, one, flow.Const(xs))
+	f, err := b.Build()
+	require.NoError(t, err)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "runs.db")
+	st := openStore(t, path)
+	res, err := f.Run(ctx, newPool(t, 8), flow.RunOptions{Store: st, RunID: "all"})
+	require.NoError(t, err)
+	v, ok := flow.Value(res, out)
+	require.True(t, ok)
+	assert.Equal(t, xs, v)
+	as, err := st.Attempts(ctx, "all")
+	require.NoError(t, err)
+	assert.Len(t, as, n)
+	for _, a := range as {
+		assert.Equal(t, 1, a.N)
+		assert.Equal(t, "Success", a.State)
+	}
+	assert.Equal(t, n, runs.total())
+
+	broken := &failAfter{Store: st}
+	broken.n.Store(3)
+	res, err = f.Run(ctx, newPool(t, 8), flow.RunOptions{Store: broken, RunID: "broken"})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	cancelled := 0
+	for _, tr := range res.Tasks {
+		assert.True(t, tr.State.Final(), tr.Task)
+		if tr.State == task.Cancelled {
+			cancelled++
+		}
+	}
+	assert.Greater(t, cancelled, 0, "the attempts not begun when the store failed end Cancelled")
+	assert.Less(t, runs.total(), 2*n, "the run stopped")
+}

@@ -292,14 +292,18 @@ func TestCrashTrialsSQLite(t *testing.T) {
 
 func TestCrashTrialsPostgresTwoResumers(t *testing.T) {
 	dir := t.TempDir()
-	const trials = 5
+	const trials = 20
+	total := trialFigures{}
 	for trial := range trials {
 		spec := "postgres:" + pgtest.Schema(t)
 		f := crashTrial(t, spec, 2, dir, trial)
-		t.Logf("trial %d: %4d task runs started before the kill, %4d recorded complete, %d in flight, %d ran again",
+		t.Logf("trial %2d: %4d task runs started before the kill, %4d recorded complete, %d in flight, %d ran again",
 			trial, f.ranBeforeKill, f.recorded, f.inFlight, f.reRun)
+		total.inFlight += f.inFlight
+		total.reRun += f.reRun
 		if t.Failed() {
 			break
 		}
 	}
+	t.Logf("%d trials: %d task runs in flight at the kills, %d ran again, none recorded complete ran again", trials, total.inFlight, total.reRun)
 }

@@ -190,6 +190,7 @@ func (d *durable) start(ctx context.Context, post func(event)) {
 // queued while the previous commit ran goes in the next (group commit).
 func (d *durable) record(ctx context.Context, post func(event)) {
 	b := &store.Batch{RunID: d.runID, Owner: d.owner}
+	var failed error
 	for {
 		select {
 		case <-d.wake:
@@ -204,9 +205,15 @@ func (d *durable) record(ctx context.Context, post func(event)) {
 		if b.Empty() && len(units) == 0 && len(started) == 0 {
 			continue
 		}
-		var err error
-		if !d.over() { // a run handed over writes nothing more (handover.go)
+		// After a failure nothing more is written: what the run records
+		// then is the failure's consequence (task runs cancelled because
+		// the store failed), not an outcome a resume should keep. The
+		// record stays as it was when the store failed, as after a crash.
+		// A run handed over writes nothing more either (handover.go).
+		err := failed
+		if err == nil && !d.over() {
 			err = d.st.Apply(ctx, b)
+			failed = err
 		}
 		b.Reset()
 		if err != nil || len(units) > 0 || len(started) > 0 {

@@ -277,6 +277,9 @@ func (r *run) recorded(e *recorded) {
 		delete(r.starts, i)
 		r.submit(i, call)
 	}
+	if len(r.held) > 0 && !r.stopping {
+		r.unhold()
+	}
 }
 
 // looked handles a cache lookup's answer.

@@ -243,6 +243,7 @@ const (
 	recording // final, waiting for its record to be durable
 	looking   // waiting for a cache lookup
 	starting  // an attempt begun, waiting for its start to be durable before it is submitted
+	held      // its next attempt waits for room among the starting ones (durable runs)
 	limiting  // waiting for its limits (task state Waiting)
 )
 
@@ -283,6 +284,7 @@ type run struct {
 	// attempt that was in flight by its identity; nil otherwise.
 	collector executor.Collector
 	starts    map[int32]executor.Call // attempts in phase starting
+	held      []int32                 // units in phase held, FIFO
 
 	recs      []TaskRun
 	units     []unit
@@ -352,12 +354,13 @@ func (r *run) observeMapped(i int32) *observe.TaskRun {
 func (r *run) release() {
 	clear(r.units)
 	clear(r.batch)
-	clear(r.q.items)
+	items := r.q.close()
+	clear(items)
 	for _, w := range r.waiters {
 		w.r = nil
 	}
 	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
-		items: r.q.items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0]}
+		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0]}
 	r.f.scratch.Put(r.sc)
 	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.sc = nil, nil, nil, nil, nil, nil, nil
 }
@@ -406,10 +409,18 @@ type queue struct {
 	items  []event
 	n      atomic.Int32 // len(items), read without the lock
 	signal chan struct{}
+	closed bool // the run ended: late events are dropped
 }
 
 func (q *queue) post(e event) {
 	q.mu.Lock()
+	if q.closed {
+		// A timer that fired as the run ended (the room timer, whose
+		// Stop came too late): nothing is left to handle it, and the
+		// queue's memory is the next run's.
+		q.mu.Unlock()
+		return
+	}
 	q.items = append(q.items, e)
 	q.n.Store(int32(len(q.items)))
 	q.mu.Unlock()
@@ -417,6 +428,16 @@ func (q *queue) post(e event) {
 	case q.signal <- struct{}{}:
 	default:
 	}
+}
+
+// close ends the queue and returns its memory.
+func (q *queue) close() []event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	items := q.items
+	q.items = nil
+	return items
 }
 
 // spin yields the processor a few times, for executor workers to
@@ -671,12 +692,40 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 // crash rejoins its recorded attempt instead, whose start is durable.
 func (r *run) launch(i int32) {
 	u := &r.units[i]
+	if r.d != nil && !r.d.replay && len(r.starts) >= startWindow {
+		u.phase = held
+		r.held = append(r.held, i)
+		return
+	}
 	if r.collector != nil && u.runner.Rejoinable() {
 		u.rejoin = true
 		r.submit(i, u.runner.Rejoin())
 		return
 	}
 	r.started(i, u.runner.Next())
+}
+
+// startWindow bounds a durable run's attempts begun and waiting for their
+// start to be durable; the next ones wait to begin (phase held). A fan-out
+// of ten thousand then records its starts a window at a time, each commit
+// small, while the executor works on the window before, instead of one
+// commit of them all before the first call goes out; and an attempt's
+// recorded start is close to its submission.
+const startWindow = 512
+
+// unhold begins held attempts while there is room among the starting
+// ones.
+func (r *run) unhold() {
+	for len(r.held) > 0 && len(r.starts) < startWindow {
+		i := r.held[0]
+		r.held = r.held[1:]
+		if r.units[i].phase == held {
+			r.launch(i)
+		}
+	}
+	if len(r.held) == 0 {
+		r.held = nil
+	}
 }
 
 // started submits a new attempt's call; on a durable run, once its start
@@ -826,16 +875,11 @@ func (r *run) startChild(c int32) {
 	if r.restore(c, label) {
 		return
 	}
-	r.startRun(c, nd, in, err, r.childOptions(c, label, runID))
-}
-
-// childOptions are taskOptions for mapped child c.
-func (r *run) childOptions(c int32, label, runID string) task.RunOptions {
-	o := r.taskOptions(label, runID)
-	if o.ObserveAs != nil {
-		o.ObserveAs.Parent = r.observeMapped(r.units[c].aux)
+	opts := r.taskOptions(label, runID)
+	if opts.ObserveAs != nil { // a mapped child's task run is its node's child
+		opts.ObserveAs.Parent = r.observeMapped(node)
 	}
-	return o
+	r.startRun(c, nd, in, err, opts)
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -889,7 +933,9 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 	r.roomWait = 0
 	if v, err, ok := fut.Result(); ok {
 		r.units[i].runner.AttemptDeliveries(call.Attempt, fut.Deliveries())
-		r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
+		if r.fr != nil {
+			r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
+		}
 		r.outcome(i, call.Attempt, v, err, fut.Worker())
 		return true
 	}
@@ -1004,7 +1050,9 @@ func (r *run) handle(e event) {
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
-			u.runner.AttemptStarted(int(attempt), fut.Started())
+			if r.fr != nil {
+				u.runner.AttemptStarted(int(attempt), fut.Started())
+			}
 		}
 		r.outcome(i, int(attempt), v, err, fut.Worker())
 		return
@@ -1043,6 +1091,12 @@ func (r *run) stop() {
 				r.cancel(i)
 			}
 			// else the timer has fired: its event ends the unit.
+		case held:
+			if u.hold != nil {
+				u.hold.Release()
+				u.hold = nil
+			}
+			r.cancel(i)
 		case starting:
 			call := r.starts[i]
 			delete(r.starts, i)
@@ -1070,11 +1124,9 @@ func (r *run) cancel(i int32) {
 		}
 	}
 	if u.runner == nil {
-		var o task.RunOptions
-		if r.child(i) {
-			o = r.childOptions(i, label, runID)
-		} else {
-			o = r.taskOptions(label, runID)
+		o := r.taskOptions(label, runID)
+		if o.ObserveAs != nil && r.child(i) {
+			o.ObserveAs.Parent = r.observeMapped(u.aux)
 		}
 		u.runner = task.NewRunner(nd.spec, nil, o)
 	}

@@ -171,8 +171,8 @@ type Attempt struct {
 	N    int // from 1 (after any prior attempts of a resumed run)
 
 	// TraceParent and TraceState, set by the observer at AttemptStart,
-	// travel with the call (executor.Call.TraceParent), to worker
-	// processes too, where the task's context and log lines carry them.
+	// travel with the call (executor.Call.Trace), to worker processes
+	// too, where the task's context and log lines carry them.
 	TraceParent, TraceState string
 
 	Start time.Time // when it was submitted

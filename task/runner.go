@@ -45,8 +45,8 @@ type RunOptions struct {
 	// Observer, when set, is told of the run's start and end and of each
 	// attempt's (see package observe), on the goroutine that drives the
 	// run, and the run's calls carry the trace context it gives each
-	// attempt (executor.Call.TraceParent) and ask the executor for their
-	// start time (executor.Call.Timed). Nil means none, at the cost of a
+	// attempt and ask the executor for their start time (executor.Call.Trace).
+	// Nil means none, at the cost of a
 	// nil check per event.
 	Observer observe.Observer
 
@@ -122,7 +122,8 @@ type Runner struct {
 	spec    Spec
 	opts    Options
 	input   any
-	run     RunOptions
+	onState func(Change) // RunOptions.OnState
+	logger  hclog.Logger // RunOptions.Logger; the run's id is in res
 	state   State
 	attempt int // current attempt, 0 before Start
 	first   int // the number of the first attempt this Runner makes
@@ -158,11 +159,12 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		opts.Label = spec.Name()
 	}
 	r := &Runner{
-		spec:  spec,
-		opts:  spec.Options(),
-		input: input,
-		run:   opts,
-		res:   Result{Task: opts.Label, RunID: opts.RunID},
+		spec:    spec,
+		opts:    spec.Options(),
+		input:   input,
+		onState: opts.OnState,
+		logger:  opts.Logger,
+		res:     Result{Task: opts.Label, RunID: opts.RunID},
 	}
 	if n := len(opts.Prior); n > 0 {
 		r.res.Attempts = append([]Attempt(nil), opts.Prior...)
@@ -269,8 +271,8 @@ func (r *Runner) Wait(w limit.Wait) {
 	r.waitFrom, r.waitSince = r.state, time.Now()
 	from := r.state
 	r.state = Waiting
-	if r.run.OnState != nil {
-		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
+	if r.onState != nil {
+		r.onState(Change{Task: r.res.Task, RunID: r.res.RunID, Attempt: r.attempt,
 			From: from, To: Waiting, Time: r.waitSince, Note: w.String()})
 	}
 	if r.o != nil {
@@ -314,28 +316,30 @@ func (r *Runner) call(now time.Time) executor.Call {
 	call := executor.Call{
 		Handler: r.spec.Handler(),
 		Input:   r.input,
-		RunID:   r.run.RunID,
+		RunID:   r.res.RunID,
 		Attempt: r.attempt,
 		Limit:   r.opts.Timeout,
 		Grace:   r.opts.Grace,
-		Logger:  r.run.Logger,
+		Logger:  r.logger,
 	}
 	if r.o != nil {
-		r.observeAttempt(&call, now)
+		call.Trace = r.observeAttempt(now)
 	}
 	return call
 }
 
 // observeAttempt reports the start of the task run (at its first attempt)
-// and of the attempt, and gives the call the attempt's trace context.
-func (r *Runner) observeAttempt(call *executor.Call, now time.Time) {
+// and of the attempt, and returns the attempt's trace context for its call
+// (a result, not through a pointer to the call: the call stays in its
+// result slot).
+func (r *Runner) observeAttempt(now time.Time) *executor.Trace {
 	o := r.o
 	r.observeStart(now)
 	o.started = time.Time{}
 	o.oa = &observe.Attempt{Task: o.ot, N: r.attempt, Start: now}
 	o.obs.AttemptStart(o.oa)
-	call.TraceParent, call.TraceState = observe.Clean(o.oa.TraceParent, o.oa.TraceState)
-	call.Timed = true
+	tp, ts := observe.Clean(o.oa.TraceParent, o.oa.TraceState)
+	return &executor.Trace{Parent: tp, State: ts}
 }
 
 func (r *Runner) observeStart(now time.Time) {
@@ -428,7 +432,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 	}
 	if again {
 		delay = r.opts.retryDelay(r.attempt)
-		r.run.logger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.run.RunID,
+		r.debugLogger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.res.RunID,
 			"attempt", r.attempt, "delay", delay, "error", err)
 		r.change(Retrying, err, now)
 		return delay, true
@@ -531,17 +535,17 @@ func (r *Runner) finish(state State, err error, now time.Time) {
 func (r *Runner) change(to State, err error, now time.Time) {
 	from := r.state
 	r.state = to
-	if r.run.OnState != nil {
-		r.run.OnState(Change{Task: r.res.Task, RunID: r.run.RunID, Attempt: r.attempt,
+	if r.onState != nil {
+		r.onState(Change{Task: r.res.Task, RunID: r.res.RunID, Attempt: r.attempt,
 			From: from, To: to, Err: err, Time: now})
 	}
 }
 
-func (o *RunOptions) logger() hclog.Logger {
-	if o.Logger == nil {
+func (r *Runner) debugLogger() hclog.Logger {
+	if r.logger == nil {
 		return hclog.NewNullLogger()
 	}
-	return o.Logger
+	return r.logger
 }
 
 // Run runs one task run of spec on input: it submits attempts to ex,

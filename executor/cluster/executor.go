@@ -547,10 +547,10 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait, again b
 	hc := envelope.Call{
 		Key: p.key, Task: ident.Task, Run: ident.RunID, Attempt: ident.Attempt,
 		Limit: call.Limit, Grace: call.Grace, Log: call.Logger != nil,
-		Hard: e.opts.Enforcement == executor.Hard, Timed: call.Timed, Again: again,
-		TraceParent: call.TraceParent, TraceState: call.TraceState,
+		Hard: e.opts.Enforcement == executor.Hard, Timed: call.Trace != nil, Again: again,
+		TraceParent: call.TraceParent(), TraceState: call.TraceState(),
 	}
-	if call.Limit > 0 || call.Logger != nil || hc.Hard || call.Timed {
+	if call.Limit > 0 || call.Logger != nil || hc.Hard || hc.Timed {
 		hc.Reply = e.events
 	}
 	p.msg = &nats.Msg{

@@ -443,23 +443,37 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	}
 
 	parent := context.Background()
-	var taskErr error // what the executor answered, for the observer
+	endObserved := func(error) {} // ends the observer's worker span, once
 	call := executor.Call{
 		Handler: h, Input: executor.Raw(input), RunID: hc.Run, Attempt: hc.Attempt,
-		Limit: hc.Limit, Grace: hc.Grace, TraceParent: hc.TraceParent, TraceState: hc.TraceState,
+		Limit: hc.Limit, Grace: hc.Grace,
+	}
+	if hc.TraceParent != "" || hc.Timed {
+		call.Trace = &executor.Trace{Parent: hc.TraceParent, State: hc.TraceState}
 	}
 	if obs := w.opts.Registry.Observer(); obs != nil {
 		wc := &observe.WorkerCall{Task: hc.Task, RunID: hc.Run, Attempt: hc.Attempt, Worker: w.name,
 			TraceParent: hc.TraceParent, TraceState: hc.TraceState, Start: time.Now()}
 		parent = obs.WorkerStart(parent, wc)
-		call.TraceParent, call.TraceState = observe.Clean(wc.TraceParent, wc.TraceState)
-		defer func() {
+		tp, ts := observe.Clean(wc.TraceParent, wc.TraceState)
+		call.Trace = &executor.Trace{Parent: tp, State: ts}
+		ended := false
+		endObserved = func(err error) {
+			if ended {
+				return
+			}
+			ended = true
 			wc.End = time.Now()
-			if taskErr != nil {
-				wc.Err, wc.Class = taskErr, string(executor.ClassOf(taskErr))
+			if err != nil {
+				wc.Err, wc.Class = err, string(executor.ClassOf(err))
 			}
 			obs.WorkerEnd(wc)
-		}()
+		}
+		// Ended as soon as the executor answers (below), before the result
+		// is stored: the submitter, who may learn of it at once, then sees
+		// a trace whose worker span has ended. This is for the other ways
+		// out of handle.
+		defer func() { endObserved(nil) }()
 	}
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
@@ -480,7 +494,6 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 	}
 	// Counted before Submit: an executor may run the call inside Submit.
 	w.ran.Add(1)
-	call.Timed = hc.Timed
 	submitted := time.Now()
 	f, err := w.opts.Executor.Submit(ctx, call)
 	if err != nil {
@@ -492,7 +505,7 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 	v, err := f.Wait(context.Background())
-	taskErr = err
+	endObserved(err)
 	if hc.Hard && hc.Reply != "" {
 		// A hard submitter that cancelled the call waits for this: the
 		// executor returned it, so its process group is dead.

@@ -142,7 +142,7 @@ func (e *Executor) runInline(ctx context.Context, call *executor.Call) *executor
 	_, err, _ := f.Result()
 	if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
 		// the task gave up because its caller did
-		f, err = completed(nil, cerr, call.Timed, f.Started()), cerr
+		f, err = completed(nil, cerr, call.Trace != nil, f.Started()), cerr
 	}
 	e.stats.Ended(err)
 	return f
@@ -204,13 +204,13 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 		if e.abandon(h, "timed out", &call, began) {
 			e.stats.Ended(terr)
 			cctx.Expire(terr)
-			return completed(nil, terr, call.Timed, began), nil
+			return completed(nil, terr, call.Trace != nil, began), nil
 		}
 	case <-ctx.Done():
 		if e.abandon(h, "cancelled", &call, began) {
 			err := executor.NewCanceledError(call.Name(), ctx)
 			e.stats.Ended(err)
-			return completed(nil, err, call.Timed, began), nil
+			return completed(nil, err, call.Trace != nil, began), nil
 		}
 	}
 	// The call returned while we decided to give up on it: it was seen
@@ -230,7 +230,7 @@ func (e *Executor) collect(ctx context.Context, h *helper) *executor.Future {
 	} else if cerr := deadlinectx.CallerEnded(h.call.Name(), ctx, err); cerr != err {
 		v, err = nil, cerr // the task gave up because its caller did
 	}
-	timed, began := h.call.Timed, h.began
+	timed, began := h.call.Trace != nil, h.began
 	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
 	e.stats.Ended(err)
 	e.putBack(h)
@@ -238,7 +238,7 @@ func (e *Executor) collect(ctx context.Context, h *helper) *executor.Future {
 }
 
 // completed returns a completed future, with its start recorded for a
-// Timed call (see executor.Call.Timed).
+// call with a Trace (see executor.Call.Trace).
 func completed(v any, err error, timed bool, began time.Time) *executor.Future {
 	if !timed {
 		return executor.Completed(v, err)

@@ -96,13 +96,13 @@ func (w *worker) run() {
 	g := w.gen
 	ctx := w.callContext(j)
 	limit := j.call.Limit
-	if limit > 0 || j.tk != nil || j.call.Timed {
+	if limit > 0 || j.tk != nil || j.call.Trace != nil {
 		// Only a call that can be answered by someone else needs its start
 		// time: for its deadline, its TimeoutError, its abandonment log;
-		// and a Timed one, for its Future.
+		// and an observed one (Call.Trace), for its Future.
 		w.start = time.Now()
 	}
-	if j.call.Timed && j.promise != (executor.Promise{}) {
+	if j.call.Trace != nil && j.promise != (executor.Promise{}) {
 		// Before the state store below: whoever completes the future
 		// (this worker, the watchdog, a cancellation) is ordered after it.
 		j.promise.SetStarted(w.start)

@@ -97,7 +97,7 @@ var (
 func registry() *executor.Registry {
 	reg := executortest.Registry()
 	for _, h := range []*executor.Handler{pidTask, garbageTask, oversizeTask, printTask, bigTask, hogTask,
-		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask} {
+		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask, traceTask} {
 		if err := reg.Register(h); err != nil {
 			panic(err)
 		}

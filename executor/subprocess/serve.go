@@ -223,13 +223,19 @@ func (s *server) call(c proto.Call) (res proto.Result) {
 		return res
 	}
 	call := &executor.Call{Handler: h, RunID: c.RunID, Attempt: c.Attempt, Limit: c.Limit,
-		Logger: s.taskLogger(c.Seq, hclog.Level(c.LogLevel)), TraceParent: c.TraceParent, TraceState: c.TraceState}
+		Logger: s.taskLogger(c.Seq, hclog.Level(c.LogLevel))}
+	if c.TraceParent != "" {
+		call.Trace = &executor.Trace{Parent: c.TraceParent, State: c.TraceState}
+	}
 	parent := context.Background()
 	if obs := s.reg.Observer(); obs != nil {
 		wc := &observe.WorkerCall{Task: c.Task, RunID: c.RunID, Attempt: c.Attempt,
 			Worker: "pid " + strconv.Itoa(s.pid), TraceParent: c.TraceParent, TraceState: c.TraceState, Start: time.Now()}
 		parent = obs.WorkerStart(parent, wc)
-		call.TraceParent, call.TraceState = observe.Clean(wc.TraceParent, wc.TraceState)
+		call.Trace = nil
+		if tp, ts := observe.Clean(wc.TraceParent, wc.TraceState); tp != "" {
+			call.Trace = &executor.Trace{Parent: tp, State: ts}
+		}
 		defer func() {
 			wc.End = time.Now()
 			if res.Err != nil {

@@ -219,8 +219,8 @@ func (w *worker) send(j *job) {
 		LogLevel: int(j.logLevel),
 		Input:    j.input,
 
-		TraceParent: j.call.TraceParent,
-		TraceState:  j.call.TraceState,
+		TraceParent: j.call.TraceParent(),
+		TraceState:  j.call.TraceState(),
 	}
 	if !j.deadline.IsZero() {
 		c.Deadline = j.deadline.UnixNano()

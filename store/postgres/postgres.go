@@ -76,6 +76,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		Classify:    classify,
 		RetryFor:    retry,
 		Pipeline:    pipeline,
+		Arrays:      true,
 	})
 	if err != nil {
 		_ = db.Close()

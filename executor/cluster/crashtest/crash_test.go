@@ -471,7 +471,7 @@ func (r *run) progress() int {
 	n := 0
 	for _, w := range r.workers {
 		if fi, err := os.Stat(filepath.Join(r.logDir, w.name+".log")); err == nil {
-			n += int(fi.Size()) / 13 // lines are at most "nnnn ppppppp\n": a lower bound is enough
+			n += int(fi.Size()) / 14 // lines are at most "nnnnn ppppppp\n" (inputs under 100,000): a lower bound is enough
 		}
 	}
 	return n
@@ -496,7 +496,7 @@ func TestCrashes(t *testing.T) {
 		{name: "watcher-server", inputs: 2000, single: true, act: killWatcherServer},
 		{name: "worker-and-follower", inputs: 2000, single: true, prepare: prepareFollower, act: killWorkerAndFollower},
 		{name: "two-of-three", inputs: 2000, act: killTwoOfThree},
-		{name: "each-in-turn", inputs: 20000, single: true, act: killEachInTurn},
+		{name: "each-in-turn", inputs: 30000, single: true, act: killEachInTurn},
 	} {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, c, o, sc) })
 		if t.Failed() {
@@ -897,6 +897,7 @@ func killTwoOfThree(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.T
 func killEachInTurn(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.Time, []string, error) {
 	var kills []time.Time
 	for i := range c.servers {
+		ran := r.progress()
 		at, err := killServer(c, o, r, c.cfgs[i].Name)
 		if err != nil {
 			return nil, nil, err
@@ -908,9 +909,16 @@ func killEachInTurn(t *testing.T, c *natsCluster, o *observer, r *run) ([]time.T
 			return nil, nil, err
 		}
 		// The next kill is one server's death only once this one has
-		// caught up: every group led, every replica current.
+		// caught up: every group led, every replica current. And its
+		// recovery is measured only if calls complete again before it.
 		if err := o.waitHealthy(r); err != nil {
 			return nil, nil, err
+		}
+		for deadline := time.Now().Add(time.Minute); r.progress() < ran+2*minAfter; {
+			if time.Now().After(deadline) {
+				return nil, nil, fmt.Errorf("fewer than %d calls ran in the minute after killing %s", 2*minAfter, c.cfgs[i].Name)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	waitRunEnd(r)

@@ -40,6 +40,10 @@ type Dialect struct {
 	// RetryFor bounds how long transient errors are retried before a
 	// call fails with store.ErrUnavailable.
 	RetryFor time.Duration
+	// Arrays makes a batch's bulk writes one statement per table, each
+	// column one array parameter (Postgres: unnest), instead of chunks of
+	// multi-row VALUES.
+	Arrays bool
 	// Pipeline, when set, runs Apply's statements (pipelined, on
 	// Postgres: two round trips whatever the batch's size) instead of one
 	// database/sql round trip per statement.

@@ -28,7 +28,7 @@ type Call struct {
 	Reply   string        // subject for events; empty: send none
 	Log     bool          // forward the task's log lines to Reply
 	Hard    bool          // the submitter requires hard enforcement
-	Timed   bool          // send a Started event to Reply (executor.Call.Timed)
+	Timed   bool          // send a Started event to Reply (executor.Call.Trace set)
 	Again   bool          // collected: the call may have a result already; look before running
 
 	// The call's W3C trace context. DecodeCall drops what observe.Clean
