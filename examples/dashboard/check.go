@@ -49,8 +49,8 @@ func (s *service) check(ctx context.Context, base, token string) error {
 	slowPage := c.get("runs/"+url.PathEscape(slow), 200)
 	c.want(slowPage, `data-task="call-api" data-state="TimedOut"`, "the timed-out task")
 	m := c.get("metrics", 200)
-	c.want(m, `flowline_runs{flow="report",state="Failed"} 1`, "/metrics counts the runs")
-	c.want(m, `flowline_executor_calls_total{executor="pool",result="timed_out"} 2`, "/metrics counts the timeouts")
+	c.want(m, `flowline_store_runs{cicd_pipeline_name="report",flowline_state="Failed"} 1`, "/metrics counts the runs")
+	c.want(m, `flowline_executor_calls_ended_total{flowline_call_outcome="timeout",flowline_executor="pool"} 2`, "/metrics counts the timeouts")
 	if c.err != nil {
 		return c.err
 	}

@@ -36,6 +36,12 @@ func TestServerLogsReachHclog(t *testing.T) {
 }
 
 func TestEmbeddedStoreIsRemoved(t *testing.T) {
+	// A temporary directory of this test's own: other test processes (go
+	// test runs packages in parallel) start embedded servers too, and
+	// counting the shared one's entries would count theirs.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // Unix
+	t.Setenv("TMP", tmp)    // Windows
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "flowline-nats-*"))
 	srv, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
 	require.NoError(t, err)
