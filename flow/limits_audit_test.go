@@ -211,7 +211,7 @@ func TestLimitsAudit(t *testing.T) {
 		full = true
 		n, err := strconv.Atoi(s)
 		require.NoError(t, err, envLimitsAudit)
-		total, rate = n, 250
+		total, rate = n, 200
 	}
 	share := total / auditProcs
 	total = share * auditProcs

@@ -34,6 +34,10 @@ type queue struct {
 	pumping bool
 	wake    chan struct{}
 	rel     []heldSlot // slots to give back
+	// lease is, per slot this process holds, when the store transaction
+	// that last claimed or handed it on began: its lease runs at least
+	// until then + ttl (or the last renewal + ttl, if later).
+	lease map[int]int64
 }
 
 type heldSlot struct {
@@ -172,7 +176,7 @@ func (q *queue) release(holder string, slot int) {
 			q.mu.Unlock()
 			return
 		}
-		if q.n > 0 && q.s.leaseSure() {
+		if q.n > 0 && q.s.leaseSure(q.lease[slot]) {
 			// Hand the slot on to the next waiter here: the store learns of
 			// the new holder in the pump's next transaction, and the slot's
 			// lease is surely ours until then (see leaseSure).
@@ -357,6 +361,7 @@ func (q *queue) pumpSlots() {
 		}
 		// Slots given back and claimed in one transaction: a process hands
 		// its slots on in one round trip.
+		began := time.Now().UnixNano()
 		got, err := s.st.SwapSlots(s.bg, name, key, q.lim.Concurrency, s.owner, release, holders, s.ttl)
 		if err != nil {
 			if !s.closed.Load() {
@@ -370,6 +375,21 @@ func (q *queue) pumpSlots() {
 			}
 			continue
 		}
+		q.mu.Lock()
+		if q.lease == nil {
+			q.lease = map[int]int64{}
+		}
+		for _, h := range rel {
+			if h.next != "" {
+				q.lease[h.slot] = began
+			} else {
+				delete(q.lease, h.slot)
+			}
+		}
+		for _, slot := range got {
+			q.lease[slot] = began
+		}
+		q.mu.Unlock()
 		if len(ws) == 0 {
 			continue
 		}

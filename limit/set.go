@@ -76,11 +76,13 @@ type Set struct {
 	renewed atomic.Int64
 }
 
-// leaseSure reports whether every slot this process holds is surely still
-// leased to it for a while (half a heartbeat at least), so that one can be
-// handed on in memory before the store hears of it.
-func (s *Set) leaseSure() bool {
-	r := s.renewed.Load()
+// leaseSure reports whether a slot this process holds is surely still
+// leased to it for a while (half a heartbeat at least), so that it can be
+// handed on in memory before the store hears of it: since is when the
+// transaction that last claimed or handed it on began; the last renewal
+// counts too.
+func (s *Set) leaseSure(since int64) bool {
+	r := max(s.renewed.Load(), since)
 	return r != 0 && time.Now().UnixNano() < r+int64(s.ttl)-int64(s.beat/2)
 }
 

@@ -328,7 +328,7 @@ func testSlotsSwap(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Len(t, held, 2)
 	assert.Equal(t, "f", held[0].Holder, "handed on twice, in order")
-	got, err = l.SwapSlots(c, "api", "", 2, "q", []store.Slot{{N: 1, Holder: "c", Next: "x"}}, nil, time.Hour)
+	_, err = l.SwapSlots(c, "api", "", 2, "q", []store.Slot{{N: 1, Holder: "c", Next: "x"}}, nil, time.Hour)
 	require.NoError(t, err)
 	held, err = l.Slots(c, "api", "")
 	require.NoError(t, err)
