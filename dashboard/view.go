@@ -246,7 +246,7 @@ func span(cs []*taskRow) (start, end time.Time) {
 }
 
 // stateOrder is the order states are counted in: what needs a look first.
-var stateOrder = []string{"Failed", "TimedOut", "TriggerFailed", "Cancelled", "Running", "Retrying", "Success", "Cached", "Skipped", "Pending"}
+var stateOrder = []string{"Failed", "TimedOut", "TriggerFailed", "Cancelled", "Running", "Retrying", "Waiting", "Success", "Cached", "Skipped", "Pending"}
 
 func countStates(rows []*taskRow) []stateCount {
 	n := map[string]int{}
