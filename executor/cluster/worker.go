@@ -80,7 +80,10 @@ type WorkerStats struct {
 // Worker serves calls from the stream: it pulls one call per free slot,
 // runs it on its executor, heartbeats it while it runs, records its result
 // in the bucket (create-if-absent: the first result of a call stands) and
-// acknowledges the message. A task that calls runtime.Goexit on a slot's
+// acknowledges the message. A call delivered again (a consumer leader
+// died) is first asked about on "<Prefix>.holds": if another live worker
+// holds it, it is left to that one (handed back with a delay of the ack
+// wait) instead of run twice. A task that calls runtime.Goexit on a slot's
 // goroutine (an executor that runs calls inline, such as executor/local
 // without a limit) is answered as an *executor.PanicError matching
 // executor.ErrGoexit, and the slot goes on with a new goroutine. It is
