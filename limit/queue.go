@@ -379,10 +379,16 @@ func (q *queue) pumpSlots() {
 		if q.lease == nil {
 			q.lease = map[int]int64{}
 		}
-		for _, h := range rel {
-			if h.next != "" {
+		lost := 0
+		for k, h := range rel {
+			if release[k].Expires.IsZero() {
+				lost++
+			}
+			if h.next != "" && !release[k].Expires.IsZero() {
 				q.lease[h.slot] = began
 			} else {
+				// Released, or lost: a slot whose lease expired and that
+				// another process claimed is not ours to hand on again.
 				delete(q.lease, h.slot)
 			}
 		}
@@ -390,6 +396,10 @@ func (q *queue) pumpSlots() {
 			q.lease[slot] = began
 		}
 		q.mu.Unlock()
+		if lost > 0 && !s.closed.Load() {
+			s.log.Warn("slots' leases expired while held (renewals too late) and other processes claimed them: their holders here ran beside the limit",
+				"limit", name, "key", key, "slots", lost, "heartbeat", s.beat)
+		}
 		if len(ws) == 0 {
 			continue
 		}

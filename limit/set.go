@@ -71,19 +71,17 @@ type Set struct {
 	stopBG context.CancelFunc
 	quit   chan struct{}
 	wg     sync.WaitGroup
-	// renewed is when the last successful renewal began (Unix ns): every
-	// slot this process holds is leased until at least renewed+ttl.
-	renewed atomic.Int64
 }
 
 // leaseSure reports whether a slot this process holds is surely still
 // leased to it for a while (half a heartbeat at least), so that it can be
 // handed on in memory before the store hears of it: since is when the
-// transaction that last claimed or handed it on began; the last renewal
-// counts too.
+// store transaction that last claimed it or handed it on (and found it
+// still ours) began, 0 if none is known. A renewal does not count: it
+// renews the slots still ours, and does not say which ones a late
+// renewal found taken by another process.
 func (s *Set) leaseSure(since int64) bool {
-	r := max(s.renewed.Load(), since)
-	return r != 0 && time.Now().UnixNano() < r+int64(s.ttl)-int64(s.beat/2)
+	return since != 0 && time.Now().UnixNano() < since+int64(s.ttl)-int64(s.beat/2)
 }
 
 // New returns a Set of limits. A limit without a name, two limits with one
@@ -448,11 +446,7 @@ func (s *Set) heartbeat() {
 			return
 		case <-t.C:
 		}
-		at := time.Now()
 		_, err := s.st.RenewSlots(s.bg, s.owner, s.ttl)
-		if err == nil {
-			s.renewed.Store(at.UnixNano())
-		}
 		if err != nil && !s.closed.Load() {
 			s.log.Warn("renewing the limits' slots failed; they expire unless a later renewal succeeds", "error", err)
 		}

@@ -34,7 +34,12 @@ type Limiter interface {
 	// the holder Next of the same owner instead, renewing it) and then
 	// claims slots for holders (as ClaimSlots), in one transaction: one
 	// round trip for a process that hands slots on to its waiters. Either
-	// list may be empty.
+	// list may be empty. SwapSlots sets each release's Expires: the
+	// lease's new end for a hand-on that took effect, the release's time
+	// for a release that did, and the zero time for one that found the
+	// slot no longer owner's for Holder (its lease expired and another
+	// claimed it): then the holders of owner that used the slot ran
+	// beside the limit, and Next holds nothing.
 	SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []Slot, holders []string, ttl time.Duration) ([]int, error)
 
 	// ReleaseSlots frees the given slots of (name, key) that owner still
@@ -76,6 +81,6 @@ type Slot struct {
 	Holder  string // what holds it: the flow package names the attempt, "<run id>/<label>#<attempt>"
 	Expires time.Time
 	// Next, in SwapSlots' release only, hands the slot on to this holder
-	// instead of freeing it.
+	// instead of freeing it (and SwapSlots sets Expires, see there).
 	Next string
 }

@@ -134,15 +134,29 @@ func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner s
 		got = got[:0]
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now := time.Now()
-			for _, r := range release {
+			for k, r := range release {
+				var res sql.Result
 				var err error
 				if r.Next != "" {
-					_, err = tx.ExecContext(ctx, q.handSlot, r.Next, ns(now.Add(ttl)), name, key, int64(r.N), owner, r.Holder)
+					res, err = tx.ExecContext(ctx, q.handSlot, r.Next, ns(now.Add(ttl)), name, key, int64(r.N), owner, r.Holder)
 				} else {
-					_, err = tx.ExecContext(ctx, q.releaseSlot, name, key, int64(r.N), owner, r.Holder)
+					res, err = tx.ExecContext(ctx, q.releaseSlot, name, key, int64(r.N), owner, r.Holder)
 				}
 				if err != nil {
 					return err
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				// Expires says whether it took effect (see store.Slot): a
+				// slot that expired and went to another is not owner's.
+				release[k].Expires = time.Time{}
+				if n > 0 {
+					release[k].Expires = now
+					if r.Next != "" {
+						release[k].Expires = now.Add(ttl)
+					}
 				}
 			}
 			if len(holders) == 0 {
