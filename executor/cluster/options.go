@@ -101,8 +101,10 @@ type Server interface {
 // value means every default.
 type Setup struct {
 	// Prefix starts every subject: calls are published on
-	// "<Prefix>.calls", cancellations on "<Prefix>.cancel", and workers
-	// send events to "<Prefix>.events.<submitter id>". Default "flowline".
+	// "<Prefix>.calls", cancellations on "<Prefix>.cancel", workers ask
+	// each other who holds a call delivered again on "<Prefix>.holds",
+	// and send events to "<Prefix>.events.<submitter id>". Default
+	// "flowline".
 	Prefix string
 
 	// Stream is the work-queue stream that holds calls until a worker
@@ -209,6 +211,7 @@ func (s *Setup) setDefaults() error {
 
 func (s *Setup) callSubject() string   { return s.Prefix + ".calls" }
 func (s *Setup) cancelSubject() string { return s.Prefix + ".cancel" }
+func (s *Setup) holdsSubject() string  { return s.Prefix + ".holds" }
 func (s *Setup) eventsSubject(id string) string {
 	return s.Prefix + ".events." + id
 }

@@ -73,14 +73,17 @@ type WorkerOptions struct {
 type WorkerStats struct {
 	Received   uint64 // deliveries taken from the stream
 	Ran        uint64 // calls given to the executor (counted as it starts them; refusals included)
-	Skipped    uint64 // deliveries not run: the call already had a result, or was cancelled
+	Skipped    uint64 // deliveries not run: the call already had a result, was cancelled, or another worker holds it
 	HandedBack uint64 // deliveries returned to the stream (Nak) for another worker
 }
 
 // Worker serves calls from the stream: it pulls one call per free slot,
 // runs it on its executor, heartbeats it while it runs, records its result
 // in the bucket (create-if-absent: the first result of a call stands) and
-// acknowledges the message. A task that calls runtime.Goexit on a slot's
+// acknowledges the message. A call delivered again (a consumer leader
+// died) is first asked about on "<Prefix>.holds": if another live worker
+// holds it, it is left to that one (handed back with a delay of the ack
+// wait) instead of run twice. A task that calls runtime.Goexit on a slot's
 // goroutine (an executor that runs calls inline, such as executor/local
 // without a limit) is answered as an *executor.PanicError matching
 // executor.ErrGoexit, and the slot goes on with a new goroutine. It is
@@ -95,7 +98,7 @@ type Worker struct {
 	hb     time.Duration
 	slots  []*slot
 
-	cancelSub, adviseSub *nats.Subscription
+	cancelSub, adviseSub, holdsSub *nats.Subscription
 
 	live      atomic.Int32  // slot goroutines still running
 	done      chan struct{} // closed when the last slot goroutine ends
@@ -219,6 +222,10 @@ func (w *Worker) start() error {
 	}
 	for range w.opts.Concurrency {
 		w.slots = append(w.slots, &slot{})
+	}
+	// After the slots exist: onHolds reads them.
+	if w.holdsSub, err = w.conn.nc.Subscribe(w.opts.Setup.holdsSubject(), w.onHolds); err != nil {
+		return fmt.Errorf("executor/cluster: subscribe to holds: %w", err)
 	}
 	return nil
 }
@@ -416,6 +423,15 @@ func (w *Worker) handle(s *slot, msg jetstream.Msg) {
 		return
 	}
 	if delivery > 1 || hc.Again {
+		// Delivered again while a live worker still holds the call (a new
+		// consumer leader that redelivers what the dead one handed out,
+		// before the holder's heartbeat reaches it): leave it to the
+		// holder. Asked first, and the bucket looked into after, so that a
+		// holder that records the result in between is seen by the look.
+		if holder := w.heldBy(hc.Key); holder != "" {
+			w.leaveToHolder(msg, hc.Key, holder)
+			return
+		}
 		// Delivered again: the worker before may have recorded the result
 		// and died before acknowledging. Or collected (Executor.Collect):
 		// published again, after the dedup window, for an attempt whose
@@ -546,6 +562,68 @@ func (w *Worker) settle(s *slot, msg jetstream.Msg, stored bool) {
 		return
 	}
 	w.ack(msg)
+}
+
+// holdsWait bounds how long a worker waits for another to say it holds a
+// call delivered again. Holders answer at once from their connection's
+// callback (core NATS: no JetStream leader is needed), so silence for
+// that long means nobody holds it.
+const holdsWait = 750 * time.Millisecond
+
+// heldBy asks every worker, over core NATS, whether one of them holds the
+// call key: runs it, or ran it and has not recorded its result yet. It
+// returns the first holder's name, or "" when none answers within
+// holdsWait (or the question cannot be sent: then the call is run, as it
+// was before workers asked).
+func (w *Worker) heldBy(key string) string {
+	m, err := w.conn.nc.Request(w.opts.Setup.holdsSubject(), []byte(key), holdsWait)
+	if err != nil {
+		if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, nats.ErrNoResponders) {
+			w.logger.Debug("asking who holds a call", "key", key, "error", err)
+		}
+		return ""
+	}
+	return string(m.Data)
+}
+
+// leaveToHolder leaves a call delivered again to the live worker that
+// holds it. The message is handed back with a delay of the ack wait, so
+// that it is not lost: if the holder records the result and acknowledges,
+// the message is gone; if the holder dies first, its heartbeats stop and
+// the call is delivered again an ack wait later (each of the holder's
+// heartbeats pushes that back by an ack wait, as for any held call), to a
+// worker that finds no holder and runs it.
+func (w *Worker) leaveToHolder(msg jetstream.Msg, key, holder string) {
+	w.logger.Debug("a call delivered again is held by another worker; leaving it to it", "key", key, "holder", holder)
+	if err := msg.NakWithDelay(w.obj.consumer.CachedInfo().Config.AckWait); err != nil {
+		w.logger.Debug("handing back a held call", "error", err)
+	}
+	w.skipped.Add(1)
+}
+
+// onHolds answers a worker asking whether this one holds a call: it does
+// from the slot's begin to its end, which covers the run and the writing
+// of the result. A call handed back by Shutdown is not held: its result
+// will be dropped. It runs on the connection's callback goroutine.
+func (w *Worker) onHolds(m *nats.Msg) {
+	key := string(m.Data)
+	if key == "" || m.Reply == "" {
+		return
+	}
+	held := false
+	for _, s := range w.slots {
+		s.mu.Lock()
+		held = s.key == key && s.msg != nil && !s.handedBack
+		s.mu.Unlock()
+		if held {
+			break
+		}
+	}
+	if held {
+		if err := m.Respond([]byte(w.name)); err != nil {
+			w.logger.Debug("answering who holds a call", "error", err)
+		}
+	}
 }
 
 func (w *Worker) skip(msg jetstream.Msg) {
