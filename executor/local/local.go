@@ -55,6 +55,7 @@ type Executor struct {
 
 	mu      sync.Mutex
 	idle    []*helper            // helpers waiting for a limited call
+	busy    int                  // helpers taken for a limited call
 	late    map[*helper]struct{} // helpers running abandoned calls
 	live    int                  // helper goroutines alive, and abandonment logs being written
 	drained chan struct{}        // closed once closed and live == 0
@@ -62,10 +63,15 @@ type Executor struct {
 
 var _ executor.Executor = (*Executor)(nil)
 
-// maxIdleHelpers bounds the helper goroutines kept warm for limited calls.
-// One is enough for a single submitting goroutine; a few more cover programs
-// that submit from several goroutines at once.
-const maxIdleHelpers = 4
+// minIdleHelpers is how many helper goroutines are kept warm for limited
+// calls whatever the load: one is enough for a single submitting
+// goroutine, a few more cover programs that submit from several
+// goroutines at once. Beyond it, the idle helpers kept follow the load:
+// no more than there are limited calls running (see putBackLocked), so
+// that 1000 goroutines submitting at once do not start and retire a
+// goroutine per call, and the helpers of a past burst are retired, one
+// per call that returns, once the load falls.
+const minIdleHelpers = 4
 
 // New returns an Executor.
 func New(opts Options) *Executor {
@@ -330,11 +336,12 @@ func completed(v any, err error, timed bool, began time.Time) *executor.Future {
 }
 
 // abandon marks h's call as abandoned unless it has already returned, and
-// reports whether it did. The abandonment is logged on a goroutine of its
-// own, counted in live so that Shutdown waits for it: the answer must not
-// wait for the executor's logger, which may be slow or blocked, and no
-// lock is held while it logs.
+// reports whether it did. The abandonment is logged, if the logger logs
+// at Warn, on a goroutine of its own, counted in live so that Shutdown
+// waits for it: the answer must not wait for the executor's logger, which
+// may be slow or blocked, and no lock is held while it logs.
 func (e *Executor) abandon(h *helper, why string, call *executor.Call, began time.Time) bool {
+	logs := e.logger.IsWarn() // no goroutine for a line nobody reads
 	e.mu.Lock()
 	// Under the mutex, so that the helper, which sees rAbandoned only
 	// after this, finds h in late, with its call, when it takes the mutex
@@ -346,6 +353,10 @@ func (e *Executor) abandon(h *helper, why string, call *executor.Call, began tim
 	h.call, h.began = *call, began
 	e.late[h] = struct{}{}
 	e.stats.Abandoned.Add(1)
+	if !logs {
+		e.mu.Unlock()
+		return true
+	}
 	e.live++
 	e.mu.Unlock()
 	task, run, attempt, limit, ran := call.Name(), call.RunID, call.Attempt, call.Limit, time.Since(began)
@@ -374,6 +385,7 @@ func (e *Executor) takeHelper() *helper {
 	if e.closed.Load() {
 		return nil
 	}
+	e.busy++
 	if n := len(e.idle); n > 0 {
 		h := e.idle[n-1]
 		e.idle = e.idle[:n-1]
@@ -396,7 +408,8 @@ func (e *Executor) takeHelper() *helper {
 // after an answer in time, the helper itself after an abandoned call
 // returns. The caller holds e.mu.
 func (e *Executor) putBackLocked(h *helper) {
-	if e.closed.Load() || len(e.idle) >= maxIdleHelpers {
+	e.busy--
+	if e.closed.Load() || len(e.idle) >= max(minIdleHelpers, e.busy) {
 		retire(h)
 		return
 	}
