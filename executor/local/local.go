@@ -193,18 +193,19 @@ type helper struct {
 	handler *executor.Handler
 	input   any
 	ctx     *deadlinectx.Lazy
+	began   time.Time
 
 	// Written by the helper before it sets ret to rDone, read by the
-	// submitter after; returned is when the helper saw the call return,
-	// for the late rule.
-	returned time.Time
-	value    any
-	err      error
+	// submitter after; ran is how long after began the helper saw the
+	// call return, for the late rule (time.Since reads only the monotonic
+	// clock, where time.Now reads the wall clock too).
+	ran   time.Duration
+	value any
+	err   error
 
 	// Set for an abandoned call only, under Executor.mu: for Shutdown's
-	// list and the helper's log line when it returns.
-	call  executor.Call
-	began time.Time
+	// list.
+	call executor.Call
 }
 
 const (
@@ -229,7 +230,7 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 		p.SetStarted(began)
 	}
 	lctx := deadlinectx.NewLazy(cc, deadline)
-	h.handler, h.input, h.ctx = call.Handler, call.Input, lctx
+	h.handler, h.input, h.ctx, h.began = call.Handler, call.Input, lctx, began
 	h.ret.Store(rRunning)
 	e.stats.Running.Add(1)
 	h.start <- struct{}{}
@@ -309,7 +310,7 @@ func (h *helper) tick() {
 // caller's ended context as cancelled, and makes its helper idle again.
 func (e *Executor) collect(ctx context.Context, h *helper, p executor.Promise, call *executor.Call, began time.Time) *executor.Future {
 	v, err := h.value, h.err
-	if te := deadlinectx.Late(call.Name(), call.Limit, began, h.returned, executor.Soft); te != nil {
+	if te := deadlinectx.Late(call.Name(), call.Limit, began, began.Add(h.ran), executor.Soft); te != nil {
 		v, err = nil, te
 	} else if err != nil {
 		if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
@@ -350,7 +351,7 @@ func (e *Executor) abandon(h *helper, why string, call *executor.Call, began tim
 		e.mu.Unlock()
 		return false
 	}
-	h.call, h.began = *call, began
+	h.call = *call
 	e.late[h] = struct{}{}
 	e.stats.Abandoned.Add(1)
 	if !logs {
@@ -442,10 +443,10 @@ func (e *Executor) serve(h *helper) {
 // returned ends h's call with what it returned: it hands the result to the
 // waiting submitter, or, for an abandoned call, makes h idle again.
 func (e *Executor) returned(h *helper, v any, err error) {
-	now := time.Now()
+	ran := time.Since(h.began)
 	h.ctx.Release()
 	e.stats.Running.Add(-1)
-	h.returned, h.value, h.err = now, v, err
+	h.ran, h.value, h.err = ran, v, err
 	if h.ret.CompareAndSwap(rRunning, rDone) {
 		return // the submitter sees it before it parks
 	}
@@ -460,9 +461,9 @@ func (e *Executor) returned(h *helper, v any, err error) {
 	e.mu.Lock()
 	delete(e.late, h)
 	e.stats.Abandoned.Add(-1)
-	call, ran := h.call, now.Sub(h.began)
+	call := h.call
 	h.handler, h.input, h.ctx, h.value, h.err = nil, nil, nil, nil, nil
-	h.call, h.began = executor.Call{}, time.Time{}
+	h.call = executor.Call{}
 	e.putBackLocked(h)
 	e.mu.Unlock()
 	e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
