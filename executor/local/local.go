@@ -126,15 +126,9 @@ func (e *Executor) runInline(ctx context.Context, call *executor.Call) *executor
 	e.stats.Running.Add(1)
 	returned := false
 	defer func() {
-		if returned {
-			return
+		if !returned {
+			e.goexited(call)
 		}
-		// Only runtime.Goexit gets here (RunInline recovers panics): it
-		// ends the caller's goroutine, and nobody will see an answer.
-		e.stats.Running.Add(-1)
-		e.stats.Ended(&executor.PanicError{Task: call.Name(), Value: executor.ErrGoexit})
-		e.logger.Warn("task called runtime.Goexit on the caller's goroutine; the goroutine ends",
-			"task", call.Name(), "run", call.RunID, "attempt", call.Attempt)
 	}()
 	f := executor.RunInline(ctx, call)
 	returned = true
@@ -146,6 +140,17 @@ func (e *Executor) runInline(ctx context.Context, call *executor.Call) *executor
 	}
 	e.stats.Ended(err)
 	return f
+}
+
+// goexited counts and logs an inline call whose task called
+// runtime.Goexit: only that gets past RunInline without its return
+// (RunInline recovers panics), and it ends the caller's goroutine, so
+// nobody will see an answer.
+func (e *Executor) goexited(call *executor.Call) {
+	e.stats.Running.Add(-1)
+	e.stats.Ended(&executor.PanicError{Task: call.Name(), Value: executor.ErrGoexit})
+	e.logger.Warn("task called runtime.Goexit on the caller's goroutine; the goroutine ends",
+		"task", call.Name(), "run", call.RunID, "attempt", call.Attempt)
 }
 
 // helper is a goroutine that runs limited calls one at a time, kept warm so

@@ -52,6 +52,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,8 +179,24 @@ func New(opts Options) *Executor {
 		workersGone: make(chan struct{}),
 	}
 	e.wd.init()
-	for i := range e.workers {
-		e.workers[i] = &worker{e: e, name: "pool/" + strconv.Itoa(i)}
+	// The workers and their names come from one allocation each, not two
+	// per worker: a pool of 10,000 workers is made in a few microseconds.
+	ws := make([]worker, n)
+	var names strings.Builder
+	ends := make([]int, n)
+	for i := range ws {
+		names.WriteString("pool/")
+		names.WriteString(strconv.Itoa(i))
+		ends[i] = names.Len()
+	}
+	all := names.String()
+	for i := range ws {
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		ws[i].e, ws[i].name = e, all[start:ends[i]]
+		e.workers[i] = &ws[i]
 	}
 	for i := n - 1; i >= 0; i-- {
 		e.idle = append(e.idle, e.workers[i]) // pool/0 on top
@@ -313,8 +330,14 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 			e.idle = e.idle[:k-1]
 			e.live++
 			w.cur = j
+			if w.loopFn == nil {
+				// Made once per worker: a go statement with a method
+				// call would allocate its closure at every start.
+				w.loopFn = w.loop
+			}
+			start := w.loopFn
 			e.mu.Unlock()
-			go w.loop()
+			go start()
 			e.accepted(ctx, &j)
 			return nil
 		}
@@ -365,17 +388,7 @@ func (e *Executor) accepted(ctx context.Context, j *job) {
 // next gives w the next queued call, or makes w idle and reports false.
 func (e *Executor) next(w *worker) bool {
 	e.mu.Lock()
-	if e.n > 0 {
-		w.cur = e.ring[e.head]
-		e.ring[e.head] = job{}
-		e.head = (e.head + 1) % len(e.ring)
-		e.n--
-		// Wake waiting submitters once half the queue is free, not at
-		// every call, so that a producer that outruns the workers sleeps
-		// once per half queue.
-		if e.waiters > 0 && e.n <= len(e.ring)/2 {
-			e.wakeRoomLocked()
-		}
+	if e.popLocked(w) {
 		e.mu.Unlock()
 		return true
 	}
@@ -393,6 +406,24 @@ func (e *Executor) next(w *worker) bool {
 		close(e.workersGone)
 	}
 	return false
+}
+
+// popLocked gives w the next queued call, if there is one.
+func (e *Executor) popLocked(w *worker) bool {
+	if e.n == 0 {
+		return false
+	}
+	w.cur = e.ring[e.head]
+	e.ring[e.head] = job{}
+	e.head = (e.head + 1) % len(e.ring)
+	e.n--
+	// Wake waiting submitters once half the queue is free, not at
+	// every call, so that a producer that outruns the workers sleeps
+	// once per half queue.
+	if e.waiters > 0 && e.n <= len(e.ring)/2 {
+		e.wakeRoomLocked()
+	}
+	return true
 }
 
 func (e *Executor) wakeRoomLocked() {

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,18 +45,21 @@ type worker struct {
 	succeeded atomic.Uint64
 	failed    atomic.Uint64
 
+	loopFn func() // w.loop, made at the first start (under the executor's mutex)
+
 	mu    sync.Mutex // serialises answerers and inspection with the worker's slow path
 	gen   uint64     // the worker's call count; worker only
 	cur   job
 	start time.Time // when the current call started, for a limited call
 	lctx  *limitCtx // the current call's context, for a limited call
 
-	goexit func(*executor.PanicError) // onGoexit, made once
-
 	// The last call context made, reused while calls have the same
 	// identity, logger and parent: it is immutable, so sharing it between
-	// calls that would get equal ones is invisible to them, and saves an
-	// allocation per call in the common case of many calls of one task.
+	// calls that would get equal ones is invisible to them. A call of
+	// another identity gets a new one from ctxs, which allocates once per
+	// 64 calls; none is ever reused, so a context a task keeps after it
+	// returns goes on carrying that task's identity.
+	ctxs      executor.CallContexts
 	cc        context.Context
 	ccParent  context.Context
 	ccHandler *executor.Handler
@@ -80,12 +84,26 @@ func (w *worker) resume() {
 	}
 }
 
-// onGoexit answers a call whose task called runtime.Goexit, on the
-// worker's exiting goroutine, and starts a new goroutine in its place: the
-// worker keeps its slot (live is unchanged) and goes on with the queue.
-func (w *worker) onGoexit(pe *executor.PanicError) {
-	w.finish(w.gen, nil, pe)
-	go w.resume()
+// invoke runs the task of call g. If the task calls runtime.Goexit, which
+// nothing can stop, invoke does not return: its deferred function answers
+// the call, on the worker's exiting goroutine, with an
+// *executor.PanicError matching executor.ErrGoexit (as
+// Handler.RunOnGoexit would, without a func value per worker), and starts
+// a new goroutine in its place: the worker keeps its slot (live is
+// unchanged) and goes on with the queue.
+func (w *worker) invoke(ctx context.Context, g uint64) (v any, err error) {
+	returned := false
+	defer func() {
+		if !returned {
+			// Handler.Run recovers panics: only Goexit gets here.
+			w.finish(g, nil, &executor.PanicError{Task: w.cur.call.Name(), Value: executor.ErrGoexit,
+				Stack: debug.Stack()})
+			go w.resume()
+		}
+	}()
+	v, err = w.cur.call.Handler.Run(ctx, w.cur.call.Input)
+	returned = true
+	return v, err
 }
 
 // run runs w.cur.
@@ -124,10 +142,7 @@ func (w *worker) run() {
 		w.deadline.Store(deadline)
 		e.wd.arm(deadline)
 	}
-	if w.goexit == nil {
-		w.goexit = w.onGoexit // one allocation per worker, not per call
-	}
-	v, err := j.call.Handler.RunOnGoexit(ctx, j.call.Input, w.goexit)
+	v, err := w.invoke(ctx, g)
 	w.finish(g, v, err)
 }
 
@@ -216,6 +231,7 @@ func (w *worker) clear() {
 // forget drops the cached call context as the worker ends.
 func (w *worker) forget() {
 	w.cc, w.ccParent, w.ccHandler, w.ccLogger = nil, nil, nil, nil
+	w.ctxs.Drop()
 }
 
 // callContext returns the context that carries j's identity and logger:
@@ -230,7 +246,7 @@ func (w *worker) callContext(j *job) context.Context {
 		w.ccRun == c.RunID && w.ccAttempt == c.Attempt && sameIface(w.ccLogger, c.Logger) {
 		return w.cc
 	}
-	w.cc = executor.WithCall(j.ctx, c)
+	w.cc = w.ctxs.WithCall(j.ctx, c)
 	w.ccParent, w.ccHandler, w.ccRun, w.ccAttempt, w.ccLogger = j.ctx, c.Handler, c.RunID, c.Attempt, c.Logger
 	return w.cc
 }

@@ -69,6 +69,12 @@ func must(err error) {
 // WaitGroup that the task marks, as ants is measured; Shutdown then stops
 // the pool (it would cancel calls still queued, so it cannot be the wait).
 func flowlineRun(n, c int, limit time.Duration, future bool, body func()) func() []time.Duration {
+	return flowlineRunOf(n, c, limit, future, false, body)
+}
+
+// flowlineRunOf is flowlineRun; with distinct set, every call is another
+// attempt, so no two calls have the same identity.
+func flowlineRunOf(n, c int, limit time.Duration, future, distinct bool, body func()) func() []time.Duration {
 	return func() []time.Duration {
 		var wg sync.WaitGroup
 		h := executor.NewHandler("task", func(context.Context, struct{}) (struct{}, error) {
@@ -78,8 +84,11 @@ func flowlineRun(n, c int, limit time.Duration, future bool, body func()) func()
 		}, nil)
 		call := executor.Call{Handler: h, RunID: "bench", Attempt: 1, Limit: limit}
 		ex := pool.New(pool.Options{Workers: c})
-		for range n {
+		for i := range n {
 			wg.Add(1)
+			if distinct {
+				call.Attempt = i + 1
+			}
 			if future {
 				_, err := ex.Submit(bg, call)
 				must(err)
@@ -100,6 +109,8 @@ func throughputRows(n, c int, body func()) []row {
 	return []row{
 		{name: "flowline pool Go + WaitGroup (no future)", kind: flowline, run: flowlineRun(n, c, 0, false, body)},
 		{name: "flowline pool Submit + WaitGroup (future dropped)", kind: flowline, run: flowlineRun(n, c, 0, true, body)},
+		{name: "flowline pool Go + WaitGroup, a new attempt each call (distinct identities)", kind: flowline,
+			run: flowlineRunOf(n, c, 0, false, true, body)},
 		{name: "errgroup SetLimit", kind: peer, run: func() []time.Duration {
 			var g errgroup.Group
 			g.SetLimit(c)
@@ -200,7 +211,7 @@ func limitTable(n, c int) table {
 		_ = ctx.Err() // the task "looks at" its context
 		cancel()
 	}
-	peers := throughputRows(n, c, withTimeout)[2:9] // errgroup .. semaphore
+	peers := throughputRows(n, c, withTimeout)[3:10] // errgroup .. semaphore
 	for i := range peers {
 		peers[i].name += " + WithTimeout"
 	}
