@@ -14,23 +14,26 @@
 // ever run task code at once. Options.MaxAbandoned can make Submit refuse
 // work while too many workers are held that way.
 //
-// Limits that never fire are cheap: no runtime timer and no
-// context.WithTimeout per call. Each worker publishes its call's deadline in
-// an atomic word and one watchdog goroutine, with one timer, sleeps until
-// the earliest deadline; a call's context materialises its cancellation
-// machinery only if the task asks for it.
+// Limits that never fire are cheap: no context.WithTimeout and no new
+// timer per call. Each worker has one runtime timer of its own, armed
+// lazily (a call whose deadline is after the one the timer is armed for
+// leaves it alone, and the timer re-arms itself when it fires early), and
+// a call's context materialises its cancellation machinery only if the
+// task asks for it. At a deadline the worker's timer answers the call on
+// the goroutine the runtime starts for it, with no scan and no further
+// hand-off, so a timeout is as prompt as a context.WithTimeout.
 //
 // A worker's goroutine starts when a call is handed to an idle worker and
-// ends when the queue is empty, so an idle pool holds no goroutine but its
-// watchdog, and a busy one never parks and wakes a goroutine per call.
+// ends when the queue is empty, so an idle pool holds no goroutine but the
+// one that waits to end it, and a busy one never parks and wakes a
+// goroutine per call.
 //
 // A call whose return its worker observes at or after its deadline is late
 // (the rule of executor.TimeoutHandler) and answered with the
-// *executor.TimeoutError, even if the watchdog has not fired yet; one
-// observed before it keeps its result, even if the watchdog fires while it
-// is delivered. Timeouts are answered and logged off the watchdog's
-// goroutine and outside every lock, so a blocking OnDone callback or
-// logger delays only its own call. A task that calls runtime.Goexit is
+// *executor.TimeoutError, even if the timer has not fired yet; one
+// observed before it keeps its result, even if the timer fires while it
+// is delivered. Timeouts are answered and logged outside every lock, so a
+// blocking OnDone callback or logger delays only its own call. A task that calls runtime.Goexit is
 // answered as an *executor.PanicError matching executor.ErrGoexit, and a
 // new goroutine takes its worker's place.
 //
@@ -118,7 +121,6 @@ type Executor struct {
 	logger  hclog.Logger
 	maxAbd  int64
 	epoch   time.Time // deadlines are kept as nanoseconds since epoch
-	wd      watchdog
 
 	_         [64]byte      // keep the submitters' counter off the line above
 	submitted atomic.Uint64 // written by submitters only
@@ -146,7 +148,7 @@ type Executor struct {
 	room        chan struct{}  // closed (and dropped) when room appears for waiters
 	gone        bool           // workersGone is closed
 	workersGone chan struct{}  // closed once stopping and no worker goroutine is left
-	drained     chan struct{}  // closed by the watchdog as it ends, after the workers and answers
+	drained     chan struct{}  // closed by watch as it ends, after the workers and answers
 	answers     sync.WaitGroup // goroutines delivering timeouts (see worker.expire)
 	forgetOnce  sync.Once
 }
@@ -156,7 +158,7 @@ var (
 	_ executor.TrySubmitter = (*Executor)(nil)
 )
 
-// New returns an Executor and starts its watchdog goroutine; workers'
+// New returns an Executor and starts the goroutine that ends it; workers'
 // goroutines start as calls arrive. Call Shutdown to stop them.
 func New(opts Options) *Executor {
 	n := opts.Workers
@@ -185,7 +187,6 @@ func New(opts Options) *Executor {
 		drained:     make(chan struct{}),
 		workersGone: make(chan struct{}),
 	}
-	e.wd.init()
 	// The workers and their names come from one allocation each, not two
 	// per worker: a pool of 10,000 workers is made in a few microseconds.
 	ws := make([]worker, n)
@@ -545,7 +546,7 @@ func (e *Executor) cancelQueued(j *job) {
 // goroutines. Limits keep being enforced meanwhile.
 //
 // If ctx ends first it returns an *executor.ShutdownError naming the calls
-// still running; their workers, and the watchdog that enforces their
+// still running; their workers, and the timers that enforce their
 // limits, live on until the calls return, and a later Shutdown waits for
 // them again. Shutdown starts no goroutine, so giving up leaves nothing
 // waiting behind. It may be called any number of times.
@@ -576,9 +577,9 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		select {
 		case <-e.workersGone:
-			// Every call has returned; only the watchdog is still on
-			// its way out, after the answers it handed off, which take
-			// no time worth reporting unless an OnDone callback blocks.
+			// Every call has returned; only timeouts being answered
+			// are left, which take no time worth reporting unless an
+			// OnDone callback blocks.
 			select {
 			case <-e.drained:
 			case <-time.After(time.Millisecond):
