@@ -142,6 +142,7 @@ func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOpti
 // execute drives one run; d links it to its store, if it has one.
 func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params []any, opts RunOptions, d *durable) (*Result, error) {
 	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID, d: d}
+	r.fs, _ = ex.(executor.FutureSubmitter)
 	if d != nil {
 		r.id = d.runID
 		if d.mode == resumeRun || d.mode == restartRun {
@@ -283,8 +284,10 @@ type run struct {
 	// collector is ex on a resumed run whose executor can collect an
 	// attempt that was in flight by its identity; nil otherwise.
 	collector executor.Collector
-	starts    map[int32]executor.Call // attempts in phase starting
-	held      []int32                 // units in phase held, FIFO
+	// fs is ex when it answers through futures the run owns and reuses.
+	fs     executor.FutureSubmitter
+	starts map[int32]executor.Call // attempts in phase starting
+	held   []int32                 // units in phase held, FIFO
 
 	recs      []TaskRun
 	units     []unit
@@ -302,10 +305,13 @@ type run struct {
 	parked   []parkedCall
 	roomT    *time.Timer
 	roomWait time.Duration
-	states   []task.State // scratch for triggers
-	waiters  []*waiter    // free
-	batch    []event      // events being handled
-	sc       *scratch     // where the slices above came from
+	states   []task.State   // scratch for triggers
+	waiters  []*waiter      // free
+	runners  []*task.Runner // free, for Reset
+	attempts []task.Attempt // the next attempt records to hand out (see runner)
+	made     int            // task runs given an attempt record
+	batch    []event        // events being handled
+	sc       *scratch       // where the slices above came from
 
 	// With an observer: the flow run's event, and the mapped nodes' task
 	// runs by node (a mapped node has no task.Runner to report it).
@@ -360,9 +366,9 @@ func (r *run) release() {
 		w.r = nil
 	}
 	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
-		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0]}
+		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0], runners: r.runners}
 	r.f.scratch.Put(r.sc)
-	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.sc = nil, nil, nil, nil, nil, nil, nil
+	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.runners, r.sc = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // event is a completion (w) or a retry timer (unit, attempt), posted
@@ -384,7 +390,8 @@ type event struct {
 type waiter struct {
 	r             *run
 	unit, attempt int32
-	fut           *executor.Future
+	fut           *executor.Future // own, or the executor's without executor.FutureSubmitter
+	own           executor.Future  // given to executor.FutureSubmitter, reset for each attempt
 	done          func()
 }
 
@@ -399,6 +406,7 @@ type scratch struct {
 	batch     []event
 	waiters   []*waiter
 	states    []task.State
+	runners   []*task.Runner
 }
 
 // queue is the run's inbox: unbounded, so posting never blocks the
@@ -488,7 +496,7 @@ func (r *run) loop() {
 	}
 	r.units = slices.Grow(sc.units[:0], n)[:n]
 	r.remaining = slices.Grow(sc.remaining[:0], n)[:n]
-	r.ready, r.q.items, r.waiters, r.states = sc.ready[:0], sc.items[:0], sc.waiters, sc.states
+	r.ready, r.q.items, r.waiters, r.states, r.runners = sc.ready[:0], sc.items[:0], sc.waiters, sc.states, sc.runners
 	r.sc, r.batch = sc, sc.batch[:0]
 	r.open = n
 	var ids strings.Builder
@@ -638,7 +646,7 @@ func (r *run) startNode(i int32) {
 			r.end(i, state, err)
 			return
 		}
-		rn := task.NewRunner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)))
+		rn := r.runner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)), false)
 		rn.End(state, err)
 		r.units[i].runner = rn
 		r.finish(i)
@@ -655,7 +663,7 @@ func (r *run) startNode(i int32) {
 // startRun starts unit i's task run of nd on in, or fails it without an attempt
 // when its input could not be made (inErr).
 func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOptions) {
-	rn := task.NewRunner(nd.spec, in, opts)
+	rn := r.runner(nd.spec, in, opts, inErr == nil)
 	r.units[i].runner = rn
 	if inErr != nil {
 		rn.End(task.Failed, inErr)
@@ -911,11 +919,19 @@ type parkedCall struct {
 // ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
 func (r *run) trySubmit(i int32, call executor.Call) bool {
 	var fut *executor.Future
+	var w *waiter
 	var err error
 	if u := &r.units[i]; u.rejoin {
 		fut, err = r.collector.Collect(r.ctx, call)
 		if !errors.Is(err, executor.ErrQueueFull) {
 			u.rejoin = false
+		}
+	} else if fs := r.fs; fs != nil {
+		w = r.waiter()
+		if err = fs.SubmitFuture(r.ctx, call, &w.own); err != nil {
+			r.free(w)
+		} else {
+			fut = &w.own
 		}
 	} else {
 		fut, err = r.ex.Submit(r.ctx, call)
@@ -939,10 +955,16 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 		if r.fr != nil {
 			r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
 		}
-		r.outcome(i, call.Attempt, v, err, fut.Worker())
+		worker := fut.Worker()
+		if w != nil {
+			r.free(w)
+		}
+		r.outcome(i, call.Attempt, v, err, worker)
 		return true
 	}
-	w := r.waiter()
+	if w == nil {
+		w = r.waiter()
+	}
 	w.unit, w.attempt, w.fut = i, int32(call.Attempt), fut
 	fut.OnDone(w.done)
 	return true
@@ -1048,8 +1070,6 @@ func (r *run) handle(e event) {
 	}
 	if w := e.w; w != nil {
 		i, attempt, fut := w.unit, w.attempt, w.fut
-		w.fut = nil
-		r.waiters = append(r.waiters, w)
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
@@ -1057,7 +1077,9 @@ func (r *run) handle(e event) {
 				u.runner.AttemptStarted(int(attempt), fut.Started())
 			}
 		}
-		r.outcome(i, int(attempt), v, err, fut.Worker())
+		worker := fut.Worker()
+		r.free(w)
+		r.outcome(i, int(attempt), v, err, worker)
 		return
 	}
 	u := &r.units[e.unit]
@@ -1131,7 +1153,7 @@ func (r *run) cancel(i int32) {
 		if o.ObserveAs != nil && r.child(i) {
 			o.ObserveAs.Parent = r.observeMapped(u.aux)
 		}
-		u.runner = task.NewRunner(nd.spec, nil, o)
+		u.runner = r.runner(nd.spec, nil, o, false)
 	}
 	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
 	r.finish(i)
@@ -1141,6 +1163,7 @@ func (r *run) cancel(i int32) {
 func (r *run) finish(i int32) {
 	u := &r.units[i]
 	r.recs[i].Result = u.runner.Take()
+	r.runners = append(r.runners, u.runner)
 	u.runner = nil
 	if r.d != nil && !r.d.replay {
 		node := i

@@ -55,6 +55,13 @@ type RunOptions struct {
 	// its Flow and Parent); the runner fills in the rest. Nil means a new
 	// one. Only with Observer.
 	ObserveAs *observe.TaskRun
+
+	// Attempts, when its capacity is not zero, is where the run records
+	// its attempts (Result.Attempts uses its storage) while they fit, for
+	// a scheduler that allocates the attempt records of many runs at once;
+	// its length is ignored and its elements are overwritten. Nil means
+	// the run allocates its own.
+	Attempts []Attempt
 }
 
 // Change is one state change of a task run, as OnState sees it.
@@ -152,13 +159,30 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 	if spec == nil {
 		panic("task: NewRunner with a nil task")
 	}
+	r := &Runner{}
+	r.init(spec, input, opts)
+	return r
+}
+
+// Reset makes r a new Pending run of spec on input, as NewRunner would,
+// reusing r's memory: for a scheduler that drives many runs one after
+// another. The run r was (its Result, taken with Take or Result) is not
+// affected. It panics if spec is nil.
+func (r *Runner) Reset(spec Spec, input any, opts RunOptions) {
+	if spec == nil {
+		panic("task: Runner.Reset with a nil task")
+	}
+	r.init(spec, input, opts)
+}
+
+func (r *Runner) init(spec Spec, input any, opts RunOptions) {
 	if opts.RunID == "" {
 		opts.RunID = newRunID()
 	}
 	if opts.Label == "" {
 		opts.Label = spec.Name()
 	}
-	r := &Runner{
+	*r = Runner{
 		spec:    spec,
 		opts:    spec.Options(),
 		input:   input,
@@ -166,8 +190,11 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		logger:  opts.Logger,
 		res:     Result{Task: opts.Label, RunID: opts.RunID},
 	}
+	if cap(opts.Attempts) > 0 {
+		r.res.Attempts = opts.Attempts[:0]
+	}
 	if n := len(opts.Prior); n > 0 {
-		r.res.Attempts = append([]Attempt(nil), opts.Prior...)
+		r.res.Attempts = append(r.res.Attempts, opts.Prior...)
 		r.attempt = opts.Prior[n-1].N
 		r.res.Start = opts.Prior[0].Start
 	}
@@ -180,7 +207,6 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		o.ot.Task, o.ot.Label, o.ot.RunID = spec.Name(), opts.Label, opts.RunID
 		r.o = o
 	}
-	return r
 }
 
 func newRunID() string {
