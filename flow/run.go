@@ -42,11 +42,13 @@ type RunOptions struct {
 
 	// OnState is called at every state change of every task run of the
 	// flow, mapped nodes and their children included: for progress
-	// displays, metrics, persistence. It is called on the goroutine that
-	// called Run, which is the run's scheduler loop: it must be quick and
-	// must not block (hand slow work to a goroutine or a buffered channel
-	// of your own), or it holds up every task of the run. Nil means no
-	// hook.
+	// displays, metrics, persistence. It is called by the run's
+	// scheduler, never twice at once and in the order of the changes: on
+	// the goroutine that called Run or, on executor/pool, often on the
+	// worker goroutine that completed a call (see Run). It must be quick
+	// and must not block (hand slow work to a goroutine or a buffered
+	// channel of your own), or it holds up every task of the run. Nil
+	// means no hook.
 	OnState func(task.Change)
 
 	// Store, when set, makes the run durable: it is recorded in the store
@@ -83,8 +85,8 @@ type RunOptions struct {
 	// Observer, when set, is told of the run's start and end, every task
 	// run's and every attempt's (see package observe; the nested module
 	// github.com/flowline-go/flowline/otel implements it with
-	// OpenTelemetry), on the run's scheduler goroutine, so it must be as
-	// quick as OnState. Each attempt's call carries the trace context the
+	// OpenTelemetry), by the run's scheduler as OnState is, so it must be
+	// as quick as OnState. Each attempt's call carries the trace context the
 	// observer gives it. A durable run records the flow run's trace
 	// context, and a resumed one hands it back (observe.FlowRun), so that
 	// its trace goes on. Replaying an ended run by id reports nothing. Nil
@@ -103,9 +105,15 @@ type RunOptions struct {
 
 // Run runs the flow on ex and returns its result once every task run is
 // final. Tasks are submitted to ex as soon as their upstream tasks are
-// final, from one scheduler loop that runs on the calling goroutine; on
+// final, by one scheduler that runs on the calling goroutine; on
 // executor/local, which runs each call inline, that means one task at a
-// time. Any executor works: local, pool, subprocess, cluster.
+// time. On an executor that answers through futures the run owns
+// (executor.FutureSubmitter, as executor/pool does), a run without a
+// Store lets the goroutine that completes a call drive the scheduler
+// while the calling goroutine sleeps: the call's successors are submitted
+// from there, without a hop to the calling goroutine and back. Only one
+// goroutine drives it at a time. Any executor works: local, pool,
+// subprocess, cluster.
 //
 // Run fails before any task starts, with a nil *Result and a *ParamError,
 // when opts.Args do not fit the flow's parameters. Otherwise it returns
@@ -319,6 +327,13 @@ type run struct {
 	mobs   map[int32]*observe.TaskRun
 	exName string
 
+	// With inline, a completion is handled on the goroutine that
+	// completes the call when the loop sleeps (see dispatch). driving
+	// says that a goroutine drives the run's scheduler: the loop, or such
+	// a goroutine; only the one that set it touches the run's state.
+	inline  bool
+	driving atomic.Bool
+
 	q queue
 }
 
@@ -432,6 +447,12 @@ func (q *queue) post(e event) {
 	q.items = append(q.items, e)
 	q.n.Store(int32(len(q.items)))
 	q.mu.Unlock()
+	q.wake()
+}
+
+// wake wakes the loop without an event: a completion handled off the
+// loop ended the run's last task.
+func (q *queue) wake() {
 	select {
 	case q.signal <- struct{}{}:
 	default:
@@ -518,37 +539,35 @@ func (r *run) loop() {
 		}
 	}
 	done := r.ctx.Done()
-	for r.open > 0 {
-		for r.head < len(r.ready) {
-			if done != nil && !r.stopping {
-				select {
-				case <-done:
-					r.stop()
-				default:
-				}
-			}
-			u := r.ready[r.head]
-			r.head++
-			r.step(u)
-			if r.head > 4096 && 2*r.head > len(r.ready) {
-				r.ready = r.ready[:copy(r.ready, r.ready[r.head:])]
-				r.head = 0
-			}
+	r.inline = r.fs != nil && r.d == nil
+	r.driving.Store(true) // see dispatch
+	ended := false        // ctx ended: stop once the loop drives again
+	for {
+		if ended && !r.stopping {
+			r.stop()
 		}
-		r.ready, r.head = r.ready[:0], 0
+		r.drain()
 		if r.open == 0 {
 			break
 		}
-		if r.q.spin() {
-			// a completion came in while we yielded
-		} else if r.stopping {
-			<-r.q.signal
-		} else {
-			select {
-			case <-r.q.signal:
-			case <-done:
-				r.stop()
-				continue
+		stopping := r.stopping
+		r.driving.Store(false)
+		for {
+			if !r.inline && r.q.spin() {
+				// a completion came in while we yielded
+			} else if stopping || ended {
+				<-r.q.signal
+			} else {
+				select {
+				case <-r.q.signal:
+				case <-done:
+					ended = true
+				}
+			}
+			// A completion handled off the loop drives the run until it
+			// is done, then wakes the loop if there is something for it.
+			if r.driving.CompareAndSwap(false, true) {
+				break
 			}
 		}
 		r.batch = r.q.take(r.batch)
@@ -559,10 +578,36 @@ func (r *run) loop() {
 		if len(r.parked) > 0 {
 			r.unpark() // something completed, or roomT fired: room may have come
 		}
+		if r.open == 0 {
+			break
+		}
 	}
 	if r.roomT != nil {
 		r.roomT.Stop()
 	}
+}
+
+// drain steps the units in the ready queue, stopping the run first if
+// its context has ended.
+func (r *run) drain() {
+	done := r.ctx.Done()
+	for r.head < len(r.ready) {
+		if done != nil && !r.stopping {
+			select {
+			case <-done:
+				r.stop()
+			default:
+			}
+		}
+		u := r.ready[r.head]
+		r.head++
+		r.step(u)
+		if r.head > 4096 && 2*r.head > len(r.ready) {
+			r.ready = r.ready[:copy(r.ready, r.ready[r.head:])]
+			r.head = 0
+		}
+	}
+	r.ready, r.head = r.ready[:0], 0
 }
 
 func (r *run) push(u int32) {
@@ -572,7 +617,9 @@ func (r *run) push(u int32) {
 	r.ready = append(r.ready, u)
 }
 
-func (r *run) child(i int32) bool { return r.recs[i].Index >= 0 }
+// child reports whether unit i is a mapped child: they come after the
+// nodes.
+func (r *run) child(i int32) bool { return int(i) >= len(r.f.nodes) }
 
 // step starts what a unit popped from the ready queue needs.
 func (r *run) step(i int32) {
@@ -1018,7 +1065,7 @@ func (r *run) waiter() *waiter {
 	r.waiters = r.waiters[:len(r.waiters)-1]
 	w.r = r
 	if w.done == nil {
-		w.done = func() { w.r.q.post(event{w: w}) }
+		w.done = func() { w.r.dispatch(w) }
 	}
 	return w
 }

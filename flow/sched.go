@@ -31,3 +31,32 @@ func (r *run) free(w *waiter) {
 	w.own.Reset()
 	r.waiters = append(r.waiters, w)
 }
+
+// dispatch handles the completion of w's attempt. On a run in memory on an
+// executor with futures the run owns (executor.FutureSubmitter: local,
+// pool), when the loop sleeps, it handles it at once on the goroutine that
+// completed the call (a pool worker), and submits the units it makes ready
+// from there, so that a task's successors are handed to the executor
+// without a hop to the run's loop and back. Otherwise (the loop or another
+// completion drives the run, or the run is durable, whose recording stays
+// on the loop) it posts the completion to the loop. Nobody ever waits for
+// the run's scheduler: a goroutine that finds it driven posts, and the
+// driver wakes the loop when it is done if something was posted, the run
+// has ended, or its context has. SubmitFuture never waits for room, so a
+// worker never blocks here on its own executor's queue.
+func (r *run) dispatch(w *waiter) {
+	if !r.inline || !r.driving.CompareAndSwap(false, true) {
+		r.q.post(event{w: w})
+		return
+	}
+	r.handle(event{w: w})
+	r.drain()
+	if len(r.parked) > 0 {
+		r.unpark()
+	}
+	end := r.open == 0
+	r.driving.Store(false)
+	if end || r.q.n.Load() > 0 || r.ctx.Err() != nil {
+		r.q.wake()
+	}
+}

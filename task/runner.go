@@ -127,7 +127,7 @@ func (r Result) Duration() time.Duration {
 // up on can never complete a later one.
 type Runner struct {
 	spec    Spec
-	opts    Options
+	pol     policy // of the task's options
 	input   any
 	onState func(Change) // RunOptions.OnState
 	logger  hclog.Logger // RunOptions.Logger; the run's id is in res
@@ -184,7 +184,7 @@ func (r *Runner) init(spec Spec, input any, opts RunOptions) {
 	}
 	*r = Runner{
 		spec:    spec,
-		opts:    spec.Options(),
+		pol:     policyOf(spec),
 		input:   input,
 		onState: opts.OnState,
 		logger:  opts.Logger,
@@ -344,8 +344,8 @@ func (r *Runner) call(now time.Time) executor.Call {
 		Input:   r.input,
 		RunID:   r.res.RunID,
 		Attempt: r.attempt,
-		Limit:   r.opts.Timeout,
-		Grace:   r.opts.Grace,
+		Limit:   r.pol.timeout,
+		Grace:   r.pol.grace,
 		Logger:  r.logger,
 	}
 	if r.o != nil {
@@ -457,7 +457,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 		return 0, false
 	}
 	if again {
-		delay = r.opts.retryDelay(r.attempt)
+		delay = r.pol.retryDelay(r.attempt)
 		r.debugLogger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.res.RunID,
 			"attempt", r.attempt, "delay", delay, "error", err)
 		r.change(Retrying, err, now)
@@ -473,7 +473,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 
 // retryable reports whether a failed attempt is tried again.
 func (r *Runner) retryable(class executor.Class, err error) bool {
-	if r.attempt-r.first+1 > max(r.opts.MaxRetries, 0) {
+	if r.attempt-r.first+1 > max(r.pol.maxRetries, 0) {
 		return false
 	}
 	switch class {
@@ -484,7 +484,7 @@ func (r *Runner) retryable(class executor.Class, err error) bool {
 	if errors.Is(err, executor.ErrClosed) {
 		return false
 	}
-	return r.opts.RetryIf == nil || r.opts.RetryIf(err)
+	return r.pol.retryIf == nil || r.pol.retryIf(err)
 }
 
 // End ends a run that has not reached a final state, without (further)

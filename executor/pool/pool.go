@@ -126,6 +126,10 @@ type Executor struct {
 	// Rare events, shared by all workers.
 	timedOut, canceled atomic.Uint64
 	abandoned          atomic.Int64
+	// finishing counts workers completing a call (running its Future's
+	// OnDone callbacks), each about to take the next queued call: see
+	// enqueue.
+	finishing atomic.Int32
 
 	// The queue and the workers' goroutines. A worker without a goroutine
 	// is idle; the queue is empty whenever one is.
@@ -323,9 +327,14 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 			j.tk.withdraw()
 			return executor.ErrClosed
 		}
-		if k := len(e.idle); k > 0 {
+		if k := len(e.idle); k > 0 && int(e.finishing.Load()) <= e.n {
 			// The queue is empty: hand the call to an idle worker and
-			// start its goroutine.
+			// start its goroutine. Unless a worker is completing a call
+			// and will take the next queued call in a moment: a call
+			// submitted from an OnDone callback (a flow's next task)
+			// then runs on the same goroutine, without a goroutine start
+			// and a hand-off; queued calls beyond the finishing workers
+			// go to idle ones.
 			w := e.idle[k-1]
 			e.idle = e.idle[:k-1]
 			e.live++
