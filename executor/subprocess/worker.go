@@ -59,6 +59,7 @@ type worker struct {
 	cancel context.CancelFunc // ends the Cmd's context: Cmd.Cancel sends SIGTERM to the group
 	req    *os.File           // the worker's fd 3, our end
 	resp   *os.File           // the worker's fd 4, our end
+	in     io.Reader          // resp, polled for a while after each frame and each call sent (Options.Spin)
 	out    *os.File           // the worker's stdout, our end
 	errOut *os.File           // the worker's stderr, our end
 	tail   tail
@@ -118,7 +119,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, e.path, e.args...)
 	cmd.Env = append(os.Environ(), e.opts.Env...)
-	cmd.Env = append(cmd.Env, envWorker+"="+workerSpec(os.Getpid(), e.opts.MaxFrame))
+	cmd.Env = append(cmd.Env, envWorker+"="+workerSpec(os.Getpid(), e.opts.MaxFrame, e.opts.Spin))
 	if raceEnabled {
 		cmd.Env = raceEnv(cmd.Env)
 	}
@@ -163,6 +164,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 		cancel: cancel,
 		req:    reqW,
 		resp:   respR,
+		in:     newSpinReader(respR, e.opts.Spin, true, e.spinWorthIt),
 		out:    outR,
 		errOut: errR,
 		tail:   tail{max: e.opts.StderrTail},
@@ -207,6 +209,12 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	}
 }
 
+// spinWorthIt says whether a reader of results should poll: while at most
+// one call runs. With more, this process has other work for its CPUs
+// (and the workers theirs), none of them sleeps, and polling would take
+// CPU from the workers.
+func (e *Executor) spinWorthIt() bool { return e.stats.Running.Load() <= 1 }
+
 // send writes j's Call frame to the worker. A write that fails means the
 // worker is dying: the slot reports it.
 func (w *worker) send(j *job) {
@@ -236,6 +244,7 @@ func (w *worker) send(j *job) {
 		w.buf = b // keep small buffers only
 	}
 	w.sendMu.Unlock()
+	kick(w.in) // its result comes soon
 	if err != nil {
 		w.e.mu.Lock()
 		w.e.stopLocked(w, stopCrash, "")
@@ -321,7 +330,7 @@ func (w *worker) wait() {
 // read reads the worker's frames until its pipe ends or breaks.
 func (w *worker) read() {
 	defer w.wg.Done()
-	r := frame.NewReader(w.resp, w.e.opts.MaxFrame)
+	r := frame.NewReader(w.in, w.e.opts.MaxFrame)
 	handshaken := false
 	for {
 		kind, body, err := r.Next()

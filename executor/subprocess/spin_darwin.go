@@ -1,0 +1,7 @@
+//go:build darwin
+
+package subprocess
+
+// osYield does nothing on macOS, which has no sched_yield in package
+// syscall; runtime.Gosched alone yields between polls.
+func osYield() {}

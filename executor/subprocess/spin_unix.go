@@ -1,0 +1,128 @@
+//go:build linux || darwin
+
+package subprocess
+
+import (
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// spinReader reads one end of a protocol pipe. While it is hot, a read
+// that finds the pipe empty polls it (a non-blocking read, then
+// runtime.Gosched so other goroutines run) for up to spin before it parks
+// on the runtime's poller as an ordinary read does.
+//
+// Why: a round trip wakes the other process twice, and on a virtual
+// machine whose vCPUs sleep when idle, waking one costs tens of
+// microseconds, more than the rest of the round trip. A reader that polls
+// for the frame it expects keeps its vCPU awake and sees the frame at
+// once. It costs CPU: up to spin per wait that ends empty-handed, and all
+// of the wait when frames come no further apart than spin.
+//
+// kick makes the reader hot: a parked read wakes (its read deadline is
+// set in the past) and polls again. A reader made with linger is also hot
+// for spin after each read that returned data.
+type spinReader struct {
+	f      *os.File
+	rc     syscall.RawConn
+	spin   time.Duration
+	linger bool
+	may    func() bool // whether polling is worth it now; nil: always
+	hot    atomic.Bool
+	kicks  atomic.Uint64
+	parked atomic.Bool // between the last empty poll and the poller's wake-up
+}
+
+// newSpinReader returns a reader of f that spins as spinReader says, or f
+// itself when spin is not positive or f is not pollable. While may (if not
+// nil) returns false, the reader does not poll.
+func newSpinReader(f *os.File, spin time.Duration, linger bool, may func() bool) io.Reader {
+	if spin <= 0 {
+		return f
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return f
+	}
+	return &spinReader{f: f, rc: rc, spin: spin, linger: linger, may: may}
+}
+
+// kick makes the reader hot, and wakes it if it is parked.
+func kick(r io.Reader) {
+	s, ok := r.(*spinReader)
+	if !ok {
+		return
+	}
+	s.kicks.Add(1)
+	s.hot.Store(true)
+	if s.parked.Load() {
+		_ = s.f.SetReadDeadline(time.Unix(1, 0)) // wakes the parked read; Read clears it
+	}
+}
+
+// Read reads into p as os.File.Read does, polling first while hot.
+func (s *spinReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		var n int
+		var err error
+		var until time.Time
+		var seen uint64
+		rerr := s.rc.Read(func(fd uintptr) bool {
+			s.parked.Store(false)
+			for i := 0; ; i++ {
+				n, err = syscall.Read(int(fd), p)
+				if err == syscall.EINTR {
+					continue
+				}
+				if err != syscall.EAGAIN {
+					return true
+				}
+				if s.hot.Load() && i&7 == 0 { // the clock costs about as much as a poll here
+					now := time.Now()
+					if k := s.kicks.Load(); k != seen || until.IsZero() {
+						seen, until = k, now.Add(s.spin) // a kick starts the time again
+					} else if !now.Before(until) || s.may != nil && !s.may() {
+						s.hot.Store(false)
+					}
+				}
+				if s.hot.Load() {
+					runtime.Gosched() // this process's goroutines first,
+					osYield()         // then the other threads of this CPU, such as the other process's
+					continue
+				}
+				// Park, unless a kick came since the last look: kick sets
+				// hot before it looks at parked.
+				s.parked.Store(true)
+				if s.hot.Load() {
+					s.parked.Store(false)
+					continue
+				}
+				return false
+			}
+		})
+		if errors.Is(rerr, os.ErrDeadlineExceeded) { // a kick woke the parked read
+			s.parked.Store(false)
+			_ = s.f.SetReadDeadline(time.Time{})
+			continue
+		}
+		if rerr != nil {
+			return 0, rerr
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		s.hot.Store(s.linger)
+		return n, nil
+	}
+}
