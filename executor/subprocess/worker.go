@@ -63,7 +63,7 @@ type worker struct {
 	out    *os.File           // the worker's stdout, our end
 	errOut *os.File           // the worker's stderr, our end
 	tail   tail
-	timer  *time.Timer // the running call's deadline
+	timer  *time.Timer // the running call's deadline, waited on by serve
 	hello  chan error  // the handshake's outcome, once
 	exited chan struct{}
 	events chan struct{} // wakes the slot when a stop is requested
@@ -174,7 +174,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	}
 	w.name = "pid " + strconv.Itoa(w.pid)
 	w.logger = e.logger.With("worker", w.name)
-	w.timer = time.AfterFunc(time.Hour, w.onDeadline)
+	w.timer = time.NewTimer(time.Hour) // serve waits on it: at the deadline it kills at once, with no hand-off
 	w.timer.Stop()
 	w.wg.Add(4)
 	go w.wait()
@@ -309,8 +309,9 @@ func (w *worker) onDeadline() {
 	e := w.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	// A stale firing (the call returned and another began) finds a job
-	// whose deadline is still ahead, or none.
+	// The timer is stopped or reset under e.mu, which makes a stale firing
+	// impossible (a channel timer's Stop and Reset drop what was due);
+	// this check is a second line.
 	if j := w.job; j != nil && !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
 		e.stopLocked(w, stopTimeout, "")
 	}
@@ -568,6 +569,8 @@ func (e *Executor) serve(w *worker) bool {
 	}
 	for stopped := false; !stopped; {
 		select {
+		case <-w.timer.C:
+			w.onDeadline()
 		case <-w.events:
 		case <-idleC:
 			e.mu.Lock()
@@ -600,6 +603,9 @@ func (e *Executor) serve(w *worker) bool {
 	reason, detail, calls := w.reason, w.detail, w.calls
 	e.mu.Unlock()
 
+	if j != nil { // the answer first: a logger (and survivors, which reads /proc) may be slow
+		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
+	}
 	lg := w.logger.With("reason", reason.String(), "status", w.state.String(), "calls", calls)
 	if !confirmed {
 		lg.Error("worker's process group is still there after SIGKILL", "members", w.group.survivors())
@@ -607,9 +613,6 @@ func (e *Executor) serve(w *worker) bool {
 		lg.Warn("worker died between calls", "stderr", w.tail.String())
 	} else {
 		lg.Debug("worker stopped")
-	}
-	if j != nil {
-		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
 	}
 	w.ended()
 	return j != nil || calls > 0
