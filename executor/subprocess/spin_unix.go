@@ -27,6 +27,12 @@ import (
 // kick makes the reader hot: a parked read wakes (its read deadline is
 // set in the past) and polls again. A reader made with linger is also hot
 // for spin after each read that returned data.
+//
+// Polling helps only where a CPU would otherwise sleep. When, during a
+// wait that polled, another thread was given this process's CPU (the
+// machine is busy: our sched_yield or a preemption let it run), the next
+// skipAfterContention waits do not poll: there the poll would take CPU
+// from work, the other process's among it.
 type spinReader struct {
 	f      *os.File
 	rc     syscall.RawConn
@@ -35,8 +41,13 @@ type spinReader struct {
 	may    func() bool // whether polling is worth it now; nil: always
 	hot    atomic.Bool
 	kicks  atomic.Uint64
-	parked atomic.Bool // between the last empty poll and the poller's wake-up
+	parked atomic.Bool  // between the last empty poll and the poller's wake-up
+	skip   atomic.Int64 // waits left that do not poll, after a contended one
 }
+
+// skipAfterContention is how many waits do not poll after one during
+// which another thread was given this process's CPU (see preempted).
+const skipAfterContention = 256
 
 // newSpinReader returns a reader of f that spins as spinReader says, or f
 // itself when spin is not positive or f is not pollable. While may (if not
@@ -59,6 +70,10 @@ func kick(r io.Reader) {
 		return
 	}
 	s.kicks.Add(1)
+	if s.skip.Load() > 0 { // a wait that does not poll
+		s.skip.Add(-1)
+		return
+	}
 	s.hot.Store(true)
 	if s.parked.Load() {
 		_ = s.f.SetReadDeadline(time.Unix(1, 0)) // wakes the parked read; Read clears it
@@ -75,6 +90,15 @@ func (s *spinReader) Read(p []byte) (int, error) {
 		var err error
 		var until time.Time
 		var seen uint64
+		spinning, switches := false, int64(0)
+		endSpin := func() {
+			if spinning && preempted() > switches {
+				// Another thread wanted this CPU while we polled: polling
+				// takes CPU from work here, and no CPU sleeps.
+				s.skip.Store(skipAfterContention)
+			}
+			spinning = false
+		}
 		rerr := s.rc.Read(func(fd uintptr) bool {
 			s.parked.Store(false)
 			for i := 0; ; i++ {
@@ -83,7 +107,16 @@ func (s *spinReader) Read(p []byte) (int, error) {
 					continue
 				}
 				if err != syscall.EAGAIN {
+					endSpin()
 					return true
+				}
+				if s.hot.Load() && !spinning {
+					if s.skip.Load() > 0 {
+						s.skip.Add(-1)
+						s.hot.Store(false)
+					} else {
+						spinning, switches = true, preempted()
+					}
 				}
 				if s.hot.Load() && i&7 == 0 { // the clock costs about as much as a poll here
 					now := time.Now()
@@ -98,6 +131,7 @@ func (s *spinReader) Read(p []byte) (int, error) {
 					osYield()         // then the other threads of this CPU, such as the other process's
 					continue
 				}
+				endSpin()
 				// Park, unless a kick came since the last look: kick sets
 				// hot before it looks at parked.
 				s.parked.Store(true)

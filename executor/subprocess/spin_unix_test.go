@@ -205,3 +205,18 @@ func FuzzSpinReader(f *testing.F) {
 		}
 	})
 }
+
+func TestSpinReaderSkipsPollingAfterContention(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	in := newSpinReader(r, time.Hour, false, nil).(*spinReader)
+	in.skip.Store(2) // as after a wait during which another thread got the CPU
+	kick(in)
+	assert.False(t, in.hot.Load(), "a wait after contention does not poll")
+	assert.EqualValues(t, 1, in.skip.Load())
+	kick(in)
+	kick(in)
+	assert.True(t, in.hot.Load(), "the skipped waits are counted down, then polling resumes")
+}
