@@ -132,7 +132,7 @@ func serve(reg *executor.Registry, spec string) int {
 		out:   resultsOut,
 		sigs:  make(chan os.Signal, 2),
 		stop:  stop,
-		in:    newSpinReader(callsIn, spin, false, nil),
+		in:    newBlockingReader(callsIn, spin),
 	}
 	stop.watch(s.sigs)
 	go s.signals()
@@ -259,7 +259,9 @@ func (s *server) serveCall(c proto.Call, replace func()) {
 			os.Exit(0)
 		}
 		s.sendResult(&res)
-		kick(s.in) // the next call comes soon
+		if c.Spin {
+			kick(s.in) // the next call comes soon
+		}
 		// A task that ignored SIGTERM or SIGHUP (signal.Ignore) turned off
 		// the worker's handler too; turn it back on for the next call.
 		s.stop.rewatch(s.sigs)

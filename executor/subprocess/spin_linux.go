@@ -2,7 +2,10 @@
 
 package subprocess
 
-import "syscall"
+import (
+	"syscall"
+	"unsafe"
+)
 
 // osYield gives this thread's CPU to another thread that waits for it, if
 // any (sched_yield).
@@ -17,4 +20,26 @@ func preempted() int64 {
 		return 0
 	}
 	return ru.Nivcsw
+}
+
+// canBlock says that waitReadable works here.
+const canBlock = true
+
+// waitReadable sleeps in ppoll until fd is readable or its writers are
+// gone.
+func waitReadable(fd int) error {
+	pfd := struct {
+		fd             int32
+		events, revent int16
+	}{fd: int32(fd), events: 0x1} // POLLIN
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, 0, 0, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
 }

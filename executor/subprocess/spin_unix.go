@@ -38,6 +38,7 @@ type spinReader struct {
 	rc     syscall.RawConn
 	spin   time.Duration
 	linger bool
+	block  bool        // sleep in ppoll rather than on the runtime's poller (see newSpinReader)
 	may    func() bool // whether polling is worth it now; nil: always
 	hot    atomic.Bool
 	kicks  atomic.Uint64
@@ -61,6 +62,26 @@ func newSpinReader(f *os.File, spin time.Duration, linger bool, may func() bool)
 		return f
 	}
 	return &spinReader{f: f, rc: rc, spin: spin, linger: linger, may: may}
+}
+
+// newBlockingReader is newSpinReader (with spin 0 allowed: no polling) for
+// a reader that, after its polls, sleeps in the kernel (ppoll on Linux)
+// instead of on the runtime's poller: the writer's wake-up then goes
+// straight to the sleeping thread, as it does for a plain blocking read,
+// where the poller costs an epoll_wait, a thread wake-up and a goroutine
+// switch more. Such a read cannot be interrupted: kick only makes it poll
+// when it has not slept yet, and the file must not be closed while it
+// sleeps. For a worker's calls pipe, which it reads until its parent goes.
+// Elsewhere than on Linux it is newSpinReader.
+func newBlockingReader(f *os.File, spin time.Duration) io.Reader {
+	if !canBlock {
+		return newSpinReader(f, spin, false, nil)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return f
+	}
+	return &spinReader{f: f, rc: rc, spin: spin, block: true}
 }
 
 // kick makes the reader hot, and wakes it if it is parked.
@@ -132,6 +153,12 @@ func (s *spinReader) Read(p []byte) (int, error) {
 					continue
 				}
 				endSpin()
+				if s.block {
+					if waitReadable(int(fd)) != nil {
+						return false // the poller then
+					}
+					continue
+				}
 				// Park, unless a kick came since the last look: kick sets
 				// hot before it looks at parked.
 				s.parked.Store(true)

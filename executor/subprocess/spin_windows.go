@@ -14,3 +14,6 @@ func newSpinReader(f *os.File, spin time.Duration, linger bool, may func() bool)
 
 // kick does nothing on Windows.
 func kick(r io.Reader) {}
+
+// newBlockingReader returns f (see spin_unix.go).
+func newBlockingReader(f *os.File, spin time.Duration) io.Reader { return f }

@@ -229,6 +229,7 @@ func (w *worker) send(j *job) {
 
 		TraceParent: j.call.TraceParent(),
 		TraceState:  j.call.TraceState(),
+		Spin:        w.e.opts.Spin > 0 && w.e.spinWorthIt(),
 	}
 	if !j.deadline.IsZero() {
 		c.Deadline = j.deadline.UnixNano()
