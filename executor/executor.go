@@ -298,6 +298,41 @@ func WithCall(parent context.Context, call *Call) context.Context {
 	return &c
 }
 
+// CallContexts makes call contexts, as WithCall does, for an executor's
+// worker that makes one per call: it carves them out of blocks of 64, so a
+// worker running calls of a different identity each (another task, run or
+// attempt every time) makes one allocation per 64 calls instead of one
+// per call. The zero value is ready to use. It is not safe for concurrent
+// use: each worker has its own.
+//
+// A context it made stays valid for as long as it is referenced, exactly
+// as one from WithCall: a task that keeps its context after it returns
+// (in a goroutine of its own, say) sees its own identity there, never
+// another call's. The cost of keeping one is its whole block: about 5 KiB,
+// which also keeps the other calls' parent contexts and loggers of that
+// block reachable until the kept context is dropped.
+type CallContexts struct{ free []callContext }
+
+// callContextBlock is how many contexts CallContexts carves out of one
+// allocation.
+const callContextBlock = 64
+
+// WithCall returns a context carrying call's identity and logger, as the
+// package-level WithCall does.
+func (cs *CallContexts) WithCall(parent context.Context, call *Call) context.Context {
+	if len(cs.free) == 0 {
+		cs.free = make([]callContext, callContextBlock)
+	}
+	c := &cs.free[0]
+	cs.free = cs.free[1:]
+	*c = newCallContext(parent, call)
+	return c
+}
+
+// Drop lets go of the rest of the current block; the next WithCall
+// allocates a new one. Contexts already made are unaffected.
+func (cs *CallContexts) Drop() { cs.free = nil }
+
 // Prepare returns the Promise of an accepted call and the context to run it
 // with: parent carrying the call's identity and logger, as WithCall gives.
 // Both come from one allocation, which is why executors should prefer it to

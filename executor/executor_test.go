@@ -390,3 +390,32 @@ func TestRunEndsTheGoroutineOnGoexit(t *testing.T) {
 	wg.Wait()
 	assert.False(t, returned, "as in plain Go")
 }
+
+func TestCallContextsGiveEachCallItsOwnContext(t *testing.T) {
+	type key struct{}
+	var cs executor.CallContexts
+	var ctxs []context.Context
+	const n = 150 // more than one block
+	for i := range n {
+		parent := context.WithValue(context.Background(), key{}, i)
+		c := executor.Call{Handler: double, RunID: fmt.Sprintf("run%d", i), Attempt: i + 1}
+		ctxs = append(ctxs, cs.WithCall(parent, &c))
+		if i == n/2 {
+			cs.Drop()
+		}
+	}
+	for i, ctx := range ctxs {
+		id, ok := executor.CallInfo(ctx)
+		require.True(t, ok)
+		assert.Equal(t, executor.Identity{Task: "double", RunID: fmt.Sprintf("run%d", i), Attempt: i + 1}, id)
+		assert.Equal(t, i, ctx.Value(key{}), "the parent's values")
+	}
+	var zero executor.CallContexts
+	ctx := zero.WithCall(context.Background(), &executor.Call{Handler: double})
+	id, _ := executor.CallInfo(ctx)
+	assert.Equal(t, 1, id.Attempt, "attempt zero is 1")
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() {
+		var cs executor.CallContexts
+		cs.WithCall(context.Background(), &executor.Call{Handler: double})
+	}), "one block")
+}

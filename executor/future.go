@@ -3,16 +3,18 @@ package executor
 import (
 	"context"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Future is the pending result of one submitted call. It completes exactly
-// once; its result never changes afterwards. The zero Future is not usable:
-// executors create futures with NewPromise or Completed.
+// once; its result never changes afterwards. Executors create futures with
+// NewPromise or Completed; the zero Future is a pending one that only an
+// executor's SubmitFuture can complete (see FutureSubmitter).
 type Future struct {
-	state      atomic.Uint32 // futurePending, futureCompleting, futureDone
+	state      atomic.Uint32 // futurePending, futureCompleting, futureSealed, futureDone
 	deliveries int32         // next to state: the two fill one word
 	mu         sync.Mutex    // guards done, first and more while pending
 	done       chan struct{} // made on first demand, closed at completion
@@ -29,10 +31,21 @@ type Future struct {
 var epoch = time.Now()
 
 const (
-	futurePending uint32 = iota
-	futureCompleting
+	futurePending    uint32 = iota
+	futureCompleting        // Complete won: it writes the result, then takes the lock
+	futureSealed            // Complete has taken the callbacks and is about to store futureDone
 	futureDone
 )
+
+// awaitDone waits out the few instructions between futureSealed and
+// futureDone, for Done and OnDone calls that found the future sealed: they
+// must not return before Complete's last touch of the future, after which
+// its owner may reuse it (FutureSubmitter).
+func (f *Future) awaitDone() {
+	for f.state.Load() != futureDone {
+		runtime.Gosched()
+	}
+}
 
 // closedChan is returned by Done for futures that completed before anyone
 // asked for a channel. It is closed in init and never written again.
@@ -47,7 +60,8 @@ func (f *Future) Done() <-chan struct{} {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.state.Load() == futureDone {
+	if s := f.state.Load(); s >= futureSealed {
+		f.awaitDone()
 		return closedChan
 	}
 	if f.done == nil {
@@ -122,7 +136,7 @@ func (f *Future) Started() time.Time {
 func (f *Future) OnDone(fn func()) {
 	if f.state.Load() != futureDone {
 		f.mu.Lock()
-		if f.state.Load() != futureDone {
+		if f.state.Load() < futureSealed {
 			if f.first == nil {
 				f.first = fn
 			} else {
@@ -132,6 +146,7 @@ func (f *Future) OnDone(fn func()) {
 			return
 		}
 		f.mu.Unlock()
+		f.awaitDone()
 	}
 	fn()
 }
@@ -182,13 +197,16 @@ func (p Promise) Complete(value any, err error) bool {
 	}
 	f.value, f.err = value, err
 	f.mu.Lock()
-	f.state.Store(futureDone)
-	if f.done != nil {
-		close(f.done)
-	}
-	first, more := f.first, f.more
+	done, first, more := f.done, f.first, f.more
 	f.first, f.more = nil, nil
+	f.state.Store(futureSealed)
 	f.mu.Unlock()
+	// The last touch of f: from here its owner may reuse it (see
+	// FutureSubmitter), so the channel and callbacks are locals.
+	f.state.Store(futureDone)
+	if done != nil {
+		close(done)
+	}
 	if first != nil {
 		first()
 	}

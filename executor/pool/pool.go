@@ -14,23 +14,26 @@
 // ever run task code at once. Options.MaxAbandoned can make Submit refuse
 // work while too many workers are held that way.
 //
-// Limits that never fire are cheap: no runtime timer and no
-// context.WithTimeout per call. Each worker publishes its call's deadline in
-// an atomic word and one watchdog goroutine, with one timer, sleeps until
-// the earliest deadline; a call's context materialises its cancellation
-// machinery only if the task asks for it.
+// Limits that never fire are cheap: no context.WithTimeout and no new
+// timer per call. Each worker has one runtime timer of its own, armed
+// lazily (a call whose deadline is after the one the timer is armed for
+// leaves it alone, and the timer re-arms itself when it fires early), and
+// a call's context materialises its cancellation machinery only if the
+// task asks for it. At a deadline the worker's timer answers the call on
+// the goroutine the runtime starts for it, with no scan and no further
+// hand-off, so a timeout is as prompt as a context.WithTimeout.
 //
 // A worker's goroutine starts when a call is handed to an idle worker and
-// ends when the queue is empty, so an idle pool holds no goroutine but its
-// watchdog, and a busy one never parks and wakes a goroutine per call.
+// ends when the queue is empty, so an idle pool holds no goroutine but the
+// one that waits to end it, and a busy one never parks and wakes a
+// goroutine per call.
 //
 // A call whose return its worker observes at or after its deadline is late
 // (the rule of executor.TimeoutHandler) and answered with the
-// *executor.TimeoutError, even if the watchdog has not fired yet; one
-// observed before it keeps its result, even if the watchdog fires while it
-// is delivered. Timeouts are answered and logged off the watchdog's
-// goroutine and outside every lock, so a blocking OnDone callback or
-// logger delays only its own call. A task that calls runtime.Goexit is
+// *executor.TimeoutError, even if the timer has not fired yet; one
+// observed before it keeps its result, even if the timer fires while it
+// is delivered. Timeouts are answered and logged outside every lock, so a
+// blocking OnDone callback or logger delays only its own call. A task that calls runtime.Goexit is
 // answered as an *executor.PanicError matching executor.ErrGoexit, and a
 // new goroutine takes its worker's place.
 //
@@ -52,6 +55,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,7 +121,6 @@ type Executor struct {
 	logger  hclog.Logger
 	maxAbd  int64
 	epoch   time.Time // deadlines are kept as nanoseconds since epoch
-	wd      watchdog
 
 	_         [64]byte      // keep the submitters' counter off the line above
 	submitted atomic.Uint64 // written by submitters only
@@ -138,7 +141,7 @@ type Executor struct {
 	room        chan struct{}  // closed (and dropped) when room appears for waiters
 	gone        bool           // workersGone is closed
 	workersGone chan struct{}  // closed once stopping and no worker goroutine is left
-	drained     chan struct{}  // closed by the watchdog as it ends, after the workers and answers
+	drained     chan struct{}  // closed by watch as it ends, after the workers and answers
 	answers     sync.WaitGroup // goroutines delivering timeouts (see worker.expire)
 	forgetOnce  sync.Once
 }
@@ -148,7 +151,7 @@ var (
 	_ executor.TrySubmitter = (*Executor)(nil)
 )
 
-// New returns an Executor and starts its watchdog goroutine; workers'
+// New returns an Executor and starts the goroutine that ends it; workers'
 // goroutines start as calls arrive. Call Shutdown to stop them.
 func New(opts Options) *Executor {
 	n := opts.Workers
@@ -177,9 +180,24 @@ func New(opts Options) *Executor {
 		drained:     make(chan struct{}),
 		workersGone: make(chan struct{}),
 	}
-	e.wd.init()
-	for i := range e.workers {
-		e.workers[i] = &worker{e: e, name: "pool/" + strconv.Itoa(i)}
+	// The workers and their names come from one allocation each, not two
+	// per worker: a pool of 10,000 workers is made in a few microseconds.
+	ws := make([]worker, n)
+	var names strings.Builder
+	ends := make([]int, n)
+	for i := range ws {
+		names.WriteString("pool/")
+		names.WriteString(strconv.Itoa(i))
+		ends[i] = names.Len()
+	}
+	all := names.String()
+	for i := range ws {
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		ws[i].e, ws[i].name = e, all[start:ends[i]]
+		e.workers[i] = &ws[i]
 	}
 	for i := n - 1; i >= 0; i-- {
 		e.idle = append(e.idle, e.workers[i]) // pool/0 on top
@@ -313,8 +331,14 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 			e.idle = e.idle[:k-1]
 			e.live++
 			w.cur = j
+			if w.loopFn == nil {
+				// Made once per worker: a go statement with a method
+				// call would allocate its closure at every start.
+				w.loopFn = w.loop
+			}
+			start := w.loopFn
 			e.mu.Unlock()
-			go w.loop()
+			go start()
 			e.accepted(ctx, &j)
 			return nil
 		}
@@ -365,17 +389,7 @@ func (e *Executor) accepted(ctx context.Context, j *job) {
 // next gives w the next queued call, or makes w idle and reports false.
 func (e *Executor) next(w *worker) bool {
 	e.mu.Lock()
-	if e.n > 0 {
-		w.cur = e.ring[e.head]
-		e.ring[e.head] = job{}
-		e.head = (e.head + 1) % len(e.ring)
-		e.n--
-		// Wake waiting submitters once half the queue is free, not at
-		// every call, so that a producer that outruns the workers sleeps
-		// once per half queue.
-		if e.waiters > 0 && e.n <= len(e.ring)/2 {
-			e.wakeRoomLocked()
-		}
+	if e.popLocked(w) {
 		e.mu.Unlock()
 		return true
 	}
@@ -393,6 +407,24 @@ func (e *Executor) next(w *worker) bool {
 		close(e.workersGone)
 	}
 	return false
+}
+
+// popLocked gives w the next queued call, if there is one.
+func (e *Executor) popLocked(w *worker) bool {
+	if e.n == 0 {
+		return false
+	}
+	w.cur = e.ring[e.head]
+	e.ring[e.head] = job{}
+	e.head = (e.head + 1) % len(e.ring)
+	e.n--
+	// Wake waiting submitters once half the queue is free, not at
+	// every call, so that a producer that outruns the workers sleeps
+	// once per half queue.
+	if e.waiters > 0 && e.n <= len(e.ring)/2 {
+		e.wakeRoomLocked()
+	}
+	return true
 }
 
 func (e *Executor) wakeRoomLocked() {
@@ -419,7 +451,7 @@ func (e *Executor) cancelQueued(j *job) {
 // goroutines. Limits keep being enforced meanwhile.
 //
 // If ctx ends first it returns an *executor.ShutdownError naming the calls
-// still running; their workers, and the watchdog that enforces their
+// still running; their workers, and the timers that enforce their
 // limits, live on until the calls return, and a later Shutdown waits for
 // them again. Shutdown starts no goroutine, so giving up leaves nothing
 // waiting behind. It may be called any number of times.
@@ -451,9 +483,9 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		select {
 		case <-e.workersGone:
-			// Every call has returned; only the watchdog is still on
-			// its way out, after the answers it handed off, which take
-			// no time worth reporting unless an OnDone callback blocks.
+			// Every call has returned; only timeouts being answered
+			// are left, which take no time worth reporting unless an
+			// OnDone callback blocks.
 			select {
 			case <-e.drained:
 			case <-time.After(time.Millisecond):

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,7 @@ import (
 // A worker's state word packs the number of the call it is on (its
 // generation) with a phase. Whoever moves a call out of running decides who
 // answers it: the worker itself when the call returns, or an answerer (the
-// watchdog at the limit, the cancellation of the submitter's context) that
+// timer at the limit, the cancellation of the submitter's context) that
 // then owns the answer while the work goes on, abandoned. Answerers and
 // Shutdown's inspection hold the worker's mutex while they change the
 // state; the worker changes it without the mutex on the fast path and takes
@@ -44,18 +45,22 @@ type worker struct {
 	succeeded atomic.Uint64
 	failed    atomic.Uint64
 
+	loopFn func() // w.loop, made at the first start (under the executor's mutex)
+
 	mu    sync.Mutex // serialises answerers and inspection with the worker's slow path
 	gen   uint64     // the worker's call count; worker only
 	cur   job
-	start time.Time // when the current call started, for a limited call
-	lctx  *limitCtx // the current call's context, for a limited call
-
-	goexit func(*executor.PanicError) // onGoexit, made once
+	start time.Time         // when the current call started, for a limited call
+	lctx  *deadlinectx.Lazy // the current call's context, for a limited call
+	lt    limitTimer        // enforces the deadline (watchdog.go)
 
 	// The last call context made, reused while calls have the same
 	// identity, logger and parent: it is immutable, so sharing it between
-	// calls that would get equal ones is invisible to them, and saves an
-	// allocation per call in the common case of many calls of one task.
+	// calls that would get equal ones is invisible to them. A call of
+	// another identity gets a new one from ctxs, which allocates once per
+	// 64 calls; none is ever reused, so a context a task keeps after it
+	// returns goes on carrying that task's identity.
+	ctxs      executor.CallContexts
 	cc        context.Context
 	ccParent  context.Context
 	ccHandler *executor.Handler
@@ -80,12 +85,26 @@ func (w *worker) resume() {
 	}
 }
 
-// onGoexit answers a call whose task called runtime.Goexit, on the
-// worker's exiting goroutine, and starts a new goroutine in its place: the
-// worker keeps its slot (live is unchanged) and goes on with the queue.
-func (w *worker) onGoexit(pe *executor.PanicError) {
-	w.finish(w.gen, nil, pe)
-	go w.resume()
+// invoke runs the task of call g. If the task calls runtime.Goexit, which
+// nothing can stop, invoke does not return: its deferred function answers
+// the call, on the worker's exiting goroutine, with an
+// *executor.PanicError matching executor.ErrGoexit (as
+// Handler.RunOnGoexit would, without a func value per worker), and starts
+// a new goroutine in its place: the worker keeps its slot (live is
+// unchanged) and goes on with the queue.
+func (w *worker) invoke(ctx context.Context, g uint64) (v any, err error) {
+	returned := false
+	defer func() {
+		if !returned {
+			// Handler.Run recovers panics: only Goexit gets here.
+			w.finish(g, nil, &executor.PanicError{Task: w.cur.call.Name(), Value: executor.ErrGoexit,
+				Stack: debug.Stack()})
+			go w.resume()
+		}
+	}()
+	v, err = w.cur.call.Handler.Run(ctx, w.cur.call.Input)
+	returned = true
+	return v, err
 }
 
 // run runs w.cur.
@@ -104,13 +123,13 @@ func (w *worker) run() {
 	}
 	if j.call.Trace != nil && j.promise != (executor.Promise{}) {
 		// Before the state store below: whoever completes the future
-		// (this worker, the watchdog, a cancellation) is ordered after it.
+		// (this worker, its timer, a cancellation) is ordered after it.
 		j.promise.SetStarted(w.start)
 	}
 	var deadline int64
 	if limit > 0 {
 		deadline = e.mono(w.start) + int64(limit)
-		w.lctx = newLimitCtx(ctx, e, deadline)
+		w.lctx = deadlinectx.NewLazy(ctx, w.start.Add(limit))
 		ctx = w.lctx
 	}
 	w.state.Store(pack(g, running))
@@ -122,12 +141,9 @@ func (w *worker) run() {
 	}
 	if limit > 0 {
 		w.deadline.Store(deadline)
-		e.wd.arm(deadline)
+		w.arm(deadline, limit)
 	}
-	if w.goexit == nil {
-		w.goexit = w.onGoexit // one allocation per worker, not per call
-	}
-	v, err := j.call.Handler.RunOnGoexit(ctx, j.call.Input, w.goexit)
+	v, err := w.invoke(ctx, g)
 	w.finish(g, v, err)
 }
 
@@ -143,7 +159,7 @@ func (w *worker) finish(g uint64, v any, err error) {
 	abandoned := w.settle(g)
 	j.tk.end()
 	if w.lctx != nil {
-		w.lctx.release()
+		w.lctx.Release()
 	}
 	if abandoned {
 		e.abandoned.Add(-1)
@@ -153,7 +169,7 @@ func (w *worker) finish(g uint64, v any, err error) {
 		return
 	}
 	// The worker has claimed the answer (settle): the moment it reads the
-	// clock now is when the executor observed the return. The watchdog
+	// clock now is when the executor observed the return. The timer
 	// answers only calls it claims before that, at or after their deadline.
 	if limit > 0 {
 		if te := deadlinectx.Late(j.call.Name(), limit, w.start, time.Now(), executor.Soft); te != nil {
@@ -216,6 +232,7 @@ func (w *worker) clear() {
 // forget drops the cached call context as the worker ends.
 func (w *worker) forget() {
 	w.cc, w.ccParent, w.ccHandler, w.ccLogger = nil, nil, nil, nil
+	w.ctxs.Drop()
 }
 
 // callContext returns the context that carries j's identity and logger:
@@ -230,7 +247,7 @@ func (w *worker) callContext(j *job) context.Context {
 		w.ccRun == c.RunID && w.ccAttempt == c.Attempt && sameIface(w.ccLogger, c.Logger) {
 		return w.cc
 	}
-	w.cc = executor.WithCall(j.ctx, c)
+	w.cc = w.ctxs.WithCall(j.ctx, c)
 	w.ccParent, w.ccHandler, w.ccRun, w.ccAttempt, w.ccLogger = j.ctx, c.Handler, c.RunID, c.Attempt, c.Logger
 	return w.cc
 }
@@ -242,48 +259,6 @@ func (w *worker) callContext(j *job) context.Context {
 func sameIface[T any](a, b T) bool {
 	type iface struct{ tab, data unsafe.Pointer }
 	return *(*iface)(unsafe.Pointer(&a)) == *(*iface)(unsafe.Pointer(&b))
-}
-
-// expire answers the running call with a timeout if its deadline, at or
-// before now, is still the current one. The watchdog calls it. It claims
-// the call under the worker's mutex, and hands the answer (the Future's
-// OnDone callbacks) and the log line to a goroutine of their own, so that
-// neither a slow callback nor a slow logger holds the mutex or delays the
-// watchdog, and so other calls' limits.
-func (w *worker) expire(now time.Time, nowNs int64) {
-	e := w.e
-	w.mu.Lock()
-	s := w.state.Load()
-	d := w.deadline.Load()
-	if phaseOf(s) != running || d == 0 || d > nowNs {
-		w.mu.Unlock()
-		return
-	}
-	if !w.state.CompareAndSwap(s, pack(s>>2, answered)) {
-		w.mu.Unlock()
-		return // the call returned just now
-	}
-	c := w.cur.call
-	p := w.cur.promise
-	terr := &executor.TimeoutError{
-		Task:        c.Name(),
-		Limit:       c.Limit,
-		Elapsed:     now.Sub(w.start),
-		Enforcement: executor.Soft,
-	}
-	e.timedOut.Add(1)
-	e.abandoned.Add(1)
-	// Ending the context runs no user code (context.AfterFunc functions run
-	// on goroutines of their own); under the mutex, the worker cannot
-	// release the context first.
-	w.lctx.expire(terr)
-	w.mu.Unlock()
-	e.answers.Go(func() {
-		complete(p, w.name, nil, terr)
-		e.logger.Warn("call abandoned: its limit passed and its work is still running",
-			"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", terr.Elapsed, "limit", c.Limit,
-			"worker", w.name)
-	})
 }
 
 // cancel answers call g with a cancellation if it is still running
