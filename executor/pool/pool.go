@@ -131,11 +131,12 @@ type Executor struct {
 
 	// The queue, pushed to and popped from without a lock.
 	ring *ring
-	// Mirrors of len(idle) and waiters, written under mu, read without
-	// it: a submitter that finds no idle worker pushes to the queue, and
-	// a worker that finds no waiting submitter pops, without the mutex.
+	// Mirrors of len(idle) and of room != nil, written under mu, read
+	// without it: a submitter that finds no idle worker pushes to the
+	// queue, and a worker that finds no submitter waiting for room pops,
+	// without the mutex.
 	idleN    atomic.Int64
-	waitersN atomic.Int64
+	roomOpen atomic.Bool
 
 	// The workers' goroutines. A worker without a goroutine is idle; the
 	// queue is empty whenever one is, once the submitter that pushed a
@@ -339,7 +340,6 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		e.mu.Lock()
 		if waited {
 			e.waiters--
-			e.waitersN.Store(int64(e.waiters))
 		}
 		if e.stopping {
 			e.mu.Unlock()
@@ -371,15 +371,15 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		}
 		if e.room == nil {
 			e.room = make(chan struct{})
+			e.roomOpen.Store(true)
 		}
 		room := e.room
 		e.waiters++
-		e.waitersN.Store(int64(e.waiters))
-		// The queue may have emptied between the push above and the
-		// count: a worker that popped before seeing it has not woken us.
+		// A slot may have been freed between the push above and the
+		// flag: a worker that popped before it saw the flag up has not
+		// woken us.
 		if e.ring.push(j) {
 			e.waiters--
-			e.waitersN.Store(int64(e.waiters))
 			e.balanceLocked()
 			e.mu.Unlock()
 			e.accepted(ctx, j)
@@ -392,7 +392,6 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		case <-done:
 			e.mu.Lock()
 			e.waiters--
-			e.waitersN.Store(int64(e.waiters))
 			e.mu.Unlock()
 			j.tk.withdraw()
 			return ctx.Err()
@@ -512,11 +511,11 @@ func (e *Executor) next(w *worker) bool {
 // the workers sleeps once per half queue), and reports whether the call
 // may run: false once Shutdown has begun.
 func (e *Executor) popped() bool {
-	if e.waitersN.Load() > 0 && e.ring.len() <= e.ring.limit/2 {
+	if e.roomOpen.Load() && e.ring.len() <= e.ring.limit/2 {
+		// The first worker here wakes them all; the others find the
+		// flag down and take no lock.
 		e.mu.Lock()
-		if e.waiters > 0 {
-			e.wakeRoomLocked()
-		}
+		e.wakeRoomLocked()
 		e.mu.Unlock()
 	}
 	return !e.closed.Load()
@@ -526,6 +525,7 @@ func (e *Executor) wakeRoomLocked() {
 	if e.room != nil {
 		close(e.room)
 		e.room = nil
+		e.roomOpen.Store(false)
 	}
 }
 
