@@ -52,6 +52,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strconv"
@@ -66,10 +67,12 @@ import (
 )
 
 // DefaultQueue is the least queue length used when Options.Queue is zero;
-// the default is two calls per worker when that is more. A queue shorter
+// with more than DefaultQueue/2 workers the default is the largest power
+// of two not above two calls per worker (so between one and two calls per
+// worker, and the queue's slots are exactly that many). A queue shorter
 // than the worker count cannot keep the workers fed when calls end in
 // waves; a queue much longer only holds back a producer that outruns the
-// workers later.
+// workers later, and costs memory the garbage collector scans.
 const DefaultQueue = 1024
 
 // ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit,
@@ -94,7 +97,8 @@ type Options struct {
 	Workers int
 
 	// Queue is how many accepted calls may wait for a worker. Zero means
-	// max(DefaultQueue, 2*Workers); a negative value means no queue:
+	// DefaultQueue, or for more than DefaultQueue/2 workers the largest
+	// power of two not above 2*Workers; a negative value means no queue:
 	// Submit waits until a worker is idle, and TrySubmit succeeds only if
 	// one is.
 	Queue int
@@ -169,7 +173,7 @@ func New(opts Options) *Executor {
 	q := opts.Queue
 	switch {
 	case q == 0:
-		q = max(DefaultQueue, 2*n)
+		q = max(DefaultQueue, 1<<(bits.Len(uint(2*n))-1))
 	case q < 0:
 		q = 0
 	}
