@@ -466,8 +466,10 @@ func (e *Executor) returned(h *helper, v any, err error) {
 	h.call = executor.Call{}
 	e.putBackLocked(h)
 	e.mu.Unlock()
-	e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
-		"attempt", call.Attempt, "ran", ran, "error", err)
+	if e.logger.IsDebug() { // its arguments cost allocations
+		e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
+			"attempt", call.Attempt, "ran", ran, "error", err)
+	}
 }
 
 // Shutdown stops intake and waits for every call that is still running,
