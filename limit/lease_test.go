@@ -169,3 +169,57 @@ func testRateEveryWindow(t *testing.T, kind, where string) {
 		}
 	})
 }
+
+// TestHandOnsAreRecordedTogether: slots handed on in memory reach the
+// store in the pump's next transaction, at its next poll at the latest,
+// several hand-ons in one, not one transaction each; and a Set closed
+// while a slot it handed on is held records that holder, not a free
+// slot (the holder still runs: its lease just runs out).
+func TestHandOnsAreRecordedTogether(t *testing.T) {
+	inBubble(t, func(t *testing.T, kind, where string, settle func()) {
+		b := openBackend(t, kind, where)
+		lim := limit.Limit{Name: "api", Concurrency: 1}
+		a, err := limit.New(limit.Options{Store: b.st, Owner: "a", Heartbeat: 10 * time.Second}, lim)
+		require.NoError(t, err)
+		defer a.Close()
+		g := newGrants()
+		key := []limit.Key{{Limit: "api"}}
+		names := []string{"h0", "w1", "w2", "w3", "w4", "w5"}
+		for _, n := range names {
+			h, _, err := a.Acquire(t.Context(), n, key, g.done(n))
+			require.NoError(t, err)
+			require.Nil(t, h)
+		}
+		settle()
+		require.NotNil(t, g.hold("h0"))
+		holder := func() string {
+			held, err := b.st.Slots(t.Context(), "api", "")
+			require.NoError(t, err)
+			require.Len(t, held, 1)
+			assert.Equal(t, "a", held[0].Owner)
+			return held[0].Holder
+		}
+		assert.Equal(t, "h0", holder())
+		for k, n := range names[:3] {
+			g.hold(n).Release()
+			if kind == "sqlite" {
+				synctest.Wait()
+			}
+			require.NotNil(t, g.hold(names[k+1]), "handed on in memory, at once")
+		}
+		if kind == "sqlite" { // exact in the bubble: no time has passed, so no poll came
+			assert.Equal(t, "h0", holder(), "no transaction per hand-on")
+		}
+		time.Sleep(50 * time.Millisecond) // the default poll
+		if kind == "sqlite" {
+			synctest.Wait()
+		} else {
+			time.Sleep(200 * time.Millisecond)
+		}
+		assert.Equal(t, "w3", holder(), "the hand-ons recorded within a poll")
+		g.hold("w3").Release() // to w4, in memory
+		require.NoError(t, a.Close())
+		assert.ErrorIs(t, g.err("w5"), limit.ErrClosed)
+		assert.Equal(t, "w4", holder(), "Close records the hand-on: w4 holds the slot")
+	})
+}

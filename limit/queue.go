@@ -182,7 +182,16 @@ func (q *queue) release(holder string, slot int) {
 			// lease is surely ours until then (see leaseSure).
 			r := q.pop()
 			q.rel = append(q.rel, heldSlot{slot, holder, r.holder})
-			q.kick()
+			if !q.pumping {
+				q.kick()
+			}
+			// A running pump is not woken: it records hand-ons with its
+			// next transaction (at its next poll at the latest, or when a
+			// waiter or a freed slot wakes it), many in one, instead of
+			// one transaction per hand-on. The slot's lease does not wait
+			// on it: leaseSure counts from the last transaction that
+			// found the slot ours, and a poll is at most an eighth of a
+			// heartbeat, a tenth of the time a hand-on stays sure.
 			q.mu.Unlock()
 			q.s.resume(r, slot, nil)
 			return
@@ -232,11 +241,13 @@ func (q *queue) flush(ctx context.Context) {
 	if len(rel) == 0 {
 		return
 	}
-	slots, holders := make([]int, len(rel)), make([]string, len(rel))
+	// Hand-ons are recorded, not freed: their new holders hold the slots
+	// until they end (then their leases run out, the heartbeat stopped).
+	release := make([]store.Slot, len(rel))
 	for k, h := range rel {
-		slots[k], holders[k] = h.slot, h.holder
+		release[k] = store.Slot{N: h.slot, Holder: h.holder, Next: h.next}
 	}
-	if err := q.s.st.ReleaseSlots(ctx, q.p.Limit, q.p.Key.Key, q.s.owner, slots, holders); err != nil {
+	if _, err := q.s.st.SwapSlots(ctx, q.p.Limit, q.p.Key.Key, q.lim.Concurrency, q.s.owner, release, nil, q.s.ttl); err != nil {
 		q.s.log.Warn("giving slots back at close failed; they expire", "limit", q.p.Limit, "key", q.p.Key.Key, "error", err)
 	}
 }

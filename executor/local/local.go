@@ -49,11 +49,13 @@ type Options struct {
 type Executor struct {
 	logger hclog.Logger
 	closed atomic.Bool
+	epoch  time.Time // helpers' armed times are kept as ns since epoch
 
 	stats callstats.Counters
 
 	mu      sync.Mutex
 	idle    []*helper            // helpers waiting for a limited call
+	busy    int                  // helpers taken for a limited call
 	late    map[*helper]struct{} // helpers running abandoned calls
 	live    int                  // helper goroutines alive, and abandonment logs being written
 	drained chan struct{}        // closed once closed and live == 0
@@ -61,10 +63,15 @@ type Executor struct {
 
 var _ executor.Executor = (*Executor)(nil)
 
-// maxIdleHelpers bounds the helper goroutines kept warm for limited calls.
-// One is enough for a single submitting goroutine; a few more cover programs
-// that submit from several goroutines at once.
-const maxIdleHelpers = 4
+// minIdleHelpers is how many helper goroutines are kept warm for limited
+// calls whatever the load: one is enough for a single submitting
+// goroutine, a few more cover programs that submit from several
+// goroutines at once. Beyond it, the idle helpers kept follow the load:
+// no more than there are limited calls running (see putBackLocked), so
+// that 1000 goroutines submitting at once do not start and retire a
+// goroutine per call, and the helpers of a past burst are retired, one
+// per call that returns, once the load falls.
+const minIdleHelpers = 4
 
 // New returns an Executor.
 func New(opts Options) *Executor {
@@ -74,6 +81,7 @@ func New(opts Options) *Executor {
 	}
 	return &Executor{
 		logger:  logger.Named("local"),
+		epoch:   time.Now(),
 		late:    make(map[*helper]struct{}),
 		drained: make(chan struct{}),
 	}
@@ -118,7 +126,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if call.Limit <= 0 {
 		return e.runInline(ctx, &call), nil
 	}
-	return e.runLimited(ctx, call)
+	return e.runLimited(ctx, &call)
 }
 
 // runInline runs a call without a limit on the calling goroutine.
@@ -156,29 +164,59 @@ func (e *Executor) goexited(call *executor.Call) {
 // helper is a goroutine that runs limited calls one at a time, kept warm so
 // that a limit costs a hand-off, not a goroutine start. Its fields describe
 // the call it runs; they are reused from call to call, so a limited call
-// allocates only what the task can keep (its context and its Future).
+// allocates only what the task or the caller can keep: its Future with its
+// identity context (one allocation) and its deadline context (another).
+//
+// What a hand-off costs beyond the two goroutine switches is kept off the
+// common path: no mutex (the result crosses in ret), and no runtime timer
+// operation per call (see arm). A parked submitter waits on wake alone, or
+// with its context's Done: a select on a timer's channel would add and
+// remove that timer from the runtime's heap each time it blocks.
 type helper struct {
-	start  chan struct{} // a call is ready in the fields below
-	done   chan struct{} // size 1: the call returned and its submitter waits
-	timer  *time.Timer   // the submitter's, while it waits
+	start chan struct{} // a call is ready in the fields below; closed: retire
+	wake  chan struct{} // size 1: the call returned, or the timer fired
+	timer *time.Timer   // an AfterFunc that sends on wake
+	// armed is when timer fires, in ns since the executor's epoch; 0:
+	// stopped or fired. The submitter sets it, the timer's function clears
+	// it.
+	armed  atomic.Int64
 	goexit func(*executor.PanicError)
 
-	// Written by the submitter before start, read by the helper after.
-	call  executor.Call
-	ctx   *deadlinectx.Context
-	began time.Time
+	// ret hands the result back: rRunning while the call runs, rWaiting
+	// once the submitter parks, rDone once the helper has filled the
+	// result fields below, rAbandoned once the submitter has given up on
+	// the call. Whoever moves it out of rRunning or rWaiting decides who
+	// answers.
+	ret atomic.Uint32
 
-	// Guarded by Executor.mu: the helper sets finished, returned, value and
-	// err when the call returns, the submitter sets abandoned when it stops
-	// waiting; whichever comes second knows what the other did. returned
-	// is when the helper saw the call return, for the late rule.
-	finished, abandoned bool
-	returned            time.Time
-	value               any
-	err                 error
+	// Written by the submitter before start, read by the helper after.
+	handler  *executor.Handler
+	input    any
+	ctx      *deadlinectx.Lazy
+	began    time.Time
+	deadline time.Time
+
+	// Written by the helper before it sets ret to rDone, read by the
+	// submitter after; ran is how long after began the helper saw the
+	// call return, for the late rule (time.Since reads only the monotonic
+	// clock, where time.Now reads the wall clock too).
+	ran   time.Duration
+	value any
+	err   error
+
+	// Set for an abandoned call only, under Executor.mu: for Shutdown's
+	// list.
+	call executor.Call
 }
 
-func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executor.Future, error) {
+const (
+	rRunning uint32 = iota
+	rWaiting
+	rDone
+	rAbandoned
+)
+
+func (e *Executor) runLimited(ctx context.Context, call *executor.Call) (*executor.Future, error) {
 	h := e.takeHelper()
 	if h == nil { // Shutdown began after Submit's check: not accepted after all
 		e.stats.Submitted.Add(^uint64(0))
@@ -187,59 +225,122 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 	// Keep what this call needs in locals: once abandoned, h belongs to the
 	// helper, which may clear it and serve another call.
 	began := time.Now()
-	h.began = began
-	h.call = call
-	cctx := deadlinectx.New(executor.WithCall(ctx, &h.call), began.Add(call.Limit))
-	h.ctx = cctx
-	h.finished, h.abandoned = false, false
-	e.stats.Running.Add(1)
-	h.timer.Reset(call.Limit)
-	h.start <- struct{}{}
-
-	select {
-	case <-h.done:
-		return e.collect(ctx, h), nil
-	case now := <-h.timer.C:
-		terr := &executor.TimeoutError{
-			Task:        call.Name(),
-			Limit:       call.Limit,
-			Elapsed:     now.Sub(began),
-			Enforcement: executor.Soft,
-		}
-		if e.abandon(h, "timed out", &call, began) {
-			e.stats.Ended(terr)
-			cctx.Expire(terr)
-			return completed(nil, terr, call.Trace != nil, began), nil
-		}
-	case <-ctx.Done():
-		if e.abandon(h, "cancelled", &call, began) {
-			err := executor.NewCanceledError(call.Name(), ctx)
-			e.stats.Ended(err)
-			return completed(nil, err, call.Trace != nil, began), nil
-		}
+	deadline := began.Add(call.Limit)
+	p, cc := executor.Prepare(ctx, call)
+	if call.Trace != nil {
+		p.SetStarted(began)
 	}
-	// The call returned while we decided to give up on it: it was seen
-	// returning first, so the late rule decides.
-	<-h.done
-	return e.collect(ctx, h), nil
+	lctx := deadlinectx.NewLazy(cc, deadline)
+	h.handler, h.input, h.ctx, h.began, h.deadline = call.Handler, call.Input, lctx, began, deadline
+	h.ret.Store(rRunning)
+	e.stats.Running.Add(1)
+	h.start <- struct{}{} // the helper arms the timer (see serve)
+
+	done := ctx.Done()
+	for {
+		if !h.ret.CompareAndSwap(rRunning, rWaiting) && h.ret.Load() == rDone {
+			return e.collect(ctx, h, p, call, began), nil
+		}
+		if done == nil {
+			<-h.wake
+		} else {
+			select {
+			case <-h.wake:
+			case <-done:
+				if e.cancelled(ctx, h, p, call, began) {
+					return p.Future(), nil
+				}
+				continue // returned meanwhile: the late rule decides
+			}
+		}
+		if h.ret.Load() == rDone {
+			continue
+		}
+		if now := time.Now(); now.Before(deadline) {
+			e.arm(h, deadline) // the timer fired for an earlier call's deadline
+		} else if e.timedOut(h, p, lctx, call, began, now) {
+			return p.Future(), nil
+		}
+		// else returned meanwhile, seen returning first: the late rule decides
+	}
+}
+
+// timedOut answers a call whose deadline has passed, unless it returned
+// meanwhile, and reports whether it did. It and cancelled are kept out of
+// runLimited, so that the common path needs a smaller stack.
+//
+//go:noinline
+func (e *Executor) timedOut(h *helper, p executor.Promise, lctx *deadlinectx.Lazy, call *executor.Call, began, now time.Time) bool {
+	terr := &executor.TimeoutError{
+		Task:        call.Name(),
+		Limit:       call.Limit,
+		Elapsed:     now.Sub(began),
+		Enforcement: executor.Soft,
+	}
+	if !e.abandon(h, "timed out", call, began) {
+		return false
+	}
+	e.stats.EndedTimedOut()
+	lctx.Expire(terr)
+	p.Complete(nil, terr)
+	return true
+}
+
+// cancelled answers a call whose submitter's context has ended, unless it
+// returned meanwhile, and reports whether it did.
+//
+//go:noinline
+func (e *Executor) cancelled(ctx context.Context, h *helper, p executor.Promise, call *executor.Call, began time.Time) bool {
+	if !e.abandon(h, "cancelled", call, began) {
+		return false
+	}
+	e.stats.EndedCanceled()
+	p.Complete(nil, executor.NewCanceledError(call.Name(), ctx))
+	return true
+}
+
+// arm makes sure h's timer fires at or before deadline. A timer armed for
+// an earlier call's deadline is left as it is, and re-armed by the
+// submitter it wakes too early: calls of one limit then touch the
+// runtime's timer about once per limit, not twice per call (a Reset that
+// makes a timer the earliest one wakes the runtime's timer thread, which
+// on a virtual machine costs about a microsecond).
+func (e *Executor) arm(h *helper, deadline time.Time) {
+	d := deadline.Sub(e.epoch)
+	if a := h.armed.Load(); a != 0 && a <= int64(d) {
+		return
+	}
+	h.armed.Store(int64(d))
+	h.timer.Reset(time.Until(deadline))
+}
+
+// tick is h's timer function: it wakes the submitter, which checks the
+// time itself.
+func (h *helper) tick() {
+	h.armed.Store(0)
+	select {
+	case h.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
 // collect takes the result of a call that returned before its submitter
 // gave up on it, applies the late rule, answers a task that gave up on its
 // caller's ended context as cancelled, and makes its helper idle again.
-func (e *Executor) collect(ctx context.Context, h *helper) *executor.Future {
-	h.timer.Stop()
+func (e *Executor) collect(ctx context.Context, h *helper, p executor.Promise, call *executor.Call, began time.Time) *executor.Future {
 	v, err := h.value, h.err
-	if te := deadlinectx.Late(h.call.Name(), h.call.Limit, h.began, h.returned, executor.Soft); te != nil {
+	if te := deadlinectx.Late(call.Name(), call.Limit, began, began.Add(h.ran), executor.Soft); te != nil {
 		v, err = nil, te
-	} else if cerr := deadlinectx.CallerEnded(h.call.Name(), ctx, err); cerr != err {
-		v, err = nil, cerr // the task gave up because its caller did
+	} else if err != nil {
+		if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
+			v, err = nil, cerr // the task gave up because its caller did
+		}
 	}
-	timed, began := h.call.Trace != nil, h.began
-	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
+	h.handler, h.input, h.ctx, h.value, h.err = nil, nil, nil, nil, nil
 	e.stats.Ended(err)
 	e.putBack(h)
-	return completed(v, err, timed, began)
+	p.Complete(v, err)
+	return p.Future()
 }
 
 // completed returns a completed future, with its start recorded for a
@@ -255,19 +356,27 @@ func completed(v any, err error, timed bool, began time.Time) *executor.Future {
 }
 
 // abandon marks h's call as abandoned unless it has already returned, and
-// reports whether it did. The abandonment is logged on a goroutine of its
-// own, counted in live so that Shutdown waits for it: the answer must not
-// wait for the executor's logger, which may be slow or blocked, and no
-// lock is held while it logs.
+// reports whether it did. The abandonment is logged, if the logger logs
+// at Warn, on a goroutine of its own, counted in live so that Shutdown
+// waits for it: the answer must not wait for the executor's logger, which
+// may be slow or blocked, and no lock is held while it logs.
 func (e *Executor) abandon(h *helper, why string, call *executor.Call, began time.Time) bool {
+	logs := e.logger.IsWarn() // no goroutine for a line nobody reads
 	e.mu.Lock()
-	if h.finished {
+	// Under the mutex, so that the helper, which sees rAbandoned only
+	// after this, finds h in late, with its call, when it takes the mutex
+	// in turn.
+	if !h.ret.CompareAndSwap(rWaiting, rAbandoned) {
 		e.mu.Unlock()
 		return false
 	}
-	h.abandoned = true
+	h.call = *call
 	e.late[h] = struct{}{}
 	e.stats.Abandoned.Add(1)
+	if !logs {
+		e.mu.Unlock()
+		return true
+	}
 	e.live++
 	e.mu.Unlock()
 	task, run, attempt, limit, ran := call.Name(), call.RunID, call.Attempt, call.Limit, time.Since(began)
@@ -296,12 +405,14 @@ func (e *Executor) takeHelper() *helper {
 	if e.closed.Load() {
 		return nil
 	}
+	e.busy++
 	if n := len(e.idle); n > 0 {
 		h := e.idle[n-1]
 		e.idle = e.idle[:n-1]
 		return h
 	}
-	h := &helper{start: make(chan struct{}), done: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
+	h := &helper{start: make(chan struct{}), wake: make(chan struct{}, 1)}
+	h.timer = time.AfterFunc(time.Hour, h.tick)
 	h.timer.Stop()
 	h.goexit = func(pe *executor.PanicError) {
 		e.returned(h, nil, pe)
@@ -317,8 +428,9 @@ func (e *Executor) takeHelper() *helper {
 // after an answer in time, the helper itself after an abandoned call
 // returns. The caller holds e.mu.
 func (e *Executor) putBackLocked(h *helper) {
-	if e.closed.Load() || len(e.idle) >= maxIdleHelpers {
-		close(h.start)
+	e.busy--
+	if e.closed.Load() || len(e.idle) >= max(minIdleHelpers, e.busy) {
+		retire(h)
 		return
 	}
 	e.idle = append(e.idle, h)
@@ -330,12 +442,23 @@ func (e *Executor) putBack(h *helper) {
 	e.mu.Unlock()
 }
 
+// retire ends an idle helper's goroutine and stops its timer.
+func retire(h *helper) {
+	h.timer.Stop()
+	close(h.start)
+}
+
 // serve runs calls until its start channel is closed. A task that calls
 // runtime.Goexit ends serve's goroutine: h.goexit answers the call and
 // starts a new goroutine in its place, which keeps live right.
 func (e *Executor) serve(h *helper) {
 	for range h.start {
-		v, err := h.call.Handler.RunOnGoexit(h.ctx, h.call.Input, h.goexit)
+		// The helper, not the submitter, arms the timer: a timer Reset is
+		// a deep call chain in the runtime, which makes a submitter on a
+		// new goroutine (one per request, say) grow and copy its first
+		// stack; the helper's has grown once.
+		e.arm(h, h.deadline)
+		v, err := h.handler.RunOnGoexit(h.ctx, h.input, h.goexit)
 		e.returned(h, v, err)
 	}
 	e.gone()
@@ -344,24 +467,33 @@ func (e *Executor) serve(h *helper) {
 // returned ends h's call with what it returned: it hands the result to the
 // waiting submitter, or, for an abandoned call, makes h idle again.
 func (e *Executor) returned(h *helper, v any, err error) {
+	ran := time.Since(h.began)
 	h.ctx.Release()
 	e.stats.Running.Add(-1)
-	e.mu.Lock()
-	h.finished, h.returned = true, time.Now()
-	if !h.abandoned {
-		h.value, h.err = v, err
-		h.done <- struct{}{} // never blocks: size 1, one call at a time
-		e.mu.Unlock()
+	h.ran, h.value, h.err = ran, v, err
+	if h.ret.CompareAndSwap(rRunning, rDone) {
+		return // the submitter sees it before it parks
+	}
+	if h.ret.CompareAndSwap(rWaiting, rDone) {
+		select {
+		case h.wake <- struct{}{}:
+		default: // a timer's wake-up is pending: the submitter sees rDone after it
+		}
 		return
 	}
+	// rAbandoned: the submitter has gone.
+	e.mu.Lock()
 	delete(e.late, h)
 	e.stats.Abandoned.Add(-1)
-	call, ran := h.call, h.returned.Sub(h.began)
-	h.call, h.ctx, h.value, h.err = executor.Call{}, nil, nil, nil
-	e.putBackLocked(h) // its submitter has gone
+	call := h.call
+	h.handler, h.input, h.ctx, h.value, h.err = nil, nil, nil, nil, nil
+	h.call = executor.Call{}
+	e.putBackLocked(h)
 	e.mu.Unlock()
-	e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
-		"attempt", call.Attempt, "ran", ran, "error", err)
+	if e.logger.IsDebug() { // its arguments cost allocations
+		e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
+			"attempt", call.Attempt, "ran", ran, "error", err)
+	}
 }
 
 // Shutdown stops intake and waits for every call that is still running,
@@ -375,7 +507,7 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 		close(e.drained)
 	}
 	for _, h := range e.idle {
-		close(h.start)
+		retire(h)
 	}
 	e.idle = nil
 	e.mu.Unlock()

@@ -46,8 +46,8 @@ func TestGoexitKeepsTheWorkerAndTheSlot(t *testing.T) {
 }
 
 // TestBlockingOnDoneDoesNotDelayOtherLimits: an OnDone callback that
-// blocks runs on its own call's answer, never on the watchdog's goroutine
-// or under a worker's lock, so other calls' limits fire on time.
+// blocks runs on its own call's answer, never on the goroutine that
+// answers other calls' timeouts, or under a worker's lock, so other calls' limits fire on time.
 func TestBlockingOnDoneDoesNotDelayOtherLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ex := pool.New(pool.Options{Workers: 4})

@@ -18,7 +18,7 @@ import (
 // A worker's state word packs the number of the call it is on (its
 // generation) with a phase. Whoever moves a call out of running decides who
 // answers it: the worker itself when the call returns, or an answerer (the
-// watchdog at the limit, the cancellation of the submitter's context) that
+// timer at the limit, the cancellation of the submitter's context) that
 // then owns the answer while the work goes on, abandoned. Answerers and
 // Shutdown's inspection hold the worker's mutex while they change the
 // state; the worker changes it without the mutex on the fast path and takes
@@ -50,8 +50,9 @@ type worker struct {
 	mu    sync.Mutex // serialises answerers and inspection with the worker's slow path
 	gen   uint64     // the worker's call count; worker only
 	cur   job
-	start time.Time // when the current call started, for a limited call
-	lctx  *limitCtx // the current call's context, for a limited call
+	start time.Time         // when the current call started, for a limited call
+	lctx  *deadlinectx.Lazy // the current call's context, for a limited call
+	lt    limitTimer        // enforces the deadline (watchdog.go)
 
 	// The last call context made, reused while calls have the same
 	// identity, logger and parent: it is immutable, so sharing it between
@@ -75,6 +76,16 @@ type worker struct {
 func (w *worker) loop() {
 	w.run()
 	w.resume()
+}
+
+// starter returns w.loop as a func value made once per worker: a go
+// statement with a method call would allocate its closure at every start.
+// It is called under the executor's mutex.
+func (w *worker) starter() func() {
+	if w.loopFn == nil {
+		w.loopFn = w.loop
+	}
+	return w.loopFn
 }
 
 // resume runs queued calls until the queue is empty.
@@ -122,13 +133,13 @@ func (w *worker) run() {
 	}
 	if j.call.Trace != nil && j.promise != (executor.Promise{}) {
 		// Before the state store below: whoever completes the future
-		// (this worker, the watchdog, a cancellation) is ordered after it.
+		// (this worker, its timer, a cancellation) is ordered after it.
 		j.promise.SetStarted(w.start)
 	}
 	var deadline int64
 	if limit > 0 {
 		deadline = e.mono(w.start) + int64(limit)
-		w.lctx = newLimitCtx(ctx, e, deadline)
+		w.lctx = deadlinectx.NewLazy(ctx, w.start.Add(limit))
 		ctx = w.lctx
 	}
 	w.state.Store(pack(g, running))
@@ -140,7 +151,7 @@ func (w *worker) run() {
 	}
 	if limit > 0 {
 		w.deadline.Store(deadline)
-		e.wd.arm(deadline)
+		w.arm(deadline, limit)
 	}
 	v, err := w.invoke(ctx, g)
 	w.finish(g, v, err)
@@ -158,17 +169,19 @@ func (w *worker) finish(g uint64, v any, err error) {
 	abandoned := w.settle(g)
 	j.tk.end()
 	if w.lctx != nil {
-		w.lctx.release()
+		w.lctx.Release()
 	}
 	if abandoned {
 		e.abandoned.Add(-1)
-		e.logger.Debug("abandoned call returned", "task", j.call.Name(), "run", j.call.RunID,
-			"attempt", j.call.Attempt, "ran", time.Since(w.start), "error", err)
+		if e.logger.IsDebug() { // its arguments cost allocations
+			e.logger.Debug("abandoned call returned", "task", j.call.Name(), "run", j.call.RunID,
+				"attempt", j.call.Attempt, "ran", time.Since(w.start), "error", err)
+		}
 		w.clear()
 		return
 	}
 	// The worker has claimed the answer (settle): the moment it reads the
-	// clock now is when the executor observed the return. The watchdog
+	// clock now is when the executor observed the return. The timer
 	// answers only calls it claims before that, at or after their deadline.
 	if limit > 0 {
 		if te := deadlinectx.Late(j.call.Name(), limit, w.start, time.Now(), executor.Soft); te != nil {
@@ -223,10 +236,12 @@ func (w *worker) count(err error) {
 	}
 }
 
-// clear drops the finished call, so an idle worker holds no input, result
-// or context of a call.
+// clear drops the finished call's limit context. The call itself stays in
+// cur until the worker's next pop overwrites it, or until the worker goes
+// idle (Executor.next), so an idle worker holds no input or context of a
+// call: zeroing it after every call as well cost a few percent of a no-op
+// call.
 func (w *worker) clear() {
-	w.cur = job{}
 	w.lctx = nil
 }
 
@@ -260,48 +275,6 @@ func (w *worker) callContext(j *job) context.Context {
 func sameIface[T any](a, b T) bool {
 	type iface struct{ tab, data unsafe.Pointer }
 	return *(*iface)(unsafe.Pointer(&a)) == *(*iface)(unsafe.Pointer(&b))
-}
-
-// expire answers the running call with a timeout if its deadline, at or
-// before now, is still the current one. The watchdog calls it. It claims
-// the call under the worker's mutex, and hands the answer (the Future's
-// OnDone callbacks) and the log line to a goroutine of their own, so that
-// neither a slow callback nor a slow logger holds the mutex or delays the
-// watchdog, and so other calls' limits.
-func (w *worker) expire(now time.Time, nowNs int64) {
-	e := w.e
-	w.mu.Lock()
-	s := w.state.Load()
-	d := w.deadline.Load()
-	if phaseOf(s) != running || d == 0 || d > nowNs {
-		w.mu.Unlock()
-		return
-	}
-	if !w.state.CompareAndSwap(s, pack(s>>2, answered)) {
-		w.mu.Unlock()
-		return // the call returned just now
-	}
-	c := w.cur.call
-	p := w.cur.promise
-	terr := &executor.TimeoutError{
-		Task:        c.Name(),
-		Limit:       c.Limit,
-		Elapsed:     now.Sub(w.start),
-		Enforcement: executor.Soft,
-	}
-	e.timedOut.Add(1)
-	e.abandoned.Add(1)
-	// Ending the context runs no user code (context.AfterFunc functions run
-	// on goroutines of their own); under the mutex, the worker cannot
-	// release the context first.
-	w.lctx.expire(terr)
-	w.mu.Unlock()
-	e.answers.Go(func() {
-		complete(p, w.name, nil, terr)
-		e.logger.Warn("call abandoned: its limit passed and its work is still running",
-			"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", terr.Elapsed, "limit", c.Limit,
-			"worker", w.name)
-	})
 }
 
 // cancel answers call g with a cancellation if it is still running

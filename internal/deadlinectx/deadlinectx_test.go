@@ -103,3 +103,92 @@ func TestCallerEndedTurnsTheCallersDeadlineIntoACancellation(t *testing.T) {
 	te := &executor.TimeoutError{Task: "t"}
 	assert.Same(t, error(te), deadlinectx.CallerEnded("t", ctx, te))
 }
+
+func TestLazyExpireReportsDeadlineAndCause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		c := deadlinectx.NewLazy(context.Background(), start.Add(time.Second))
+		d, ok := c.Deadline()
+		require.True(t, ok)
+		assert.Equal(t, start.Add(time.Second), d)
+		assert.NoError(t, c.Err())
+		child, cancel := context.WithCancel(c)
+		defer cancel()
+
+		te := &executor.TimeoutError{Task: "t", Limit: time.Second}
+		c.Expire(te)
+		<-c.Done()
+		<-child.Done()
+		assert.Equal(t, context.DeadlineExceeded, c.Err())
+		assert.Same(t, te, context.Cause(c))
+		assert.Same(t, te, context.Cause(child), "derived contexts see the cause")
+		d, _ = child.Deadline()
+		assert.Equal(t, start.Add(time.Second), d, "derived contexts see the deadline")
+
+		c.Release() // after expiry: nothing changes
+		assert.Equal(t, context.DeadlineExceeded, c.Err())
+	})
+}
+
+func TestLazyEndedBeforeAnyoneLooked(t *testing.T) {
+	type key struct{}
+	parent := context.WithValue(context.Background(), key{}, "v")
+	c := deadlinectx.NewLazy(parent, time.Now().Add(time.Hour))
+	assert.Equal(t, "v", c.Value(key{}), "values come from the parent")
+	te := &executor.TimeoutError{Task: "t"}
+	c.Expire(te) // nobody asked for Done: the machinery is made on demand
+	assert.Equal(t, context.DeadlineExceeded, c.Err())
+	assert.Same(t, te, context.Cause(c))
+	assert.Equal(t, "v", c.Value(key{}))
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done is not closed after Expire")
+	}
+	c.Release()
+	assert.Same(t, te, context.Cause(c), "the first end counts")
+}
+
+func TestLazyReleaseIsCancelNotDeadline(t *testing.T) {
+	c := deadlinectx.NewLazy(context.Background(), time.Now().Add(time.Hour))
+	done := c.Done()
+	c.Release()
+	<-done
+	assert.Equal(t, context.Canceled, c.Err())
+	assert.Equal(t, context.Canceled, context.Cause(c))
+	c.Expire(&executor.TimeoutError{}) // after release: nothing changes
+	assert.Equal(t, context.Canceled, c.Err())
+}
+
+func TestLazyParentCancelAndParentDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		parent, cancel := context.WithCancelCause(context.Background())
+		c := deadlinectx.NewLazy(parent, time.Now().Add(time.Hour))
+		why := errors.New("caller gave up")
+		cancel(why)
+		assert.Equal(t, context.Canceled, c.Err(), "before Done was asked for")
+		<-c.Done()
+		assert.Equal(t, context.Canceled, c.Err())
+		assert.Same(t, why, context.Cause(c))
+
+		early, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel2()
+		c2 := deadlinectx.NewLazy(early, time.Now().Add(time.Hour))
+		d, _ := c2.Deadline()
+		pd, _ := early.Deadline()
+		assert.Equal(t, pd, d, "the earlier parent deadline is reported")
+		<-c2.Done()
+		assert.True(t, errors.Is(c2.Err(), context.DeadlineExceeded))
+		c2.Release()
+	})
+}
+
+func TestLazyConcurrentDoneAndExpire(t *testing.T) {
+	for range 200 {
+		c := deadlinectx.NewLazy(context.Background(), time.Now().Add(time.Hour))
+		te := &executor.TimeoutError{Task: "t"}
+		go c.Expire(te)
+		<-c.Done() // made concurrently with the end: one of the two cancels
+		assert.Same(t, te, context.Cause(c))
+	}
+}

@@ -62,10 +62,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if _, err := os.Stat(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("store/sqlite: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	inner, err := sqlite.NewConnector("file:" + path + "?" + q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store/sqlite: %w", err)
 	}
+	db := sql.OpenDB(connector{inner: inner})
 	// One connection: SQLite has one writer, and one connection keeps a
 	// transaction's statements off a second, blocked connection.
 	db.SetMaxOpenConns(1)

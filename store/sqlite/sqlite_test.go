@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -124,4 +125,38 @@ func TestTwoHandlesShareOneFile(t *testing.T) {
 func TestEmptyPathIsRefused(t *testing.T) {
 	_, err := sqlite.Open(context.Background(), "", sqlite.Options{})
 	assert.Error(t, err)
+}
+
+// TestStatementCacheEvictsAndStaysCorrect runs more distinct statements
+// than a connection keeps prepared, then the first ones again, and a
+// schema change under a kept statement: each still does what its text
+// says.
+func TestStatementCacheEvictsAndStaysCorrect(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "runs.db"))
+	defer s.Close()
+	db := s.SQL()
+	_, err := db.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)`)
+	require.NoError(t, err)
+	const n = 300 // more than the cache holds
+	for round := range 2 {
+		for k := range n {
+			_, err := db.Exec(fmt.Sprintf(`INSERT INTO t (k, v) VALUES (%d, ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v`, k), 1)
+			require.NoError(t, err, "round %d, statement %d", round, k)
+		}
+	}
+	var sum, count int
+	require.NoError(t, db.QueryRow(`SELECT sum(v), count(*) FROM t`).Scan(&sum, &count))
+	assert.Equal(t, n, count)
+	assert.Equal(t, 2*n, sum, "every statement ran twice, the evicted ones prepared again")
+
+	ins := `INSERT INTO t (k, v) VALUES (?, ?)`
+	_, err = db.Exec(ins, 1000, 7)
+	require.NoError(t, err)
+	_, err = db.Exec(`ALTER TABLE t ADD COLUMN w INTEGER NOT NULL DEFAULT 5`)
+	require.NoError(t, err)
+	_, err = db.Exec(ins, 1001, 8) // prepared before the change: SQLite prepares it again
+	require.NoError(t, err)
+	var w int
+	require.NoError(t, db.QueryRow(`SELECT v + w FROM t WHERE k = 1001`).Scan(&w))
+	assert.Equal(t, 13, w)
 }

@@ -125,7 +125,7 @@ func printTable(tab table, res [][]result) {
 		p50, p99, max                time.Duration
 	}
 	aggs := make([]agg, len(tab.rows))
-	best := -1.0
+	best, bestP50 := -1.0, -1.0
 	byName := map[string]int{}
 	for i, rs := range res {
 		var ns, cpu, allocs, peak, peakG []float64
@@ -147,13 +147,16 @@ func printTable(tab table, res [][]result) {
 		if tab.rows[i].kind == peer && (best < 0 || metric < best) {
 			best = metric
 		}
+		if tab.latency && tab.rows[i].kind == peer && (bestP50 < 0 || float64(aggs[i].p50) < bestP50) {
+			bestP50 = float64(aggs[i].p50)
+		}
 	}
 	if tab.latency {
-		fmt.Println("| contender | p50 late | p99 late | max late | ratio p99 to best peer |")
-		fmt.Println("|---|---|---|---|---|")
+		fmt.Println("| contender | p50 late | p99 late | max late | p50 to baseline | p99 to baseline | CPU ns/task | allocs/task |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
 		for i, a := range aggs {
-			fmt.Printf("| %s | %v | %v | %v | %s |\n", tab.rows[i].name, round(a.p50), round(a.p99),
-				round(a.max), ratio(float64(a.p99), best))
+			fmt.Printf("| %s | %v | %v | %v | %s | %s | %.0f | %.2f |\n", tab.rows[i].name, round(a.p50), round(a.p99),
+				round(a.max), ratio(float64(a.p50), bestP50), ratio(float64(a.p99), best), a.cpu, a.allocs)
 		}
 		fmt.Println()
 		return

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowline-go/flowline/executor"
+	"github.com/flowline-go/flowline/executor/local"
 	"github.com/flowline-go/flowline/executor/pool"
 )
 
@@ -30,9 +31,11 @@ const (
 	sleepConc   = 10_000
 	neverLimit  = time.Second
 	lateLimit   = 5 * time.Millisecond
-	lateConc    = 100
 	lateOverrun = 50 * time.Millisecond // how long an overrunning task would run
 )
+
+// lateConcs are the loads of the lateness tables: calls in flight.
+var lateConcs = []int{100, 1000}
 
 var bg = context.Background()
 
@@ -54,7 +57,9 @@ func workloads(sz sizes) []table {
 		rows:  throughputRows(sz.sleep, sleepConc, func() { time.Sleep(sleepFor) }),
 	})
 	ts = append(ts, limitTable(sz.limit, procs))
-	ts = append(ts, lateTable(sz.late))
+	for _, c := range lateConcs {
+		ts = append(ts, lateTable(sz.late, c))
+	}
 	return ts
 }
 
@@ -230,21 +235,25 @@ func limitTable(n, c int) table {
 	}
 }
 
-// lateTable: tasks that overrun their limit while every worker is busy;
-// how long after the deadline the caller learns of the timeout.
-func lateTable(n int) table {
+// lateTable: tasks that overrun their limit, conc of them in flight at
+// every moment; how long after the deadline the caller learns of the
+// timeout.
+func lateTable(n, conc int) table {
 	return table{
-		title: fmt.Sprintf("%d tasks overrunning a %v limit, %d workers all busy: lateness of the answer", n, lateLimit, lateConc),
-		note: "flowline: each task watches its context and would run " + lateOverrun.String() + "; the lateness is " +
-			"from the task's ctx.Deadline() to the moment its Future completes with the *executor.TimeoutError " +
-			"(observed with Future.OnDone, as a scheduler does). Peers have no limit that answers the caller while " +
-			"the work goes on; the baseline is a goroutine per task (semaphore-bounded) running the same task " +
-			"under context.WithTimeout and noting when it sees ctx.Done().",
+		title: fmt.Sprintf("%d tasks overrunning a %v limit, %d in flight: lateness of the answer", n, lateLimit, conc),
+		note: "Each task watches its context and would run " + lateOverrun.String() + "; the lateness is " +
+			"from the task's ctx.Deadline() to the moment the caller has the answer. pool: the Future completes with " +
+			"the *executor.TimeoutError (observed with Future.OnDone, as a scheduler does), " + fmt.Sprint(conc) +
+			" workers. local: Submit returns it, on " + fmt.Sprint(conc) + " submitting goroutines. " +
+			"The baseline is what a program without flowline does: a goroutine per call (" + fmt.Sprint(conc) +
+			" at a time) running the same task under context.WithTimeout and noting when it sees ctx.Done(). " +
+			"Ratios are to the baseline.",
 		n:       n,
 		latency: true,
 		rows: []row{
-			{name: "flowline pool Submit, 5ms limit", kind: flowline, run: func() []time.Duration { return flowlineLate(n) }},
-			{name: "goroutine + context.WithTimeout + select", kind: peer, run: func() []time.Duration { return peerLate(n) }},
+			{name: "flowline pool Submit, 5ms limit", kind: flowline, run: func() []time.Duration { return poolLate(n, conc) }},
+			{name: "flowline local Submit, 5ms limit", kind: flowline, run: func() []time.Duration { return localLate(n, conc) }},
+			{name: "baseline: goroutine + context.WithTimeout + select", kind: peer, run: func() []time.Duration { return peerLate(n, conc) }},
 		},
 	}
 }
@@ -259,15 +268,21 @@ func overrun(ctx context.Context) {
 	}
 }
 
-func flowlineLate(n int) []time.Duration {
-	deadlines := make([]time.Time, n)
-	answered := make([]time.Time, n)
-	h := executor.NewHandler("overrun", func(ctx context.Context, i int) (struct{}, error) {
+// overrunHandler is the overrunning task; it notes its deadline in
+// deadlines[i].
+func overrunHandler(deadlines []time.Time) *executor.Handler {
+	return executor.NewHandler("overrun", func(ctx context.Context, i int) (struct{}, error) {
 		deadlines[i], _ = ctx.Deadline()
 		overrun(ctx)
 		return struct{}{}, nil
 	}, nil)
-	ex := pool.New(pool.Options{Workers: lateConc})
+}
+
+func poolLate(n, conc int) []time.Duration {
+	deadlines := make([]time.Time, n)
+	answered := make([]time.Time, n)
+	h := overrunHandler(deadlines)
+	ex := pool.New(pool.Options{Workers: conc})
 	var wg sync.WaitGroup
 	for i := range n {
 		f, err := ex.Submit(bg, executor.Call{Handler: h, Input: i, RunID: "late", Attempt: 1, Limit: lateLimit})
@@ -284,9 +299,34 @@ func flowlineLate(n int) []time.Duration {
 	return late
 }
 
-func peerLate(n int) []time.Duration {
+func localLate(n, conc int) []time.Duration {
+	deadlines := make([]time.Time, n)
+	answered := make([]time.Time, n)
+	h := overrunHandler(deadlines)
+	ex := local.New(local.Options{})
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := ex.Submit(bg, executor.Call{Handler: h, Input: i, RunID: "late", Attempt: 1, Limit: lateLimit})
+			answered[i] = time.Now()
+			must(err)
+		})
+	}
+	wg.Wait()
+	must(ex.Shutdown(bg)) // orders the tasks' writes before the reads below
+	late := make([]time.Duration, 0, n)
+	for i := range n {
+		late = append(late, answered[i].Sub(deadlines[i]))
+	}
+	return late
+}
+
+func peerLate(n, conc int) []time.Duration {
 	late := make([]time.Duration, n)
-	sem := make(chan struct{}, lateConc)
+	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	for i := range n {
 		sem <- struct{}{}

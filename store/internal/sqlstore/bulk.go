@@ -19,8 +19,11 @@ type bulk struct {
 }
 
 // chunk is the most rows per statement, under both engines' limits on
-// placeholders (SQLite 32766, Postgres 65535).
-const chunk = 200
+// placeholders (SQLite 32766, Postgres 65535). A power of two: rows go
+// out in chunks of a power of two (the binary digits of their count), so
+// a statement's text is one of a few per table, and a driver that keeps
+// statements prepared by their text (store/sqlite) parses each once.
+const chunk = 128
 
 var (
 	bulkTaskRuns = bulk{
@@ -61,22 +64,42 @@ func (s *DB) bulk(out []Stmt, b bulk, rows []int, args func(i int) []any) []Stmt
 		return append(out, b.arrays(rows, args))
 	}
 	for len(rows) > 0 {
-		n := min(len(rows), chunk)
-		var q strings.Builder
-		q.WriteString(b.head)
+		n := chunk
+		for n > len(rows) {
+			n /= 2
+		}
 		flat := make([]any, 0, n*b.args)
 		for k := range n {
-			if k > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(b.tuple)
 			flat = append(flat, args(rows[k])...)
 		}
-		q.WriteString(b.tail)
-		out = append(out, Stmt{SQL: s.rebind(q.String()), Args: flat})
+		out = append(out, Stmt{SQL: s.bulkSQL(b, n), Args: flat})
 		rows = rows[n:]
 	}
 	return out
+}
+
+// bulkSQL returns the text of b's statement for n rows, made once.
+func (s *DB) bulkSQL(b bulk, n int) string {
+	type key struct {
+		head string
+		n    int
+	}
+	k := key{b.head, n}
+	if q, ok := s.texts.Load(k); ok {
+		return q.(string)
+	}
+	var q strings.Builder
+	q.WriteString(b.head)
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(b.tuple)
+	}
+	q.WriteString(b.tail)
+	text := s.rebind(q.String())
+	s.texts.Store(k, text)
+	return text
 }
 
 // lastPerKey returns the indexes 0..n-1 keeping, for each key, only the

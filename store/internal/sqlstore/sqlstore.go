@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,7 @@ type DB struct {
 	q      queries
 	lim    limitState // store.Limiter's statements and seeded rows (limits.go)
 	rq     requestQueries
+	texts  sync.Map // bulk statements' texts by table and rows (bulk.go)
 }
 
 var _ store.Store = (*DB)(nil)
