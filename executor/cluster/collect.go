@@ -14,9 +14,10 @@ var _ executor.Collector = (*Executor)(nil)
 
 // Collect implements executor.Collector: it answers call with the result
 // recorded under its identity (executor.Call.ID: run, task and attempt),
-// by any submitter, when the result bucket still holds one (results stay
-// ResultTTL), without running anything. Otherwise it publishes call as
-// Submit does, under the same message id, so that:
+// by any submitter, when the result bucket still holds one (a result
+// stays ResultTTL while no submitter has taken it, and TakenTTL once one
+// has), without running anything. Otherwise it publishes call as Submit
+// does, under the same message id, so that:
 //
 //   - an attempt still queued or running, published within DedupWindow,
 //     is not queued again: its result completes the Future when a worker
@@ -28,6 +29,11 @@ var _ executor.Collector = (*Executor)(nil)
 //     recorded meanwhile answers it. One still running on a worker past
 //     the window can run a second time (delivery is at least once; the
 //     first result recorded stands).
+//   - an attempt whose result a submitter took longer than TakenTTL ago
+//     runs again: that submitter had the result, and a durable run
+//     records it before it goes on, so only a submitter that died in
+//     between leaves it to a resume (keep TakenTTL above the time a
+//     resume takes to begin: flow's LeaseTTL, 30 s by default, and more).
 //
 // The Future of a collected result reports its worker and deliveries as
 // recorded; the task's log lines went to the submitter that published the
@@ -55,6 +61,6 @@ func (e *Executor) collected(ctx context.Context, p *pending) bool {
 		}
 		return false
 	}
-	e.deliver(p.key, entry.Value())
+	e.deliver(p.key, entry.Value(), entry.Revision())
 	return true
 }

@@ -108,6 +108,8 @@ type Executor struct {
 	watchSwap  chan struct{}    // the watchdog replaced the watcher; size 1
 	seenRev    atomic.Uint64    // the highest bucket revision delivered (by the watcher or the watchdog)
 	kvStream   jetstream.Stream // the bucket's stream, for the watchdog's direct reads
+	kvPrefix   string           // the bucket's subjects: "$KV.<bucket>."
+	takenTTL   string           // Nats-TTL of a taken record (forget); "" to keep it ResultTTL
 	dogStop    chan struct{}
 	dogDone    chan struct{}
 	eventSub   *nats.Subscription
@@ -259,6 +261,13 @@ func (e *Executor) start() error {
 	if err != nil {
 		return fmt.Errorf("executor/cluster: bucket %s: %w", e.opts.Setup.Bucket, err)
 	}
+	e.kvPrefix = "$KV." + e.opts.Setup.Bucket + "."
+	if e.opts.Setup.shortens(e.kvStream.CachedInfo().Config) {
+		e.takenTTL = ttlHeader(e.opts.Setup.TakenTTL)
+	} else {
+		e.logger.Debug("taken results stay as long as the bucket keeps any", "bucket", e.opts.Setup.Bucket,
+			"per-message TTLs", e.kvStream.CachedInfo().Config.AllowMsgTTL, "max age", e.kvStream.CachedInfo().Config.MaxAge)
+	}
 	go e.watchdog(wctx)
 	return nil
 }
@@ -389,7 +398,7 @@ func (e *Executor) bridge(wctx context.Context, last uint64) {
 			return
 		}
 		if op := m.Header.Get("KV-Operation"); op == "" && len(m.Subject) > len(prefix) {
-			e.deliver(m.Subject[len(prefix):], m.Data)
+			e.deliver(m.Subject[len(prefix):], m.Data, m.Sequence)
 		}
 		e.noteRev(seq)
 	}
@@ -797,7 +806,7 @@ func (e *Executor) lastLook(ctx context.Context, p *pending) {
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		entry, gerr := e.obj.kv.Get(ctx, p.key)
 		if gerr == nil {
-			e.deliver(p.key, entry.Value())
+			e.deliver(p.key, entry.Value(), entry.Revision())
 			// The record may be this timeout itself, written by an
 			// earlier try whose answer was lost: the workers must still
 			// be told to stop the call (harmless if it has finished).
@@ -886,7 +895,7 @@ func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.P
 				}
 				return
 			}
-			e.deliver(key, entry.Value())
+			e.deliver(key, entry.Value(), entry.Revision())
 		})
 	}
 }
@@ -950,7 +959,7 @@ func (e *Executor) dispatch() {
 			}
 			e.noteRev(entry.Revision())
 			if entry.Operation() == jetstream.KeyValuePut {
-				e.deliver(entry.Key(), entry.Value())
+				e.deliver(entry.Key(), entry.Value(), entry.Revision())
 			}
 		}
 		// Stopped: replaced by the watchdog, or at teardown.
@@ -972,10 +981,13 @@ func (e *Executor) dispatch() {
 	}
 }
 
-// deliver completes the calls waiting under key with the record value.
-func (e *Executor) deliver(key string, value []byte) {
+// deliver completes the calls waiting under key with the record value,
+// the bucket's revision rev, and then lets the bucket forget the record
+// sooner (Setup.TakenTTL) if it completed or parked any.
+func (e *Executor) deliver(key string, value []byte, rev uint64) {
 	rec, derr := envelope.DecodeResult(value)
 	var ready, stopped []*pending
+	taken := false // the record completes or parks a call
 	e.mu.Lock()
 	for p := e.pending[key]; p != nil; p = p.next {
 		if p.stopping {
@@ -988,6 +1000,7 @@ func (e *Executor) deliver(key string, value []byte) {
 		}
 		if derr == nil && p.call.Logger != nil && !p.collected && p.logLines[rec.Delivery] < rec.Logs {
 			if !p.parked {
+				taken = true
 				p.parked, p.want = true, rec
 				if p.heapIdx >= 0 {
 					heap.Remove(&e.timers, p.heapIdx)
@@ -1011,6 +1024,9 @@ func (e *Executor) deliver(key string, value []byte) {
 	}
 	for _, p := range stopped {
 		e.complete(p, nil, p.verdict, "")
+	}
+	if taken || len(ready) > 0 || len(stopped) > 0 {
+		e.forget(key, value, rev)
 	}
 }
 

@@ -140,21 +140,44 @@ type Setup struct {
 
 	// DedupWindow is how long the stream remembers message ids: a call
 	// submitted again with the same run, task and attempt within it is
-	// not queued a second time. Default 2 minutes.
+	// not queued a second time, and a publish the server did not
+	// acknowledge is repeated for half of it. The server keeps about 150
+	// bytes of memory per id for the window (see docs/cluster.md, Server
+	// memory). Default 30 seconds.
 	DedupWindow time.Duration
 
-	// ResultTTL is how long results stay in the bucket. It must be at
-	// least DedupWindow, so that a deduplicated re-submission still finds
-	// its result. Default 10 minutes.
+	// ResultTTL is how long a result stays in the bucket while no
+	// submitter has taken it: a submitter that dies before its calls end
+	// (or a resumed run that collects them, Executor.Collect) finds them
+	// there. It must be at least DedupWindow, so that a deduplicated
+	// re-submission still finds its result. Default 10 minutes.
 	ResultTTL time.Duration
+
+	// TakenTTL is how long a result stays in the bucket once a submitter
+	// has taken it (completed a Future with it): the submitter then
+	// rewrites the record with a per-message TTL of TakenTTL, so that the
+	// server drops it instead of keeping it, and its index entry (about
+	// 200 bytes of memory), for ResultTTL. Until then it answers as before:
+	// a re-submission or a Collect of the same attempt gets it, and a
+	// delivery of the call again (an acknowledgement lost with a dying
+	// server) finds it and is not run. So it must be at least DedupWindow
+	// and AckWait, and at least a second (the server's smallest TTL). A
+	// TakenTTL of at least ResultTTL keeps taken results for ResultTTL, as
+	// untaken ones, and rewrites nothing. Default the longer of
+	// DedupWindow and AckWait, plus 15 seconds (45 seconds with the other
+	// defaults). Results are rewritten only in a bucket that allows
+	// per-message TTLs (NATS 2.11 or later): one this package creates
+	// does; an existing one is used as it is (see Setup).
+	TakenTTL time.Duration
 
 	// MaxAckPending bounds the calls delivered and not yet acknowledged,
 	// over all workers. Default 10000.
 	MaxAckPending int
 
-	// MaxWaiting bounds the pull requests outstanding at once: each free
-	// worker slot holds one, so it must be at least the sum of all
-	// workers' Concurrency. Default 4096.
+	// MaxWaiting bounds the pull requests outstanding at once. A worker
+	// keeps at most one open request per free slot (usually one for all
+	// of them), so at least the sum of all workers' Concurrency is always
+	// enough. Default 4096.
 	MaxWaiting int
 }
 
@@ -183,10 +206,13 @@ func (s *Setup) setDefaults() error {
 		s.MaxDeliveries = 5
 	}
 	if s.DedupWindow <= 0 {
-		s.DedupWindow = 2 * time.Minute
+		s.DedupWindow = 30 * time.Second
 	}
 	if s.ResultTTL <= 0 {
 		s.ResultTTL = max(10*time.Minute, s.DedupWindow)
+	}
+	if s.TakenTTL <= 0 {
+		s.TakenTTL = max(s.DedupWindow, s.AckWait) + takenSlack
 	}
 	if s.MaxAckPending <= 0 {
 		s.MaxAckPending = 10000
@@ -205,8 +231,24 @@ func (s *Setup) setDefaults() error {
 		return fmt.Errorf("executor/cluster: invalid bucket name %q", s.Bucket)
 	case s.ResultTTL < s.DedupWindow:
 		return fmt.Errorf("executor/cluster: ResultTTL %v is shorter than DedupWindow %v", s.ResultTTL, s.DedupWindow)
+	case s.TakenTTL < max(s.DedupWindow, s.AckWait, time.Second):
+		return fmt.Errorf("executor/cluster: TakenTTL %v is shorter than DedupWindow %v, AckWait %v or a second", s.TakenTTL, s.DedupWindow, s.AckWait)
 	}
 	return nil
+}
+
+// takenSlack is what the default TakenTTL adds to the longer of
+// DedupWindow and AckWait: a call whose acknowledgement was lost is
+// delivered again AckWait after its last heartbeat, plus a consumer
+// leader's election (up to 9 s) and the question to the other workers
+// whether one holds it (750 ms), and must still find its result.
+const takenSlack = 15 * time.Second
+
+// shortens reports whether results taken by a submitter are rewritten
+// with TakenTTL in a bucket whose stream has cfg: it must allow
+// per-message TTLs, and keep results longer than TakenTTL.
+func (s *Setup) shortens(cfg jetstream.StreamConfig) bool {
+	return cfg.AllowMsgTTL && (cfg.MaxAge <= 0 || s.TakenTTL < cfg.MaxAge)
 }
 
 func (s *Setup) callSubject() string   { return s.Prefix + ".calls" }
@@ -313,6 +355,10 @@ func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			logger.Debug("using the existing bucket with its own settings", "bucket", s.Bucket)
 			o.kv, err = js.KeyValue(ctx, s.Bucket)
+			return err
+		}
+		if err == nil {
+			allowTTL(ctx, js, s.Bucket, logger)
 		}
 		return err
 	})
@@ -334,6 +380,26 @@ func (s *Setup) ensure(ctx context.Context, js jetstream.JetStream, logger hclog
 		}
 	}
 	return o, nil
+}
+
+// allowTTL lets the stream of a bucket just created take per-message
+// TTLs, which TakenTTL needs: the key-value API turns them on only with
+// limit markers, which would send every watcher an event per expired
+// result. A server that cannot (before NATS 2.11) ignores the setting or
+// refuses it; either way results then stay ResultTTL.
+func allowTTL(ctx context.Context, js jetstream.JetStream, bucket string, logger hclog.Logger) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err == nil {
+		cfg := st.CachedInfo().Config
+		if cfg.AllowMsgTTL {
+			return
+		}
+		cfg.AllowMsgTTL = true
+		_, err = js.UpdateStream(ctx, cfg)
+	}
+	if err != nil {
+		logger.Info("the result bucket does not take per-message TTLs: taken results stay ResultTTL", "bucket", bucket, "error", err)
+	}
 }
 
 // ReplicasError refuses an existing stream, consumer or bucket whose

@@ -414,6 +414,9 @@ func (c *natsCluster) deploy(t *testing.T, name string) *run {
 	r := &run{name: name, logDir: t.TempDir(), setup: cluster.Setup{
 		Prefix: "crash-" + name, Stream: "CRASH_" + name, Consumer: "workers-" + name, Bucket: "results-" + name,
 		Replicas: 3,
+		// The audit reads every call's record after the run, with its
+		// write time: taken records stay ResultTTL, as untaken ones.
+		TakenTTL: 10 * time.Minute,
 	}}
 	ex, err := cluster.New(cluster.Options{Connection: cluster.Connection{URL: c.urls(), StartTimeout: time.Minute},
 		Setup: r.setup, Logger: hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Warn, Name: "submitter"})})
