@@ -207,33 +207,40 @@ func sleepForever() int {
 func floorKill(b *testing.B, limit time.Duration) {
 	var after []time.Duration
 	for b.Loop() {
-		b.StopTimer()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), helperEnv+"=sleep")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		up := make([]byte, 3)
-		if _, err := io.ReadFull(out, up); err != nil { // warm: it runs
-			b.Fatal(err)
-		}
-		pgid := cmd.Process.Pid
-		b.StartTimer()
-		start := time.Now()
-		t := time.AfterFunc(limit, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
-		_ = cmd.Wait()
-		if err := syscall.Kill(-pgid, 0); !errors.Is(err, syscall.ESRCH) {
-			b.Fatalf("group %d still there: %v", pgid, err)
-		}
-		after = append(after, time.Since(start)-limit)
-		t.Stop()
+		after = append(after, killOnce(b, limit))
 	}
 	reportPercentiles(b, after, "ms")
+}
+
+// killOnce starts a warm child (outside the time it measures) and
+// returns the time from its deadline to its group confirmed gone.
+func killOnce(b *testing.B, limit time.Duration) time.Duration {
+	b.StopTimer()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=sleep")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	up := make([]byte, 3)
+	if _, err := io.ReadFull(out, up); err != nil { // warm: it runs
+		b.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	b.StartTimer()
+	start := time.Now()
+	t := time.AfterFunc(limit, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	_ = cmd.Wait()
+	if err := syscall.Kill(-pgid, 0); !errors.Is(err, syscall.ESRCH) {
+		b.Fatalf("group %d still there: %v", pgid, err)
+	}
+	d := time.Since(start) - limit
+	t.Stop()
+	return d
 }
 
 // cpuMeter measures the CPU time (user and system) this process and one
