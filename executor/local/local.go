@@ -15,6 +15,12 @@
 // its deadline is late (the rule of executor.TimeoutHandler) and answered
 // with the *executor.TimeoutError even if the timer has not fired.
 //
+// Helper goroutines are kept warm between calls, so a limit costs a
+// hand-off, not a goroutine start: at least four, and while limited calls
+// run from many goroutines at once, as many idle ones as there are such
+// calls running; once the load falls, each call that returns retires one
+// of the surplus. Shutdown ends them all.
+//
 // runtime.Goexit in a limited call is answered as an *executor.PanicError
 // matching executor.ErrGoexit and the helper goroutine is replaced; in a
 // call without a limit it ends the caller's goroutine, as in plain Go (see
