@@ -52,6 +52,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strconv"
@@ -66,10 +67,12 @@ import (
 )
 
 // DefaultQueue is the least queue length used when Options.Queue is zero;
-// the default is two calls per worker when that is more. A queue shorter
+// with more than DefaultQueue/2 workers the default is the largest power
+// of two not above two calls per worker (so between one and two calls per
+// worker, and the queue's slots are exactly that many). A queue shorter
 // than the worker count cannot keep the workers fed when calls end in
 // waves; a queue much longer only holds back a producer that outruns the
-// workers later.
+// workers later, and costs memory the garbage collector scans.
 const DefaultQueue = 1024
 
 // ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit,
@@ -94,7 +97,8 @@ type Options struct {
 	Workers int
 
 	// Queue is how many accepted calls may wait for a worker. Zero means
-	// max(DefaultQueue, 2*Workers); a negative value means no queue:
+	// DefaultQueue, or for more than DefaultQueue/2 workers the largest
+	// power of two not above 2*Workers; a negative value means no queue:
 	// Submit waits until a worker is idle, and TrySubmit succeeds only if
 	// one is.
 	Queue int
@@ -128,14 +132,19 @@ type Executor struct {
 	// Rare events, shared by all workers.
 	timedOut, canceled atomic.Uint64
 	abandoned          atomic.Int64
+	// finishing counts workers completing a call (running its Future's
+	// OnDone callbacks), each about to take the next queued call: see
+	// balanceLocked.
+	finishing atomic.Int32
 
 	// The queue, pushed to and popped from without a lock.
 	ring *ring
-	// Mirrors of len(idle) and waiters, written under mu, read without
-	// it: a submitter that finds no idle worker pushes to the queue, and
-	// a worker that finds no waiting submitter pops, without the mutex.
+	// Mirrors of len(idle) and of room != nil, written under mu, read
+	// without it: a submitter that finds no idle worker pushes to the
+	// queue, and a worker that finds no submitter waiting for room pops,
+	// without the mutex.
 	idleN    atomic.Int64
-	waitersN atomic.Int64
+	roomOpen atomic.Bool
 
 	// The workers' goroutines. A worker without a goroutine is idle; the
 	// queue is empty whenever one is, once the submitter that pushed a
@@ -168,7 +177,7 @@ func New(opts Options) *Executor {
 	q := opts.Queue
 	switch {
 	case q == 0:
-		q = max(DefaultQueue, 2*n)
+		q = max(DefaultQueue, 1<<(bits.Len(uint(2*n))-1))
 	case q < 0:
 		q = 0
 	}
@@ -339,7 +348,6 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		e.mu.Lock()
 		if waited {
 			e.waiters--
-			e.waitersN.Store(int64(e.waiters))
 		}
 		if e.stopping {
 			e.mu.Unlock()
@@ -371,15 +379,15 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		}
 		if e.room == nil {
 			e.room = make(chan struct{})
+			e.roomOpen.Store(true)
 		}
 		room := e.room
 		e.waiters++
-		e.waitersN.Store(int64(e.waiters))
-		// The queue may have emptied between the push above and the
-		// count: a worker that popped before seeing it has not woken us.
+		// A slot may have been freed between the push above and the
+		// flag: a worker that popped before it saw the flag up has not
+		// woken us.
 		if e.ring.push(j) {
 			e.waiters--
-			e.waitersN.Store(int64(e.waiters))
 			e.balanceLocked()
 			e.mu.Unlock()
 			e.accepted(ctx, j)
@@ -392,7 +400,6 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		case <-done:
 			e.mu.Lock()
 			e.waiters--
-			e.waitersN.Store(int64(e.waiters))
 			e.mu.Unlock()
 			j.tk.withdraw()
 			return ctx.Err()
@@ -418,10 +425,15 @@ func (e *Executor) pushed(ctx context.Context, j *job) {
 }
 
 // balanceLocked hands queued calls to idle workers and starts them, so
-// that no worker is idle while a call waits. After Shutdown has begun it
+// that no worker is idle while a call waits, but for the calls left to
+// workers completing one (finishing). After Shutdown has begun it
 // starts nothing: the calls left are answered as cancelled instead.
 func (e *Executor) balanceLocked() {
-	for !e.stopping && len(e.idle) > 0 {
+	// Calls up to the number of workers completing one stay queued for
+	// them: they take the next queued call in a moment, so a call
+	// submitted from an OnDone callback (a flow's next task) runs on the
+	// same goroutine, without a goroutine start and a hand-off.
+	for !e.stopping && len(e.idle) > 0 && e.ring.len() > uint64(e.finishing.Load()) {
 		w := e.idle[len(e.idle)-1]
 		if !e.ring.pop(&w.cur) {
 			return
@@ -512,11 +524,11 @@ func (e *Executor) next(w *worker) bool {
 // the workers sleeps once per half queue), and reports whether the call
 // may run: false once Shutdown has begun.
 func (e *Executor) popped() bool {
-	if e.waitersN.Load() > 0 && e.ring.len() <= e.ring.limit/2 {
+	if e.roomOpen.Load() && e.ring.len() <= e.ring.limit/2 {
+		// The first worker here wakes them all; the others find the
+		// flag down and take no lock.
 		e.mu.Lock()
-		if e.waiters > 0 {
-			e.wakeRoomLocked()
-		}
+		e.wakeRoomLocked()
 		e.mu.Unlock()
 	}
 	return !e.closed.Load()
@@ -526,6 +538,7 @@ func (e *Executor) wakeRoomLocked() {
 	if e.room != nil {
 		close(e.room)
 		e.room = nil
+		e.roomOpen.Store(false)
 	}
 }
 

@@ -173,8 +173,10 @@ func (w *worker) finish(g uint64, v any, err error) {
 	}
 	if abandoned {
 		e.abandoned.Add(-1)
-		e.logger.Debug("abandoned call returned", "task", j.call.Name(), "run", j.call.RunID,
-			"attempt", j.call.Attempt, "ran", time.Since(w.start), "error", err)
+		if e.logger.IsDebug() { // its arguments cost allocations
+			e.logger.Debug("abandoned call returned", "task", j.call.Name(), "run", j.call.RunID,
+				"attempt", j.call.Attempt, "ran", time.Since(w.start), "error", err)
+		}
 		w.clear()
 		return
 	}
@@ -199,7 +201,9 @@ func (w *worker) finish(g uint64, v any, err error) {
 		}
 	} else {
 		j.promise.SetWorker(w.name)
+		e.finishing.Add(1)
 		j.promise.Complete(v, err)
+		e.finishing.Add(-1)
 	}
 	w.clear()
 }
