@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -247,6 +248,7 @@ type tally struct {
 	calls   int
 	elapsed time.Duration
 	cpu     float64 // seconds of the process's CPU time; negative if unknown
+	allocs  uint64  // heap objects the process allocated, servers included
 	lat     []time.Duration
 }
 
@@ -257,7 +259,7 @@ func drive(b *testing.B, c contender, first, n, window int, t *tally) {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	lat := make([]time.Duration, n)
-	cpu0 := cpuSeconds()
+	cpu0, allocs0 := cpuSeconds(), heapObjects()
 	start := time.Now()
 	for j := range n {
 		sem <- struct{}{}
@@ -283,10 +285,18 @@ func drive(b *testing.B, c contender, first, n, window int, t *tally) {
 		t.cpu = -1
 	}
 	t.calls += n
+	t.allocs += heapObjects() - allocs0
 	t.lat = append(t.lat, lat...)
 	if k := failed.Load(); k > 0 {
 		b.Fatalf("%d calls failed", k)
 	}
+}
+
+// heapObjects is how many heap objects the process has allocated so far.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // percentile returns the q-th latency of sorted lat in microseconds.
@@ -302,10 +312,11 @@ func percentile(lat []time.Duration, q float64) float64 {
 // default Setup; cluster-keep keeps taken results for ResultTTL (TakenTTL
 // = ResultTTL), so its submitter does not rewrite each result it takes
 // (a stream write and a watch delivery per call, the price of the server
-// memory goal). Reported: calls per second, p50/p99/max latency, and the
-// process's CPU time per call (Unix only) of each, and each executor's
-// calls per second over the floor's (the goal is at least 0.9). Run with
-// -benchtime=20000x or more.
+// memory goal). Reported: calls per second, p50/p99/max latency, the
+// process's CPU time per call (Unix only) and heap allocations per call
+// (the servers' included: they run in the process) of each, and each
+// executor's calls per second over the floor's (the goal is at least
+// 0.9). Run with -benchtime=20000x or more.
 func BenchmarkVsJetStream(b *testing.B) {
 	const rounds = 8
 	for _, window := range []int{1, 8, 256} {
@@ -349,6 +360,7 @@ func BenchmarkVsJetStream(b *testing.B) {
 				if t.cpu >= 0 {
 					b.ReportMetric(t.cpu/float64(t.calls)*1e6, names[k]+"-cpu-µs/call")
 				}
+				b.ReportMetric(float64(t.allocs)/float64(t.calls), names[k]+"-allocs/call")
 				if k > 0 {
 					b.ReportMetric(rate[k]/rate[0], names[k]+"-ratio")
 				}

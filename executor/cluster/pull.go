@@ -135,6 +135,9 @@ func (p *puller) onMsg(m *nats.Msg) {
 		if r.want == 0 { // answered in full: the consumer is done with it
 			p.open[0] = nil
 			p.open = p.open[1:]
+			// Slots that became idle meanwhile were not asked for (run
+			// waits for open requests to end): ask for them now.
+			p.wake()
 		}
 	}
 	var s *slot

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/cluster"
+	"github.com/flowline-go/flowline/executor/executortest"
 )
 
 // TestSurplusDeliveryIsHandedBack: a call delivered to a worker none of
@@ -61,4 +62,40 @@ func TestSurplusDeliveryIsHandedBack(t *testing.T) {
 	assert.Equal(t, 20, v)
 	assert.Equal(t, 2, fb.Deliveries(), "run from its second delivery")
 	assert.Equal(t, int64(2), g.runs.Load(), "each call ran once")
+}
+
+// TestIdleSlotIsAskedForOnceARequestIsAnswered: a slot that becomes idle
+// while a pull request is open is not asked for then; once that request
+// is answered in full, the worker asks for it at once, so a call queued
+// next runs on it while the other slot is busy.
+func TestIdleSlotIsAskedForOnceARequestIsAnswered(t *testing.T) {
+	srv := startServer(t)
+	g := newGatedTask(t)
+	reg, err := executor.NewRegistry(g.h, executortest.Echo)
+	require.NoError(t, err)
+	w := startWorker(t, cluster.WorkerOptions{Connection: cluster.Connection{Server: srv}, Registry: reg,
+		Name: "a", Concurrency: 2})
+	ex := newSubmitter(t, srv, cluster.Setup{})
+	ctx := context.Background()
+	// One request for both slots; a takes one of its two calls.
+	_, err = executor.Run(ctx, ex, executor.Call{Handler: executortest.Echo, Input: executortest.Args{N: 1}, RunID: "idle-a"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return cluster.IdleSlots(w) == 2 }, 10*time.Second, time.Millisecond,
+		"both slots idle again, one of them not asked for")
+	// b takes the request's other call and holds its slot.
+	fb, err := ex.Submit(ctx, executor.Call{Handler: g.h, Input: 2, RunID: "idle-b"})
+	require.NoError(t, err)
+	waitRuns(t, g, 1)
+	// c must run on the idle slot while b runs, without waiting for a
+	// timer of the worker's: the request before was sent under 2.25 s ago
+	// (pullWait and its grace), and its give-up would ask for the slot too.
+	cctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	v, err := executor.Run(cctx, ex, executor.Call{Handler: executortest.Echo, Input: executortest.Args{N: 3}, RunID: "idle-c"})
+	require.NoError(t, err, "a call queued while one slot is busy runs on the idle one")
+	assert.Equal(t, 6, v.(executortest.Reply).N) // echo doubles
+	g.open()
+	v, err = wait(t, fb)
+	require.NoError(t, err)
+	assert.Equal(t, 20, v)
 }
