@@ -173,3 +173,17 @@ func TestCreatedBucketTakesPerMessageTTLs(t *testing.T) {
 	assert.Zero(t, cfg.SubjectDeleteMarkerTTL)
 	assert.Equal(t, 10*time.Minute, cfg.MaxAge, "untaken results stay ResultTTL")
 }
+
+// TestTakenTTLIsChecked: a TakenTTL shorter than what must find a taken
+// result (a deduplicated re-submission, a call delivered again after
+// AckWait) is refused before anything connects.
+func TestTakenTTLIsChecked(t *testing.T) {
+	for name, setup := range map[string]cluster.Setup{
+		"below the dedup window": {DedupWindow: time.Minute, TakenTTL: 50 * time.Second},
+		"below the ack wait":     {AckWait: time.Minute, TakenTTL: 50 * time.Second},
+		"below a second":         {DedupWindow: 100 * time.Millisecond, AckWait: 100 * time.Millisecond, TakenTTL: 500 * time.Millisecond},
+	} {
+		_, err := cluster.New(cluster.Options{Setup: setup, Connection: cluster.Connection{URL: "nats://127.0.0.1:1"}})
+		assert.ErrorContains(t, err, "TakenTTL", name)
+	}
+}
