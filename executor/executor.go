@@ -302,26 +302,33 @@ func WithCall(parent context.Context, call *Call) context.Context {
 // worker that makes one per call: it carves them out of blocks of 64, so a
 // worker running calls of a different identity each (another task, run or
 // attempt every time) makes one allocation per 64 calls instead of one
-// per call. The zero value is ready to use. It is not safe for concurrent
+// per call (blocks grow from one context to 64 as it makes more). The
+// zero value is ready to use. It is not safe for concurrent
 // use: each worker has its own.
 //
 // A context it made stays valid for as long as it is referenced, exactly
 // as one from WithCall: a task that keeps its context after it returns
 // (in a goroutine of its own, say) sees its own identity there, never
-// another call's. The cost of keeping one is its whole block: about 5 KiB,
-// which also keeps the other calls' parent contexts and loggers of that
-// block reachable until the kept context is dropped.
-type CallContexts struct{ free []callContext }
+// another call's. The cost of keeping one is its whole block (up to about
+// 5 KiB), which also keeps the parent contexts and loggers of the other
+// calls of that block reachable until the kept context is dropped.
+type CallContexts struct {
+	free  []callContext
+	block int // the size of the last block
+}
 
 // callContextBlock is how many contexts CallContexts carves out of one
-// allocation.
+// allocation at most. Blocks start at one context and double, so a worker
+// that makes a few contexts in its life (one of 10,000 workers running
+// calls of one task, say) allocates no more than WithCall would.
 const callContextBlock = 64
 
 // WithCall returns a context carrying call's identity and logger, as the
 // package-level WithCall does.
 func (cs *CallContexts) WithCall(parent context.Context, call *Call) context.Context {
 	if len(cs.free) == 0 {
-		cs.free = make([]callContext, callContextBlock)
+		cs.block = min(max(1, 2*cs.block), callContextBlock)
+		cs.free = make([]callContext, cs.block)
 	}
 	c := &cs.free[0]
 	cs.free = cs.free[1:]

@@ -418,4 +418,10 @@ func TestCallContextsGiveEachCallItsOwnContext(t *testing.T) {
 		var cs executor.CallContexts
 		cs.WithCall(context.Background(), &executor.Call{Handler: double})
 	}), "one block")
+	assert.Equal(t, 7.0, testing.AllocsPerRun(10, func() {
+		var cs executor.CallContexts
+		for range 127 {
+			cs.WithCall(context.Background(), &executor.Call{Handler: double})
+		}
+	}), "blocks of 1, 2, 4 ... 64")
 }

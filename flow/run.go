@@ -284,6 +284,7 @@ type run struct {
 	// attempt that was in flight by its identity; nil otherwise.
 	collector executor.Collector
 	starts    map[int32]executor.Call // attempts in phase starting
+	unrec     int                     // attempts submitted under a reservation, their starts not yet durable
 	held      []int32                 // units in phase held, FIFO
 
 	recs      []TaskRun
@@ -692,7 +693,7 @@ func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOpti
 // crash rejoins its recorded attempt instead, whose start is durable.
 func (r *run) launch(i int32) {
 	u := &r.units[i]
-	if r.d != nil && !r.d.replay && len(r.starts) >= startWindow {
+	if r.d != nil && !r.d.replay && len(r.starts)+r.unrec >= startWindow {
 		u.phase = held
 		r.held = append(r.held, i)
 		return
@@ -719,7 +720,7 @@ const startWindow = 64
 // unhold begins held attempts while there is room among the starting
 // ones.
 func (r *run) unhold() {
-	for len(r.held) > 0 && len(r.starts) < startWindow {
+	for len(r.held) > 0 && len(r.starts)+r.unrec < startWindow {
 		i := r.held[0]
 		r.held = r.held[1:]
 		if r.units[i].phase == held {
@@ -736,7 +737,7 @@ func (r *run) unhold() {
 // between the two included (the resume numbers its attempt after every
 // one that may have been submitted).
 func (r *run) started(i int32, call executor.Call) {
-	if r.d == nil || r.d.replay {
+	if r.d == nil || r.d.replay || r.reserved(i, call.Attempt) {
 		r.submit(i, call)
 		return
 	}

@@ -124,8 +124,9 @@ func (wp *workerProcess) kill() {
 	<-wp.done
 }
 
-// waitPulling waits until the workers' slots are all asking for calls: n
-// pull requests wait on the consumer. It uses a connection of its own.
+// waitPulling waits until n workers that just started ask for calls: a
+// worker starts with one pull request for all its slots, so n requests
+// wait on the consumer. It uses a connection of its own.
 func waitPulling(t *testing.T, url string, setup cluster.Setup, n int) {
 	t.Helper()
 	nc, err := nats.Connect(url)
@@ -207,7 +208,7 @@ func TestConformance(t *testing.T) {
 			// only a process can take away when the check ends.
 			n++
 			startWorkerProcess(t, ex.ClientURL(), fmt.Sprintf("conformance-%d", n))
-			waitPulling(t, ex.ClientURL(), cluster.Setup{}, workerConcurrency)
+			waitPulling(t, ex.ClientURL(), cluster.Setup{}, 1)
 			return ex
 		},
 		OutOfProcess: true,
@@ -230,7 +231,7 @@ func newTestCluster(t *testing.T, logger hclog.Logger, name string) executor.Exe
 		Connection: cluster.Connection{Server: srv}, StopServer: true})
 	require.NoError(t, err)
 	startWorkerProcess(t, ex.ClientURL(), name)
-	waitPulling(t, ex.ClientURL(), cluster.Setup{}, workerConcurrency)
+	waitPulling(t, ex.ClientURL(), cluster.Setup{}, 1)
 	return ex
 }
 

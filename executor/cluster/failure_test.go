@@ -52,7 +52,7 @@ func TestKilledWorkerProcessLosesNoCall(t *testing.T) {
 	url := ex.ClientURL()
 	a := startWorkerProcess(t, url, "a")
 	startWorkerProcess(t, url, "b")
-	waitPulling(t, url, cluster.Setup{}, 2*workerConcurrency)
+	waitPulling(t, url, cluster.Setup{}, 2)
 
 	const n = 40
 	calls, futures := submitAll(t, ex, "kill", n, 100*time.Millisecond)

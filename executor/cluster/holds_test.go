@@ -63,7 +63,7 @@ func TestCallDeliveredAgainRunsWhenItsHolderIsGone(t *testing.T) {
 	ex := newExecutor(t, cluster.Options{})
 	url := ex.ClientURL()
 	a := startWorkerProcess(t, url, "a")
-	waitPulling(t, url, cluster.Setup{}, workerConcurrency)
+	waitPulling(t, url, cluster.Setup{}, 1)
 	ctx := context.Background()
 	f, err := ex.Submit(ctx, executor.Call{Handler: executortest.Sleep, Input: args(7, 2*time.Second),
 		RunID: "gone-1", Limit: time.Minute})

@@ -177,9 +177,10 @@ type Setup struct {
 	// over all workers. Default 10000.
 	MaxAckPending int
 
-	// MaxWaiting bounds the pull requests outstanding at once: each free
-	// worker slot holds one, so it must be at least the sum of all
-	// workers' Concurrency. Default 4096.
+	// MaxWaiting bounds the pull requests outstanding at once. A worker
+	// keeps at most one open request per free slot (usually one for all
+	// of them), so at least the sum of all workers' Concurrency is always
+	// enough. Default 4096.
 	MaxWaiting int
 }
 

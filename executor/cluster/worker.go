@@ -97,6 +97,7 @@ type Worker struct {
 	obj    objects
 	hb     time.Duration
 	slots  []*slot
+	pull   *puller
 
 	cancelSub, adviseSub, holdsSub *nats.Subscription
 
@@ -124,10 +125,12 @@ type Worker struct {
 	received, ran, skipped, handedBack atomic.Uint64
 }
 
-// slot is one unit of the worker's concurrency: it asks for one call at
-// a time, with a pull request of its own that ends within pullWait, and
-// runs it. A slot holds at most the one message it heartbeats.
+// slot is one unit of the worker's concurrency: while idle it waits for
+// the puller to hand it a call (see puller), and runs it. A slot holds at
+// most the one message it heartbeats.
 type slot struct {
+	in chan jetstream.Msg // the puller's hand-over; size 1
+
 	mu         sync.Mutex
 	msg        jetstream.Msg // nil when idle
 	key        string
@@ -186,9 +189,12 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	// The slots' pulls end when Shutdown begins (stopPulls).
 	pctx, stopPulls := context.WithCancel(context.Background())
 	w.stopPulls = stopPulls
+	// Idle from the start: the puller's first request asks for all.
+	w.pull.idle = append(w.pull.idle, w.slots...)
 	for _, s := range w.slots {
-		go w.serve(pctx, s)
+		go w.serve(pctx, s, true)
 	}
+	go w.pull.run()
 	go w.heartbeat()
 	go w.jobs()
 	w.logger.Info("worker started", "concurrency", len(w.slots), "tasks", len(opts.Registry.Names()))
@@ -221,7 +227,10 @@ func (w *Worker) start() error {
 		return fmt.Errorf("executor/cluster: subscribe to advisories: %w", err)
 	}
 	for range w.opts.Concurrency {
-		w.slots = append(w.slots, &slot{})
+		w.slots = append(w.slots, &slot{in: make(chan jetstream.Msg, 1)})
+	}
+	if w.pull, err = newPuller(w, w.opts.Setup.Stream, w.opts.Setup.Consumer); err != nil {
+		return fmt.Errorf("executor/cluster: subscribe to the pull inbox: %w", err)
 	}
 	// After the slots exist: onHolds reads them.
 	if w.holdsSub, err = w.conn.nc.Subscribe(w.opts.Setup.holdsSubject(), w.onHolds); err != nil {
@@ -239,33 +248,6 @@ const pullRetryMax = 250 * time.Millisecond
 // consumer leader that died, or lost in a reconnect, is replaced when it
 // ends: so it bounds how long a free slot can sit idle after a failure.
 const pullWait = 2 * time.Second
-
-// next waits up to pullWait for one call, or until ctx ends (Shutdown);
-// it returns nil without a call. A slot asks for a call only when it is
-// free and for one call only, with a fetch of its own, so no message ever
-// waits in a client buffer without a heartbeat: an iterator would issue a
-// second pull after a reconnect while the first is still parked at the
-// server, and hold two messages.
-func (w *Worker) next(ctx context.Context) (jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(ctx, pullWait)
-	defer cancel()
-	batch, err := w.obj.consumer.Fetch(1, jetstream.FetchContext(fctx))
-	if err != nil {
-		return nil, err
-	}
-	var msg jetstream.Msg
-	for m := range batch.Messages() {
-		msg = m
-	}
-	if msg != nil {
-		return msg, nil
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) &&
-		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.Canceled) {
-		return nil, err
-	}
-	return nil, nil
-}
 
 // Name returns the worker's name.
 func (w *Worker) Name() string { return w.name }
@@ -286,50 +268,24 @@ func (w *Worker) Stats() WorkerStats {
 }
 
 // serve is a slot's loop: take the next call, run it, again, until
-// Shutdown (ctx ends) or the connection is closed for good.
-func (w *Worker) serve(ctx context.Context, s *slot) {
+// Shutdown (ctx ends) or the connection is closed for good. first says
+// the slot is idle already.
+func (w *Worker) serve(ctx context.Context, s *slot, first bool) {
 	defer func() {
 		if w.live.Add(-1) == 0 {
 			close(w.done)
 		}
 	}()
-	backoff := 50 * time.Millisecond
-	failing := false
-	for !w.draining.Load() {
-		msg, err := w.next(ctx)
-		if err != nil {
+	for idle := first; !w.draining.Load(); idle = false {
+		msg := w.pull.take(ctx, s, idle)
+		if msg == nil {
 			if w.conn.nc.IsClosed() {
 				w.lostOnce.Do(func() { w.logger.Error("connection closed; the worker stops serving") })
 				return
 			}
-			// No consumer leader (an election: "no responders"), a
-			// leadership change, a reconnect: ask again soon, and often
-			// enough that a new leader is reached within pullRetryMax.
-			w.logger.Debug("pull", "error", err)
-			if !w.pause(backoff) {
+			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(2*backoff, pullRetryMax)
-			if !failing {
-				failing = true
-				w.mu.Lock()
-				if w.failedAt.IsZero() {
-					w.failedAt = time.Now()
-				}
-				w.mu.Unlock()
-			}
-			continue
-		}
-		if failing {
-			// The consumer answers again, perhaps a new leader that knows
-			// the calls this worker holds only by their last heartbeat,
-			// and not the acknowledgements the old one lost: refresh the
-			// first, repeat the second.
-			failing = false
-			w.kickBeat()
-		}
-		backoff = 50 * time.Millisecond
-		if msg == nil {
 			continue
 		}
 		w.received.Add(1)
@@ -376,23 +332,10 @@ func (w *Worker) handleGuarded(ctx context.Context, s *slot, msg jetstream.Msg) 
 			s.end()
 		}
 		w.live.Add(1) // before this goroutine's serve counts itself out
-		go w.serve(ctx, s)
+		go w.serve(ctx, s, false)
 	}()
 	w.handle(s, msg)
 	return true
-}
-
-// pause waits for d unless the worker stops draining first; it reports
-// whether to go on.
-func (w *Worker) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return !w.draining.Load()
-	case <-w.abort:
-		return false
-	}
 }
 
 func (w *Worker) handBackMsg(msg jetstream.Msg) {
@@ -883,6 +826,17 @@ func (w *Worker) heartbeat() {
 	}
 }
 
+// noteFailure records when pulls began to fail, unless they failed
+// already: once they succeed again, the heartbeat goroutine repeats the
+// acknowledgements sent since shortly before.
+func (w *Worker) noteFailure() {
+	w.mu.Lock()
+	if w.failedAt.IsZero() {
+		w.failedAt = time.Now()
+	}
+	w.mu.Unlock()
+}
+
 // kickBeat makes the heartbeat goroutine heartbeat every held call now.
 func (w *Worker) kickBeat() {
 	select {
@@ -1031,6 +985,8 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		<-w.done
 	}
 	w.closeOnce.Do(func() {
+		close(w.pull.stop)
+		<-w.pull.done
 		close(w.beatStop)
 		<-w.beatDone
 		<-w.jobsDone

@@ -15,6 +15,12 @@
 // its deadline is late (the rule of executor.TimeoutHandler) and answered
 // with the *executor.TimeoutError even if the timer has not fired.
 //
+// Helper goroutines are kept warm between calls, so a limit costs a
+// hand-off, not a goroutine start: at least four, and while limited calls
+// run from many goroutines at once, as many idle ones as there are such
+// calls running; once the load falls, each call that returns retires one
+// of the surplus. Shutdown ends them all.
+//
 // runtime.Goexit in a limited call is answered as an *executor.PanicError
 // matching executor.ErrGoexit and the helper goroutine is replaced; in a
 // call without a limit it ends the caller's goroutine, as in plain Go (see
@@ -55,6 +61,7 @@ type Executor struct {
 
 	mu      sync.Mutex
 	idle    []*helper            // helpers waiting for a limited call
+	busy    int                  // helpers taken for a limited call
 	late    map[*helper]struct{} // helpers running abandoned calls
 	live    int                  // helper goroutines alive, and abandonment logs being written
 	drained chan struct{}        // closed once closed and live == 0
@@ -62,10 +69,15 @@ type Executor struct {
 
 var _ executor.Executor = (*Executor)(nil)
 
-// maxIdleHelpers bounds the helper goroutines kept warm for limited calls.
-// One is enough for a single submitting goroutine; a few more cover programs
-// that submit from several goroutines at once.
-const maxIdleHelpers = 4
+// minIdleHelpers is how many helper goroutines are kept warm for limited
+// calls whatever the load: one is enough for a single submitting
+// goroutine, a few more cover programs that submit from several
+// goroutines at once. Beyond it, the idle helpers kept follow the load:
+// no more than there are limited calls running (see putBackLocked), so
+// that 1000 goroutines submitting at once do not start and retire a
+// goroutine per call, and the helpers of a past burst are retired, one
+// per call that returns, once the load falls.
+const minIdleHelpers = 4
 
 // New returns an Executor.
 func New(opts Options) *Executor {
@@ -120,7 +132,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if call.Limit <= 0 {
 		return e.runInline(ctx, &call), nil
 	}
-	return e.runLimited(ctx, call)
+	return e.runLimited(ctx, &call)
 }
 
 // runInline runs a call without a limit on the calling goroutine.
@@ -184,21 +196,23 @@ type helper struct {
 	ret atomic.Uint32
 
 	// Written by the submitter before start, read by the helper after.
-	handler *executor.Handler
-	input   any
-	ctx     *deadlinectx.Lazy
+	handler  *executor.Handler
+	input    any
+	ctx      *deadlinectx.Lazy
+	began    time.Time
+	deadline time.Time
 
 	// Written by the helper before it sets ret to rDone, read by the
-	// submitter after; returned is when the helper saw the call return,
-	// for the late rule.
-	returned time.Time
-	value    any
-	err      error
+	// submitter after; ran is how long after began the helper saw the
+	// call return, for the late rule (time.Since reads only the monotonic
+	// clock, where time.Now reads the wall clock too).
+	ran   time.Duration
+	value any
+	err   error
 
 	// Set for an abandoned call only, under Executor.mu: for Shutdown's
-	// list and the helper's log line when it returns.
-	call  executor.Call
-	began time.Time
+	// list.
+	call executor.Call
 }
 
 const (
@@ -208,7 +222,7 @@ const (
 	rAbandoned
 )
 
-func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executor.Future, error) {
+func (e *Executor) runLimited(ctx context.Context, call *executor.Call) (*executor.Future, error) {
 	h := e.takeHelper()
 	if h == nil { // Shutdown began after Submit's check: not accepted after all
 		e.stats.Submitted.Add(^uint64(0))
@@ -218,21 +232,20 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 	// helper, which may clear it and serve another call.
 	began := time.Now()
 	deadline := began.Add(call.Limit)
-	p, cc := executor.Prepare(ctx, &call)
+	p, cc := executor.Prepare(ctx, call)
 	if call.Trace != nil {
 		p.SetStarted(began)
 	}
 	lctx := deadlinectx.NewLazy(cc, deadline)
-	h.handler, h.input, h.ctx = call.Handler, call.Input, lctx
+	h.handler, h.input, h.ctx, h.began, h.deadline = call.Handler, call.Input, lctx, began, deadline
 	h.ret.Store(rRunning)
 	e.stats.Running.Add(1)
-	h.start <- struct{}{}
+	h.start <- struct{}{} // the helper arms the timer (see serve)
 
-	e.arm(h, deadline)
 	done := ctx.Done()
 	for {
 		if !h.ret.CompareAndSwap(rRunning, rWaiting) && h.ret.Load() == rDone {
-			return e.collect(ctx, h, p, &call, began), nil
+			return e.collect(ctx, h, p, call, began), nil
 		}
 		if done == nil {
 			<-h.wake
@@ -240,10 +253,7 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 			select {
 			case <-h.wake:
 			case <-done:
-				if e.abandon(h, "cancelled", &call, began) {
-					err := executor.NewCanceledError(call.Name(), ctx)
-					e.stats.Ended(err)
-					p.Complete(nil, err)
+				if e.cancelled(ctx, h, p, call, began) {
 					return p.Future(), nil
 				}
 				continue // returned meanwhile: the late rule decides
@@ -252,25 +262,47 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 		if h.ret.Load() == rDone {
 			continue
 		}
-		now := time.Now()
-		if now.Before(deadline) {
+		if now := time.Now(); now.Before(deadline) {
 			e.arm(h, deadline) // the timer fired for an earlier call's deadline
-			continue
-		}
-		terr := &executor.TimeoutError{
-			Task:        call.Name(),
-			Limit:       call.Limit,
-			Elapsed:     now.Sub(began),
-			Enforcement: executor.Soft,
-		}
-		if e.abandon(h, "timed out", &call, began) {
-			e.stats.Ended(terr)
-			lctx.Expire(terr)
-			p.Complete(nil, terr)
+		} else if e.timedOut(h, p, lctx, call, began, now) {
 			return p.Future(), nil
 		}
-		// returned meanwhile, seen returning first: the late rule decides
+		// else returned meanwhile, seen returning first: the late rule decides
 	}
+}
+
+// timedOut answers a call whose deadline has passed, unless it returned
+// meanwhile, and reports whether it did. It and cancelled are kept out of
+// runLimited, so that the common path needs a smaller stack.
+//
+//go:noinline
+func (e *Executor) timedOut(h *helper, p executor.Promise, lctx *deadlinectx.Lazy, call *executor.Call, began, now time.Time) bool {
+	terr := &executor.TimeoutError{
+		Task:        call.Name(),
+		Limit:       call.Limit,
+		Elapsed:     now.Sub(began),
+		Enforcement: executor.Soft,
+	}
+	if !e.abandon(h, "timed out", call, began) {
+		return false
+	}
+	e.stats.EndedTimedOut()
+	lctx.Expire(terr)
+	p.Complete(nil, terr)
+	return true
+}
+
+// cancelled answers a call whose submitter's context has ended, unless it
+// returned meanwhile, and reports whether it did.
+//
+//go:noinline
+func (e *Executor) cancelled(ctx context.Context, h *helper, p executor.Promise, call *executor.Call, began time.Time) bool {
+	if !e.abandon(h, "cancelled", call, began) {
+		return false
+	}
+	e.stats.EndedCanceled()
+	p.Complete(nil, executor.NewCanceledError(call.Name(), ctx))
+	return true
 }
 
 // arm makes sure h's timer fires at or before deadline. A timer armed for
@@ -303,7 +335,7 @@ func (h *helper) tick() {
 // caller's ended context as cancelled, and makes its helper idle again.
 func (e *Executor) collect(ctx context.Context, h *helper, p executor.Promise, call *executor.Call, began time.Time) *executor.Future {
 	v, err := h.value, h.err
-	if te := deadlinectx.Late(call.Name(), call.Limit, began, h.returned, executor.Soft); te != nil {
+	if te := deadlinectx.Late(call.Name(), call.Limit, began, began.Add(h.ran), executor.Soft); te != nil {
 		v, err = nil, te
 	} else if err != nil {
 		if cerr := deadlinectx.CallerEnded(call.Name(), ctx, err); cerr != err {
@@ -330,11 +362,12 @@ func completed(v any, err error, timed bool, began time.Time) *executor.Future {
 }
 
 // abandon marks h's call as abandoned unless it has already returned, and
-// reports whether it did. The abandonment is logged on a goroutine of its
-// own, counted in live so that Shutdown waits for it: the answer must not
-// wait for the executor's logger, which may be slow or blocked, and no
-// lock is held while it logs.
+// reports whether it did. The abandonment is logged, if the logger logs
+// at Warn, on a goroutine of its own, counted in live so that Shutdown
+// waits for it: the answer must not wait for the executor's logger, which
+// may be slow or blocked, and no lock is held while it logs.
 func (e *Executor) abandon(h *helper, why string, call *executor.Call, began time.Time) bool {
+	logs := e.logger.IsWarn() // no goroutine for a line nobody reads
 	e.mu.Lock()
 	// Under the mutex, so that the helper, which sees rAbandoned only
 	// after this, finds h in late, with its call, when it takes the mutex
@@ -343,9 +376,13 @@ func (e *Executor) abandon(h *helper, why string, call *executor.Call, began tim
 		e.mu.Unlock()
 		return false
 	}
-	h.call, h.began = *call, began
+	h.call = *call
 	e.late[h] = struct{}{}
 	e.stats.Abandoned.Add(1)
+	if !logs {
+		e.mu.Unlock()
+		return true
+	}
 	e.live++
 	e.mu.Unlock()
 	task, run, attempt, limit, ran := call.Name(), call.RunID, call.Attempt, call.Limit, time.Since(began)
@@ -374,6 +411,7 @@ func (e *Executor) takeHelper() *helper {
 	if e.closed.Load() {
 		return nil
 	}
+	e.busy++
 	if n := len(e.idle); n > 0 {
 		h := e.idle[n-1]
 		e.idle = e.idle[:n-1]
@@ -396,7 +434,8 @@ func (e *Executor) takeHelper() *helper {
 // after an answer in time, the helper itself after an abandoned call
 // returns. The caller holds e.mu.
 func (e *Executor) putBackLocked(h *helper) {
-	if e.closed.Load() || len(e.idle) >= maxIdleHelpers {
+	e.busy--
+	if e.closed.Load() || len(e.idle) >= max(minIdleHelpers, e.busy) {
 		retire(h)
 		return
 	}
@@ -420,6 +459,11 @@ func retire(h *helper) {
 // starts a new goroutine in its place, which keeps live right.
 func (e *Executor) serve(h *helper) {
 	for range h.start {
+		// The helper, not the submitter, arms the timer: a timer Reset is
+		// a deep call chain in the runtime, which makes a submitter on a
+		// new goroutine (one per request, say) grow and copy its first
+		// stack; the helper's has grown once.
+		e.arm(h, h.deadline)
 		v, err := h.handler.RunOnGoexit(h.ctx, h.input, h.goexit)
 		e.returned(h, v, err)
 	}
@@ -429,10 +473,10 @@ func (e *Executor) serve(h *helper) {
 // returned ends h's call with what it returned: it hands the result to the
 // waiting submitter, or, for an abandoned call, makes h idle again.
 func (e *Executor) returned(h *helper, v any, err error) {
-	now := time.Now()
+	ran := time.Since(h.began)
 	h.ctx.Release()
 	e.stats.Running.Add(-1)
-	h.returned, h.value, h.err = now, v, err
+	h.ran, h.value, h.err = ran, v, err
 	if h.ret.CompareAndSwap(rRunning, rDone) {
 		return // the submitter sees it before it parks
 	}
@@ -447,13 +491,15 @@ func (e *Executor) returned(h *helper, v any, err error) {
 	e.mu.Lock()
 	delete(e.late, h)
 	e.stats.Abandoned.Add(-1)
-	call, ran := h.call, now.Sub(h.began)
+	call := h.call
 	h.handler, h.input, h.ctx, h.value, h.err = nil, nil, nil, nil, nil
-	h.call, h.began = executor.Call{}, time.Time{}
+	h.call = executor.Call{}
 	e.putBackLocked(h)
 	e.mu.Unlock()
-	e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
-		"attempt", call.Attempt, "ran", ran, "error", err)
+	if e.logger.IsDebug() { // its arguments cost allocations
+		e.logger.Debug("abandoned call returned", "task", call.Name(), "run", call.RunID,
+			"attempt", call.Attempt, "ran", ran, "error", err)
+	}
 }
 
 // Shutdown stops intake and waits for every call that is still running,

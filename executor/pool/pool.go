@@ -52,6 +52,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strconv"
@@ -66,10 +67,12 @@ import (
 )
 
 // DefaultQueue is the least queue length used when Options.Queue is zero;
-// the default is two calls per worker when that is more. A queue shorter
+// with more than DefaultQueue/2 workers the default is the largest power
+// of two not above two calls per worker (so between one and two calls per
+// worker, and the queue's slots are exactly that many). A queue shorter
 // than the worker count cannot keep the workers fed when calls end in
 // waves; a queue much longer only holds back a producer that outruns the
-// workers later.
+// workers later, and costs memory the garbage collector scans.
 const DefaultQueue = 1024
 
 // ErrTooManyAbandoned is returned (wrapped, with the counts) by Submit,
@@ -94,7 +97,8 @@ type Options struct {
 	Workers int
 
 	// Queue is how many accepted calls may wait for a worker. Zero means
-	// max(DefaultQueue, 2*Workers); a negative value means no queue:
+	// DefaultQueue, or for more than DefaultQueue/2 workers the largest
+	// power of two not above 2*Workers; a negative value means no queue:
 	// Submit waits until a worker is idle, and TrySubmit succeeds only if
 	// one is.
 	Queue int
@@ -129,11 +133,19 @@ type Executor struct {
 	timedOut, canceled atomic.Uint64
 	abandoned          atomic.Int64
 
-	// The queue and the workers' goroutines. A worker without a goroutine
-	// is idle; the queue is empty whenever one is.
+	// The queue, pushed to and popped from without a lock.
+	ring *ring
+	// Mirrors of len(idle) and of room != nil, written under mu, read
+	// without it: a submitter that finds no idle worker pushes to the
+	// queue, and a worker that finds no submitter waiting for room pops,
+	// without the mutex.
+	idleN    atomic.Int64
+	roomOpen atomic.Bool
+
+	// The workers' goroutines. A worker without a goroutine is idle; the
+	// queue is empty whenever one is, once the submitter that pushed a
+	// call as the worker went idle has seen it (see enqueue and next).
 	mu          sync.Mutex
-	ring        []job // the queue: n calls from head, FIFO
-	head, n     int
 	idle        []*worker      // workers without a goroutine, last to stop on top
 	live        int            // worker goroutines running
 	stopping    bool           // Shutdown has begun (the locked check)
@@ -161,7 +173,7 @@ func New(opts Options) *Executor {
 	q := opts.Queue
 	switch {
 	case q == 0:
-		q = max(DefaultQueue, 2*n)
+		q = max(DefaultQueue, 1<<(bits.Len(uint(2*n))-1))
 	case q < 0:
 		q = 0
 	}
@@ -170,7 +182,7 @@ func New(opts Options) *Executor {
 		logger = hclog.NewNullLogger()
 	}
 	e := &Executor{
-		ring:        make([]job, q),
+		ring:        newRing(q),
 		idle:        make([]*worker, 0, n),
 		closing:     make(chan struct{}),
 		workers:     make([]*worker, n),
@@ -202,6 +214,7 @@ func New(opts Options) *Executor {
 	for i := n - 1; i >= 0; i-- {
 		e.idle = append(e.idle, e.workers[i]) // pool/0 on top
 	}
+	e.idleN.Store(int64(n))
 	go e.watch()
 	return e
 }
@@ -263,7 +276,8 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	}
 	// One allocation for the Future and the call's context.
 	p, cctx := executor.Prepare(ctx, &call)
-	if err := e.enqueue(ctx, job{call: call, ctx: ctx, cctx: cctx, promise: p}, wait); err != nil {
+	j := job{call: call, ctx: ctx, cctx: cctx, promise: p}
+	if err := e.enqueue(ctx, &j, wait); err != nil {
 		return nil, err
 	}
 	return p.Future(), nil
@@ -283,7 +297,8 @@ func (e *Executor) Go(ctx context.Context, call executor.Call) error {
 	if err := e.admit(); err != nil {
 		return err
 	}
-	return e.enqueue(ctx, job{call: call, ctx: ctx}, true)
+	j := job{call: call, ctx: ctx}
+	return e.enqueue(ctx, &j, true)
 }
 
 // admit refuses a call after Shutdown or over the abandoned cap.
@@ -300,7 +315,14 @@ func (e *Executor) admit() error {
 }
 
 // enqueue puts j in the queue, waiting for room if wait is set.
-func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
+//
+// Its fast path takes no lock: while no worker is idle, it pushes to the
+// ring. A worker that goes idle publishes it (idleN) before it looks at
+// the ring a last time, and a submitter looks at idleN after its push, so
+// one of them sees the other: the worker takes the call, or the submitter
+// starts an idle worker for it (balance). The same handshake with closed
+// keeps a call pushed while Shutdown begins from being left in the queue.
+func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 	done := ctx.Done()
 	if done != nil {
 		if ctx.Err() != nil {
@@ -313,6 +335,10 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 		}
 		j.tk = newTicket(e, ctx, j.promise, j.call.Name())
 	}
+	if e.idleN.Load() == 0 && e.ring.push(j) {
+		e.pushed(ctx, j)
+		return nil
+	}
 	waited := false
 	for {
 		e.mu.Lock()
@@ -324,29 +350,22 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 			j.tk.withdraw()
 			return executor.ErrClosed
 		}
-		if k := len(e.idle); k > 0 {
-			// The queue is empty: hand the call to an idle worker and
-			// start its goroutine.
-			w := e.idle[k-1]
-			e.idle = e.idle[:k-1]
-			e.live++
-			w.cur = j
-			if w.loopFn == nil {
-				// Made once per worker: a go statement with a method
-				// call would allocate its closure at every start.
-				w.loopFn = w.loop
-			}
-			start := w.loopFn
+		if len(e.idle) > 0 && e.ring.limit == 0 {
+			// No queue: hand the call to an idle worker.
+			w := e.popIdleLocked()
+			w.cur = *j
+			start := w.starter()
 			e.mu.Unlock()
 			go start()
-			e.accepted(ctx, &j)
+			e.accepted(ctx, j)
 			return nil
 		}
-		if e.n < len(e.ring) {
-			e.ring[(e.head+e.n)%len(e.ring)] = j
-			e.n++
+		if e.ring.push(j) {
+			// Behind the calls already queued, in order; then give idle
+			// workers what the queue holds.
+			e.balanceLocked()
 			e.mu.Unlock()
-			e.accepted(ctx, &j)
+			e.accepted(ctx, j)
 			return nil
 		}
 		if !wait {
@@ -356,9 +375,20 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 		}
 		if e.room == nil {
 			e.room = make(chan struct{})
+			e.roomOpen.Store(true)
 		}
 		room := e.room
 		e.waiters++
+		// A slot may have been freed between the push above and the
+		// flag: a worker that popped before it saw the flag up has not
+		// woken us.
+		if e.ring.push(j) {
+			e.waiters--
+			e.balanceLocked()
+			e.mu.Unlock()
+			e.accepted(ctx, j)
+			return nil
+		}
 		e.mu.Unlock()
 		select {
 		case <-room:
@@ -375,6 +405,56 @@ func (e *Executor) enqueue(ctx context.Context, j job, wait bool) error {
 	}
 }
 
+// pushed follows a push made without the mutex: it starts idle workers if
+// one went idle meanwhile, answers queued calls if Shutdown began
+// meanwhile, and counts the call.
+func (e *Executor) pushed(ctx context.Context, j *job) {
+	if e.idleN.Load() > 0 {
+		e.mu.Lock()
+		e.balanceLocked()
+		e.mu.Unlock()
+	}
+	if e.closed.Load() {
+		e.cancelAllQueued()
+	}
+	e.accepted(ctx, j)
+}
+
+// balanceLocked hands queued calls to idle workers and starts them, so
+// that no worker is idle while a call waits. After Shutdown has begun it
+// starts nothing: the calls left are answered as cancelled instead.
+func (e *Executor) balanceLocked() {
+	for !e.stopping && len(e.idle) > 0 {
+		w := e.idle[len(e.idle)-1]
+		if !e.ring.pop(&w.cur) {
+			return
+		}
+		e.popIdleLocked()
+		start := w.starter()
+		go start()
+	}
+}
+
+// popIdleLocked takes the idle worker on top and counts its goroutine.
+func (e *Executor) popIdleLocked() *worker {
+	w := e.idle[len(e.idle)-1]
+	e.idle = e.idle[:len(e.idle)-1]
+	e.idleN.Store(int64(len(e.idle)))
+	e.live++
+	return w
+}
+
+// cancelAllQueued answers every call in the queue as cancelled by
+// Shutdown. Whoever pops a call after Shutdown began does it: Shutdown
+// itself, a submitter whose push raced with it, or a worker.
+func (e *Executor) cancelAllQueued() {
+	var j job
+	for e.ring.pop(&j) {
+		e.cancelQueued(&j)
+	}
+	j = job{}
+}
+
 // accepted counts a call that is in the queue or on a worker, and answers
 // it if its context ended while it was being queued.
 func (e *Executor) accepted(ctx context.Context, j *job) {
@@ -387,14 +467,35 @@ func (e *Executor) accepted(ctx context.Context, j *job) {
 }
 
 // next gives w the next queued call, or makes w idle and reports false.
+// A call popped after Shutdown began is answered as cancelled, not run.
 func (e *Executor) next(w *worker) bool {
-	e.mu.Lock()
-	if e.popLocked(w) {
-		e.mu.Unlock()
-		return true
+	for {
+		if !e.ring.pop(&w.cur) {
+			break
+		}
+		if e.popped() {
+			return true
+		}
+		e.cancelQueued(&w.cur)
+		w.cur = job{}
 	}
+	w.cur = job{}
+	e.mu.Lock()
 	e.idle = append(e.idle, w)
+	e.idleN.Store(int64(len(e.idle)))
 	e.live--
+	// A last look, now that submitters can see w idle: a call pushed
+	// before they could is taken here, or by balance.
+	if !e.stopping && e.ring.pop(&w.cur) {
+		e.popIdleLocked() // w is still on top: the mutex was held
+		e.mu.Unlock()
+		if e.popped() {
+			return true
+		}
+		e.cancelQueued(&w.cur)
+		w.cur = job{}
+		return e.next(w)
+	}
 	if e.waiters > 0 {
 		e.wakeRoomLocked() // an idle worker is room when there is no queue
 	}
@@ -409,28 +510,26 @@ func (e *Executor) next(w *worker) bool {
 	return false
 }
 
-// popLocked gives w the next queued call, if there is one.
-func (e *Executor) popLocked(w *worker) bool {
-	if e.n == 0 {
-		return false
-	}
-	w.cur = e.ring[e.head]
-	e.ring[e.head] = job{}
-	e.head = (e.head + 1) % len(e.ring)
-	e.n--
-	// Wake waiting submitters once half the queue is free, not at
-	// every call, so that a producer that outruns the workers sleeps
-	// once per half queue.
-	if e.waiters > 0 && e.n <= len(e.ring)/2 {
+// popped follows a worker's pop: it wakes waiting submitters once half
+// the queue is free (not at every call, so that a producer that outruns
+// the workers sleeps once per half queue), and reports whether the call
+// may run: false once Shutdown has begun.
+func (e *Executor) popped() bool {
+	if e.roomOpen.Load() && e.ring.len() <= e.ring.limit/2 {
+		// The first worker here wakes them all; the others find the
+		// flag down and take no lock.
+		e.mu.Lock()
 		e.wakeRoomLocked()
+		e.mu.Unlock()
 	}
-	return true
+	return !e.closed.Load()
 }
 
 func (e *Executor) wakeRoomLocked() {
 	if e.room != nil {
 		close(e.room)
 		e.room = nil
+		e.roomOpen.Store(false)
 	}
 }
 
@@ -464,10 +563,9 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 		close(e.closing)
 		// Answer queued calls now, even if every worker is held by an
 		// abandoned call.
-		for ; e.n > 0; e.n-- {
-			queued = append(queued, e.ring[e.head])
-			e.ring[e.head] = job{}
-			e.head = (e.head + 1) % len(e.ring)
+		var j job
+		for e.ring.pop(&j) {
+			queued = append(queued, j)
 		}
 		if e.live == 0 {
 			e.gone = true

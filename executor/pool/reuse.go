@@ -22,5 +22,6 @@ func (e *Executor) SubmitFuture(ctx context.Context, call executor.Call, f *exec
 		return err
 	}
 	p, cctx := executor.PrepareFuture(ctx, &call, f)
-	return e.enqueue(ctx, job{call: call, ctx: ctx, cctx: cctx, promise: p}, true)
+	j := job{call: call, ctx: ctx, cctx: cctx, promise: p}
+	return e.enqueue(ctx, &j, true)
 }

@@ -121,9 +121,11 @@ func (w *worker) expire(now time.Time, nowNs int64) {
 	w.lctx.Expire(terr)
 	w.mu.Unlock()
 	complete(p, w.name, nil, terr)
-	e.logger.Warn("call abandoned: its limit passed and its work is still running",
-		"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", terr.Elapsed, "limit", c.Limit,
-		"worker", w.name)
+	if e.logger.IsWarn() { // its arguments cost 9 allocations
+		e.logger.Warn("call abandoned: its limit passed and its work is still running",
+			"task", c.Name(), "run", c.RunID, "attempt", c.Attempt, "ran", terr.Elapsed, "limit", c.Limit,
+			"worker", w.name)
+	}
 }
 
 // watch is the goroutine that ends the executor: once the last worker

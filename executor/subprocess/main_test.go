@@ -97,7 +97,7 @@ var (
 func registry() *executor.Registry {
 	reg := executortest.Registry()
 	for _, h := range []*executor.Handler{pidTask, garbageTask, oversizeTask, printTask, bigTask, hogTask,
-		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask, traceTask} {
+		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask, traceTask, bytesTask} {
 		if err := reg.Register(h); err != nil {
 			panic(err)
 		}
@@ -119,6 +119,10 @@ func TestMain(m *testing.M) {
 		os.Exit(playParent())
 	case "fresh-echo":
 		os.Exit(freshEcho())
+	case "pipe-echo":
+		os.Exit(pipeEcho())
+	case "sleep":
+		os.Exit(sleepForever())
 	}
 	subprocess.ServeIfWorker(registry())
 	// Workers die with their parent: the subreaper setting makes orphans of
@@ -160,7 +164,7 @@ func leftovers() []procgroup.Process {
 		panic(err)
 	}
 	self := os.Getpid()
-	mark := []byte(fmt.Sprintf("FLOWLINE_SUBPROCESS_WORKER=v1,%d,", self))
+	mark := []byte(subprocess.WorkerMark(self))
 	var left []procgroup.Process
 	for _, p := range all {
 		if p.PPID == self {
@@ -238,7 +242,7 @@ func alive(pid int) bool {
 }
 
 // workerPID returns the pid in a Future.Worker string "pid N".
-func workerPID(t *testing.T, f *executor.Future) int {
+func workerPID(t testing.TB, f *executor.Future) int {
 	t.Helper()
 	s, ok := strings.CutPrefix(f.Worker(), "pid ")
 	if !ok {

@@ -98,6 +98,21 @@ type Options struct {
 	// process's.
 	Env []string
 
+	// Spin is how long a protocol pipe is polled for the frame expected on
+	// it before its reader sleeps: in the worker for the next call after
+	// each result, in this process for a worker's result after each call
+	// it was sent and after each frame it sent. A round trip wakes each
+	// process once; where waking an idle CPU is slow (virtual machines,
+	// deep C-states) that wake-up costs more than the rest of the round
+	// trip, and a reader that polls sees its frame at once. Polling costs
+	// CPU: up to Spin per wait that ends without a frame, on each side,
+	// and all of the time between frames that come closer together than
+	// Spin (two workers served back to back keep about a CPU busy
+	// polling). A polling reader yields to other goroutines between polls
+	// (runtime.Gosched). Zero means 50µs; negative means none: readers
+	// sleep at once. Windows never polls.
+	Spin time.Duration
+
 	// NoSubreaper stops New from making this process a child subreaper. By
 	// default it does, so that the orphans a killed worker leaves behind
 	// come back to this process, which kills and reaps them: without it,
@@ -120,6 +135,7 @@ const (
 	minMaxFrame         = 1 << 10
 	defaultMemoryPoll   = 50 * time.Millisecond
 	defaultStderrTail   = 4 << 10
+	defaultSpin         = 50 * time.Microsecond
 
 	// killWait bounds the wait for a process group to vanish after SIGKILL;
 	// only a process stuck in the kernel (uninterruptible sleep) takes that
@@ -156,6 +172,12 @@ func (o Options) withDefaults() Options {
 	o.MaxFrame = max(o.MaxFrame, minMaxFrame)
 	if o.MemoryPoll <= 0 {
 		o.MemoryPoll = defaultMemoryPoll
+	}
+	switch {
+	case o.Spin == 0:
+		o.Spin = defaultSpin
+	case o.Spin < 0:
+		o.Spin = 0
 	}
 	if o.StderrTail == 0 {
 		o.StderrTail = defaultStderrTail

@@ -2,7 +2,10 @@
 
 package subprocess
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr makes a worker lead a process group of its own. macOS has no
 // parent-death signal: a worker notices its parent's death by the end of
@@ -15,3 +18,8 @@ func sysProcAttr() *syscall.SysProcAttr {
 // orphans go to launchd, which reaps them, so a group whose processes are
 // all dead and owned by launchd counts as stopped.
 func becomeSubreaper() (bool, error) { return false, nil }
+
+// watchHangup reports false: on macOS the worker reads its calls pipe on
+// a goroutine of its own while a call runs, to see the parent's death (see
+// os_linux.go).
+func watchHangup(f *os.File, lost func()) bool { return false }

@@ -168,3 +168,8 @@ func ownGroup() int { return 0 }
 // the worker's job closes, and Windows terminates every process of the job
 // (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE).
 func killOwnGroup(pid, pgid int) {}
+
+// watchHangup reports false: on Windows the worker reads its calls pipe on
+// a goroutine of its own while a call runs, to see the parent's death (see
+// os_linux.go).
+func watchHangup(f *os.File, lost func()) bool { return false }

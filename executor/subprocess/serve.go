@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -22,26 +23,34 @@ import (
 )
 
 // envWorker marks a process started as a worker. Its value is
-// "v<protocol>,<parent pid>,<frame limit>"; the parent's pid is not used by
-// the worker, it marks the processes of one parent (tests look for them).
+// "v<protocol>,<parent pid>,<frame limit>,<spin ns>"; the parent's pid is
+// not used by the worker, it marks the processes of one parent (tests look
+// for them). The spin field (Options.Spin) may be left out: then none.
 const envWorker = "FLOWLINE_SUBPROCESS_WORKER"
 
-func workerSpec(ppid, maxFrame int) string {
-	return fmt.Sprintf("v%d,%d,%d", proto.Version, ppid, maxFrame)
+func workerSpec(ppid, maxFrame int, spin time.Duration) string {
+	return fmt.Sprintf("v%d,%d,%d,%d", proto.Version, ppid, maxFrame, spin)
 }
 
-func parseSpec(spec string) (ppid, maxFrame int, err error) {
+func parseSpec(spec string) (ppid, maxFrame int, spin time.Duration, err error) {
 	parts := strings.Split(spec, ",")
-	if len(parts) != 3 || parts[0] != fmt.Sprintf("v%d", proto.Version) {
-		return 0, 0, fmt.Errorf("want v%d,<parent pid>,<frame limit>", proto.Version)
+	if len(parts) < 3 || len(parts) > 4 || parts[0] != fmt.Sprintf("v%d", proto.Version) {
+		return 0, 0, 0, fmt.Errorf("want v%d,<parent pid>,<frame limit>,<spin ns>", proto.Version)
 	}
 	if ppid, err = strconv.Atoi(parts[1]); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if maxFrame, err = strconv.Atoi(parts[2]); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return ppid, maxFrame, nil
+	if len(parts) == 4 {
+		ns, err := strconv.ParseInt(parts[3], 10, 64)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		spin = time.Duration(ns)
+	}
+	return ppid, maxFrame, spin, nil
 }
 
 // ServeIfWorker turns this process into a worker when an Executor started
@@ -75,6 +84,7 @@ type server struct {
 	pgid  int
 	limit int
 	out   *os.File
+	in    io.Reader // the calls pipe, polled for the next call after a result (Options.Spin)
 	sigs  chan os.Signal
 	stop  stopper // where the parent's stop requests come from
 
@@ -104,7 +114,7 @@ func (r *running) stop() {
 }
 
 func serve(reg *executor.Registry, spec string) int {
-	_, limit, err := parseSpec(spec)
+	_, limit, spin, err := parseSpec(spec)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "executor/subprocess: bad %s=%q: %v\n", envWorker, spec, err)
 		return 2
@@ -122,16 +132,39 @@ func serve(reg *executor.Registry, spec string) int {
 		out:   resultsOut,
 		sigs:  make(chan os.Signal, 2),
 		stop:  stop,
+		in:    newBlockingReader(callsIn, spin),
 	}
 	stop.watch(s.sigs)
 	go s.signals()
-	calls := make(chan proto.Call, 1)
-	go s.runner(calls)
 
 	if err := s.send(&proto.Hello{Version: proto.Version, PID: s.pid}); err != nil {
 		s.lost()
 	}
-	r := frame.NewReader(callsIn, limit)
+	kick(s.in) // the first call comes soon
+	r := frame.NewReader(s.in, limit)
+	if watchHangup(callsIn, s.lost) { // os_*.go
+		// The parent's death is seen while a call runs without reading
+		// the calls pipe: each call runs on the goroutine that read it,
+		// with no hand-off between goroutines.
+		var inline func(proto.Call)
+		inline = func(c proto.Call) {
+			s.serveCall(c, func() { // runtime.Goexit ended this goroutine: read on with a new one
+				go func() { os.Exit(s.readCalls(r, inline)) }()
+			})
+		}
+		return s.readCalls(r, inline)
+	}
+	// The calls pipe is read while a call runs, for its end: a reader
+	// goroutine hands calls to a runner.
+	calls := make(chan proto.Call, 1)
+	go s.runner(calls)
+	return s.readCalls(r, func(c proto.Call) { calls <- c })
+}
+
+// readCalls reads Call frames from r and gives each to run, until the pipe
+// ends (s.lost, which does not return) or breaks the protocol: then it
+// returns the worker's exit status.
+func (s *server) readCalls(r *frame.Reader, run func(proto.Call)) int {
 	for {
 		kind, body, err := r.Next()
 		if err != nil {
@@ -146,7 +179,7 @@ func serve(reg *executor.Registry, spec string) int {
 			fmt.Fprintf(os.Stderr, "executor/subprocess: worker: %v\n", err)
 			return 2
 		}
-		calls <- c
+		run(c)
 	}
 }
 
@@ -197,9 +230,27 @@ func (s *server) terminate() {
 	cur.stop()
 }
 
+// runner runs the calls, one at a time, on one long-lived goroutine: its
+// stack, grown by the first calls, serves the next ones (a goroutine per
+// call would grow a fresh stack every time). A task that calls
+// runtime.Goexit ends it; then a new runner takes over.
 func (s *server) runner(calls <-chan proto.Call) {
 	for c := range calls {
-		res := s.call(c)
+		s.serveCall(c, func() { go s.runner(calls) })
+	}
+}
+
+// serveCall runs c and sends its result. When the task calls
+// runtime.Goexit, which ends the calling goroutine, serveCall calls
+// replace (to start a goroutine that serves on) before it sends the
+// result, and does not return.
+func (s *server) serveCall(c proto.Call, replace func()) {
+	var res proto.Result
+	returned := false
+	defer func() {
+		if !returned { // runtime.Goexit: res holds the *PanicError
+			replace()
+		}
 		s.mu.Lock()
 		s.current = nil
 		term := s.terminating
@@ -208,19 +259,25 @@ func (s *server) runner(calls <-chan proto.Call) {
 			os.Exit(0)
 		}
 		s.sendResult(&res)
+		if c.Spin {
+			kick(s.in) // the next call comes soon
+		}
 		// A task that ignored SIGTERM or SIGHUP (signal.Ignore) turned off
 		// the worker's handler too; turn it back on for the next call.
 		s.stop.rewatch(s.sigs)
-	}
+	}()
+	s.call(c, &res)
+	returned = true
 }
 
-// call runs one call and returns its result.
-func (s *server) call(c proto.Call) (res proto.Result) {
-	res = proto.Result{Seq: c.Seq}
+// call runs one call and sets *res to its result, also when the task
+// calls runtime.Goexit (call then does not return).
+func (s *server) call(c proto.Call, res *proto.Result) {
+	*res = proto.Result{Seq: c.Seq}
 	h, err := s.reg.Lookup(c.Task)
 	if err != nil {
 		res.Err = wire.EncodeError(&executor.UnknownTaskError{Task: c.Task, Where: "worker pid " + strconv.Itoa(s.pid)})
-		return res
+		return
 	}
 	call := &executor.Call{Handler: h, RunID: c.RunID, Attempt: c.Attempt, Limit: c.Limit,
 		Logger: s.taskLogger(c.Seq, hclog.Level(c.LogLevel))}
@@ -276,9 +333,16 @@ func (s *server) call(c proto.Call) (res proto.Result) {
 		r.stop()
 	}
 
-	// On a goroutine of its own: a task's runtime.Goexit is answered as a
-	// *executor.PanicError and the worker serves on.
-	out, err := h.RunIsolated(ctx, executor.Raw(c.Input))
+	// A task's runtime.Goexit is answered as a *executor.PanicError and
+	// the worker serves on (with a new runner).
+	out, err := h.RunOnGoexit(ctx, executor.Raw(c.Input), func(pe *executor.PanicError) {
+		s.fill(res, h, c, r, nil, pe)
+	})
+	s.fill(res, h, c, r, out, err)
+}
+
+// fill completes *res with the task's outcome.
+func (s *server) fill(res *proto.Result, h *executor.Handler, c proto.Call, r *running, out any, err error) {
 	res.Expired = !r.deadline.IsZero() && !time.Now().Before(r.deadline)
 	if err == nil {
 		res.Output, err = h.EncodeOutput(out)
@@ -291,7 +355,6 @@ func (s *server) call(c proto.Call) (res proto.Result) {
 		res.Output, res.Err = nil, wire.EncodeError(err)
 		clip(res.Err, s.limit/8)
 	}
-	return res
 }
 
 // resultOverhead bounds the bytes of a Result frame besides the output.

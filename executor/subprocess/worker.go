@@ -59,10 +59,11 @@ type worker struct {
 	cancel context.CancelFunc // ends the Cmd's context: Cmd.Cancel sends SIGTERM to the group
 	req    *os.File           // the worker's fd 3, our end
 	resp   *os.File           // the worker's fd 4, our end
+	in     io.Reader          // resp, polled for a while after each frame and each call sent (Options.Spin)
 	out    *os.File           // the worker's stdout, our end
 	errOut *os.File           // the worker's stderr, our end
 	tail   tail
-	timer  *time.Timer // the running call's deadline
+	timer  *time.Timer // the running call's deadline, waited on by serve
 	hello  chan error  // the handshake's outcome, once
 	exited chan struct{}
 	events chan struct{} // wakes the slot when a stop is requested
@@ -118,7 +119,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, e.path, e.args...)
 	cmd.Env = append(os.Environ(), e.opts.Env...)
-	cmd.Env = append(cmd.Env, envWorker+"="+workerSpec(os.Getpid(), e.opts.MaxFrame))
+	cmd.Env = append(cmd.Env, envWorker+"="+workerSpec(os.Getpid(), e.opts.MaxFrame, e.opts.Spin))
 	if raceEnabled {
 		cmd.Env = raceEnv(cmd.Env)
 	}
@@ -163,6 +164,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 		cancel: cancel,
 		req:    reqW,
 		resp:   respR,
+		in:     newSpinReader(respR, e.opts.Spin, true, e.spinWorthIt),
 		out:    outR,
 		errOut: errR,
 		tail:   tail{max: e.opts.StderrTail},
@@ -172,7 +174,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	}
 	w.name = "pid " + strconv.Itoa(w.pid)
 	w.logger = e.logger.With("worker", w.name)
-	w.timer = time.AfterFunc(time.Hour, w.onDeadline)
+	w.timer = time.NewTimer(time.Hour) // serve waits on it: at the deadline it kills at once, with no hand-off
 	w.timer.Stop()
 	w.wg.Add(4)
 	go w.wait()
@@ -207,6 +209,12 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	}
 }
 
+// spinWorthIt says whether a reader of results should poll: while at most
+// one call runs. With more, this process has other work for its CPUs
+// (and the workers theirs), none of them sleeps, and polling would take
+// CPU from the workers.
+func (e *Executor) spinWorthIt() bool { return e.stats.Running.Load() <= 1 }
+
 // send writes j's Call frame to the worker. A write that fails means the
 // worker is dying: the slot reports it.
 func (w *worker) send(j *job) {
@@ -221,6 +229,7 @@ func (w *worker) send(j *job) {
 
 		TraceParent: j.call.TraceParent(),
 		TraceState:  j.call.TraceState(),
+		Spin:        w.e.opts.Spin > 0 && w.e.spinWorthIt(),
 	}
 	if !j.deadline.IsZero() {
 		c.Deadline = j.deadline.UnixNano()
@@ -236,6 +245,7 @@ func (w *worker) send(j *job) {
 		w.buf = b // keep small buffers only
 	}
 	w.sendMu.Unlock()
+	kick(w.in) // its result comes soon
 	if err != nil {
 		w.e.mu.Lock()
 		w.e.stopLocked(w, stopCrash, "")
@@ -300,8 +310,9 @@ func (w *worker) onDeadline() {
 	e := w.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	// A stale firing (the call returned and another began) finds a job
-	// whose deadline is still ahead, or none.
+	// The timer is stopped or reset under e.mu, which makes a stale firing
+	// impossible (a channel timer's Stop and Reset drop what was due);
+	// this check is a second line.
 	if j := w.job; j != nil && !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
 		e.stopLocked(w, stopTimeout, "")
 	}
@@ -321,7 +332,7 @@ func (w *worker) wait() {
 // read reads the worker's frames until its pipe ends or breaks.
 func (w *worker) read() {
 	defer w.wg.Done()
-	r := frame.NewReader(w.resp, w.e.opts.MaxFrame)
+	r := frame.NewReader(w.in, w.e.opts.MaxFrame)
 	handshaken := false
 	for {
 		kind, body, err := r.Next()
@@ -559,6 +570,8 @@ func (e *Executor) serve(w *worker) bool {
 	}
 	for stopped := false; !stopped; {
 		select {
+		case <-w.timer.C:
+			w.onDeadline()
 		case <-w.events:
 		case <-idleC:
 			e.mu.Lock()
@@ -591,6 +604,9 @@ func (e *Executor) serve(w *worker) bool {
 	reason, detail, calls := w.reason, w.detail, w.calls
 	e.mu.Unlock()
 
+	if j != nil { // the answer first: a logger (and survivors, which reads /proc) may be slow
+		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
+	}
 	lg := w.logger.With("reason", reason.String(), "status", w.state.String(), "calls", calls)
 	if !confirmed {
 		lg.Error("worker's process group is still there after SIGKILL", "members", w.group.survivors())
@@ -598,9 +614,6 @@ func (e *Executor) serve(w *worker) bool {
 		lg.Warn("worker died between calls", "stderr", w.tail.String())
 	} else {
 		lg.Debug("worker stopped")
-	}
-	if j != nil {
-		e.finish(j, w, nil, w.failure(j, reason, detail, confirmed))
 	}
 	w.ended()
 	return j != nil || calls > 0

@@ -152,11 +152,11 @@ func printTable(tab table, res [][]result) {
 		}
 	}
 	if tab.latency {
-		fmt.Println("| contender | p50 late | p99 late | max late | p50 to baseline | p99 to baseline |")
-		fmt.Println("|---|---|---|---|---|---|")
+		fmt.Println("| contender | p50 late | p99 late | max late | p50 to baseline | p99 to baseline | CPU ns/task | allocs/task |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
 		for i, a := range aggs {
-			fmt.Printf("| %s | %v | %v | %v | %s | %s |\n", tab.rows[i].name, round(a.p50), round(a.p99),
-				round(a.max), ratio(float64(a.p50), bestP50), ratio(float64(a.p99), best))
+			fmt.Printf("| %s | %v | %v | %v | %s | %s | %.0f | %.2f |\n", tab.rows[i].name, round(a.p50), round(a.p99),
+				round(a.max), ratio(float64(a.p50), bestP50), ratio(float64(a.p99), best), a.cpu, a.allocs)
 		}
 		fmt.Println()
 		return

@@ -18,7 +18,7 @@ import (
 
 // Version is the protocol version. A worker announces it in its Hello; the
 // parent refuses a worker of another version.
-const Version = 2 // 2: Call carries the trace context
+const Version = 3 // 2: Call carries the trace context; 3: and Spin
 
 // The kinds of frames.
 const (
@@ -48,6 +48,11 @@ type Call struct {
 	// The call's W3C trace context; DecodeCall drops what observe.Clean
 	// refuses (an invalid traceparent drops both).
 	TraceParent, TraceState string
+
+	// Spin asks the worker to poll for its next call for a while after
+	// this one's result (Options.Spin): the parent expects it soon and has
+	// CPU to spare, since this is the only call it runs.
+	Spin bool
 }
 
 // Result is the outcome of a Call.
@@ -95,6 +100,7 @@ func (c *Call) Append(b []byte, limit int) ([]byte, error) {
 	b = frame.AppendBytes(b, c.Input)
 	b = frame.AppendString(b, c.TraceParent)
 	b = frame.AppendString(b, c.TraceState)
+	b = frame.AppendBool(b, c.Spin)
 	return end(b, start, limit)
 }
 
@@ -115,6 +121,7 @@ func DecodeCall(body []byte) (Call, error) {
 		c.Input = append([]byte(nil), in...)
 	}
 	tp, ts := f.Str(), f.Str()
+	c.Spin = f.Bool()
 	if err := f.Finish(); err != nil {
 		return c, wrap("call", err)
 	}

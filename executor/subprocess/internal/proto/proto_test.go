@@ -43,7 +43,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 
 	c := proto.Call{Seq: 7, Task: "t", RunID: "r", Attempt: 2, Limit: time.Second,
 		Deadline: time.Now().UnixNano(), LogLevel: 3, Input: []byte(`{"N":1}`),
-		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7"}
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7", Spin: true}
 	b, err = c.Append([]byte("junk before"), 1<<20)
 	require.NoError(t, err)
 	kind, body = read(t, b[len("junk before"):])
@@ -125,6 +125,7 @@ func FuzzDecode(f *testing.F) {
 	}{
 		&proto.Hello{Version: 1, PID: 9},
 		&proto.Call{Seq: 1, Task: "t", Input: []byte("{}"), Limit: time.Second},
+		&proto.Call{Seq: 4, Task: "t", Spin: true},
 		&proto.Call{Seq: 2, Task: "t", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "k=v"},
 		&proto.Call{Seq: 3, Task: "t", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", TraceState: "k=v"},
 		&proto.Result{Seq: 1, Output: []byte("2")},
