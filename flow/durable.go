@@ -121,6 +121,9 @@ type durable struct {
 	replay  bool             // an ended run made again from its record: no writes
 	keys    map[int32]keyRef // units' cache keys (loop only)
 	lastSeq int64            // loop only
+	// reservations by mapped node (record_reserve.go), loop only: asked
+	// for, and durable
+	asked, resv map[int32]int
 
 	mu      sync.Mutex
 	pending store.Batch
@@ -133,6 +136,12 @@ type durable struct {
 	halted  bool
 	wg      sync.WaitGroup
 	cancel  context.CancelCauseFunc
+
+	// Reservations in pending, and the reserved starts in pending (their
+	// calls submitted before the start records are durable): reported
+	// back once durable (record_reserve.go). Under mu.
+	resAsks   []resAsk
+	resStarts int
 
 	poll      time.Duration      // cancel requests: how often to look; <= 0 never (requests.go)
 	cancelNow bool               // a cancel request was pending when the run was read
@@ -149,9 +158,11 @@ type keyRef struct {
 // recorded is the recorder's report to the loop: units whose final
 // records are durable, or the store's failure.
 type recorded struct {
-	units   []int32
-	started []int32
-	err     error
+	units     []int32
+	started   []int32
+	res       []resAsk // reservations now durable
+	resStarts int      // reserved starts now durable
+	err       error
 }
 
 // lookup is a cache lookup's answer.
@@ -199,10 +210,10 @@ func (d *durable) record(ctx context.Context, post func(event)) {
 		}
 		d.mu.Lock()
 		d.pending, *b = *b, d.pending
-		units, started := d.units, d.started
-		d.units, d.started = nil, nil
+		units, started, res, resStarts := d.units, d.started, d.resAsks, d.resStarts
+		d.units, d.started, d.resAsks, d.resStarts = nil, nil, nil, 0
 		d.mu.Unlock()
-		if b.Empty() && len(units) == 0 && len(started) == 0 {
+		if b.Empty() && len(units) == 0 && len(started) == 0 && resStarts == 0 {
 			continue
 		}
 		// After a failure nothing more is written: what the run records
@@ -216,8 +227,8 @@ func (d *durable) record(ctx context.Context, post func(event)) {
 			failed = err
 		}
 		b.Reset()
-		if err != nil || len(units) > 0 || len(started) > 0 {
-			post(event{rec: &recorded{units: units, started: started, err: err}})
+		if err != nil || len(units) > 0 || len(started) > 0 || len(res) > 0 || resStarts > 0 {
+			post(event{rec: &recorded{units: units, started: started, res: res, resStarts: resStarts, err: err}})
 		}
 	}
 }
@@ -551,6 +562,9 @@ func (f *Flow) loadPrior(ctx context.Context, st store.Store, runID string, mode
 			p.rec.Value = v
 		}
 		out[tr.Label] = p
+	}
+	if err := f.priorFromReservations(ctx, st, runID, trs, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -264,6 +264,7 @@ func (r *run) recorded(e *recorded) {
 			r.stop()
 		}
 	}
+	r.reservedDurable(e)
 	for _, i := range e.units {
 		if r.units[i].phase == recording {
 			r.settle(i)

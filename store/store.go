@@ -76,6 +76,11 @@ type Store interface {
 	// Changes returns a run's state changes in the order of their Seq.
 	Changes(ctx context.Context, runID string) ([]Change, error)
 
+	// Reservations returns a run's reservations (Batch.Reserve), one per
+	// node, ordered by node. A run without any, or an unknown run, gives
+	// none.
+	Reservations(ctx context.Context, runID string) ([]Reservation, error)
+
 	// Acquire takes or renews run id's lease for owner until now+ttl. It
 	// succeeds when the lease is free, expired, or already owner's, and
 	// fails with a *LeaseError naming the holder otherwise; an unknown
@@ -278,7 +283,9 @@ type RunUpdate struct {
 // Store.Apply. Task runs and attempts are upserted by their keys (run and
 // label; run, label and number), changes are inserted by (run, Seq) and
 // kept if already there, cache entries are upserted and end any claim on
-// their key, and Unclaim gives up claims the batch's Owner holds.
+// their key, Unclaim gives up claims the batch's Owner holds, and
+// reservations are upserted by node, keeping the larger Children (with
+// its Time): a reservation never shrinks.
 type Batch struct {
 	RunID string
 	// Owner, when not empty, must hold the run's lease (or the lease must
@@ -290,12 +297,13 @@ type Batch struct {
 	Changes  []Change
 	Cache    []CacheEntry
 	Unclaim  []string // cache keys
+	Reserve  []Reservation
 }
 
 // Empty reports whether the batch writes nothing.
 func (b *Batch) Empty() bool {
 	return b.Run == nil && len(b.TaskRuns) == 0 && len(b.Attempts) == 0 && len(b.Changes) == 0 &&
-		len(b.Cache) == 0 && len(b.Unclaim) == 0
+		len(b.Cache) == 0 && len(b.Unclaim) == 0 && len(b.Reserve) == 0
 }
 
 // Reset empties the batch for reuse, keeping its RunID and Owner and its
@@ -305,7 +313,9 @@ func (b *Batch) Reset() {
 	clear(b.Attempts)
 	clear(b.Changes)
 	clear(b.Cache)
+	clear(b.Reserve)
 	b.Run, b.TaskRuns, b.Attempts, b.Changes, b.Cache, b.Unclaim = nil, b.TaskRuns[:0], b.Attempts[:0], b.Changes[:0], b.Cache[:0], b.Unclaim[:0]
+	b.Reserve = b.Reserve[:0]
 }
 
 // Sentinel errors. Each typed error below matches one of them.

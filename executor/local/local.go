@@ -15,6 +15,12 @@
 // its deadline is late (the rule of executor.TimeoutHandler) and answered
 // with the *executor.TimeoutError even if the timer has not fired.
 //
+// Helper goroutines are kept warm between calls, so a limit costs a
+// hand-off, not a goroutine start: at least four, and while limited calls
+// run from many goroutines at once, as many idle ones as there are such
+// calls running; once the load falls, each call that returns retires one
+// of the surplus. Shutdown ends them all.
+//
 // runtime.Goexit in a limited call is answered as an *executor.PanicError
 // matching executor.ErrGoexit and the helper goroutine is replaced; in a
 // call without a limit it ends the caller's goroutine, as in plain Go (see
@@ -126,7 +132,7 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 	if call.Limit <= 0 {
 		return e.runInline(ctx, &call), nil
 	}
-	return e.runLimited(ctx, call)
+	return e.runLimited(ctx, &call)
 }
 
 // runInline runs a call without a limit on the calling goroutine.
@@ -190,10 +196,11 @@ type helper struct {
 	ret atomic.Uint32
 
 	// Written by the submitter before start, read by the helper after.
-	handler *executor.Handler
-	input   any
-	ctx     *deadlinectx.Lazy
-	began   time.Time
+	handler  *executor.Handler
+	input    any
+	ctx      *deadlinectx.Lazy
+	began    time.Time
+	deadline time.Time
 
 	// Written by the helper before it sets ret to rDone, read by the
 	// submitter after; ran is how long after began the helper saw the
@@ -215,7 +222,7 @@ const (
 	rAbandoned
 )
 
-func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executor.Future, error) {
+func (e *Executor) runLimited(ctx context.Context, call *executor.Call) (*executor.Future, error) {
 	h := e.takeHelper()
 	if h == nil { // Shutdown began after Submit's check: not accepted after all
 		e.stats.Submitted.Add(^uint64(0))
@@ -225,21 +232,20 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 	// helper, which may clear it and serve another call.
 	began := time.Now()
 	deadline := began.Add(call.Limit)
-	p, cc := executor.Prepare(ctx, &call)
+	p, cc := executor.Prepare(ctx, call)
 	if call.Trace != nil {
 		p.SetStarted(began)
 	}
 	lctx := deadlinectx.NewLazy(cc, deadline)
-	h.handler, h.input, h.ctx, h.began = call.Handler, call.Input, lctx, began
+	h.handler, h.input, h.ctx, h.began, h.deadline = call.Handler, call.Input, lctx, began, deadline
 	h.ret.Store(rRunning)
 	e.stats.Running.Add(1)
-	h.start <- struct{}{}
+	h.start <- struct{}{} // the helper arms the timer (see serve)
 
-	e.arm(h, deadline)
 	done := ctx.Done()
 	for {
 		if !h.ret.CompareAndSwap(rRunning, rWaiting) && h.ret.Load() == rDone {
-			return e.collect(ctx, h, p, &call, began), nil
+			return e.collect(ctx, h, p, call, began), nil
 		}
 		if done == nil {
 			<-h.wake
@@ -247,10 +253,7 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 			select {
 			case <-h.wake:
 			case <-done:
-				if e.abandon(h, "cancelled", &call, began) {
-					err := executor.NewCanceledError(call.Name(), ctx)
-					e.stats.Ended(err)
-					p.Complete(nil, err)
+				if e.cancelled(ctx, h, p, call, began) {
 					return p.Future(), nil
 				}
 				continue // returned meanwhile: the late rule decides
@@ -259,25 +262,47 @@ func (e *Executor) runLimited(ctx context.Context, call executor.Call) (*executo
 		if h.ret.Load() == rDone {
 			continue
 		}
-		now := time.Now()
-		if now.Before(deadline) {
+		if now := time.Now(); now.Before(deadline) {
 			e.arm(h, deadline) // the timer fired for an earlier call's deadline
-			continue
-		}
-		terr := &executor.TimeoutError{
-			Task:        call.Name(),
-			Limit:       call.Limit,
-			Elapsed:     now.Sub(began),
-			Enforcement: executor.Soft,
-		}
-		if e.abandon(h, "timed out", &call, began) {
-			e.stats.Ended(terr)
-			lctx.Expire(terr)
-			p.Complete(nil, terr)
+		} else if e.timedOut(h, p, lctx, call, began, now) {
 			return p.Future(), nil
 		}
-		// returned meanwhile, seen returning first: the late rule decides
+		// else returned meanwhile, seen returning first: the late rule decides
 	}
+}
+
+// timedOut answers a call whose deadline has passed, unless it returned
+// meanwhile, and reports whether it did. It and cancelled are kept out of
+// runLimited, so that the common path needs a smaller stack.
+//
+//go:noinline
+func (e *Executor) timedOut(h *helper, p executor.Promise, lctx *deadlinectx.Lazy, call *executor.Call, began, now time.Time) bool {
+	terr := &executor.TimeoutError{
+		Task:        call.Name(),
+		Limit:       call.Limit,
+		Elapsed:     now.Sub(began),
+		Enforcement: executor.Soft,
+	}
+	if !e.abandon(h, "timed out", call, began) {
+		return false
+	}
+	e.stats.EndedTimedOut()
+	lctx.Expire(terr)
+	p.Complete(nil, terr)
+	return true
+}
+
+// cancelled answers a call whose submitter's context has ended, unless it
+// returned meanwhile, and reports whether it did.
+//
+//go:noinline
+func (e *Executor) cancelled(ctx context.Context, h *helper, p executor.Promise, call *executor.Call, began time.Time) bool {
+	if !e.abandon(h, "cancelled", call, began) {
+		return false
+	}
+	e.stats.EndedCanceled()
+	p.Complete(nil, executor.NewCanceledError(call.Name(), ctx))
+	return true
 }
 
 // arm makes sure h's timer fires at or before deadline. A timer armed for
@@ -434,6 +459,11 @@ func retire(h *helper) {
 // starts a new goroutine in its place, which keeps live right.
 func (e *Executor) serve(h *helper) {
 	for range h.start {
+		// The helper, not the submitter, arms the timer: a timer Reset is
+		// a deep call chain in the runtime, which makes a submitter on a
+		// new goroutine (one per request, say) grow and copy its first
+		// stack; the helper's has grown once.
+		e.arm(h, h.deadline)
 		v, err := h.handler.RunOnGoexit(h.ctx, h.input, h.goexit)
 		e.returned(h, v, err)
 	}

@@ -35,6 +35,15 @@ func (c *Counters) Ended(err error) {
 	}
 }
 
+// EndedTimedOut counts a call known to have ended with a timeout, as
+// Ended counts one with an *executor.TimeoutError, without classifying an
+// error (which walks its chain with errors.As).
+func (c *Counters) EndedTimedOut() { c.timedOut.Add(1) }
+
+// EndedCanceled counts a call known to have been cancelled, as Ended
+// counts one with an *executor.CanceledError.
+func (c *Counters) EndedCanceled() { c.canceled.Add(1) }
+
 // Snapshot returns the counters as executor.Stats.
 func (c *Counters) Snapshot() executor.Stats {
 	return executor.Stats{

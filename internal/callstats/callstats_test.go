@@ -29,10 +29,12 @@ func TestEndedCountsByClass(t *testing.T) {
 			c.Ended(fmt.Errorf("wrapped: %w", &executor.TimeoutError{}))
 			c.Ended(executor.NewCanceledError("t", ctx))
 			c.Ended(&executor.PanicError{})
+			c.EndedTimedOut()
+			c.EndedCanceled()
 		})
 	}
 	wg.Wait()
 	c.Running.Add(2)
 	c.Abandoned.Add(1)
-	assert.Equal(t, executor.Stats{Submitted: 50, Running: 2, Succeeded: 10, Failed: 20, TimedOut: 10, Canceled: 10, Abandoned: 1}, c.Snapshot())
+	assert.Equal(t, executor.Stats{Submitted: 50, Running: 2, Succeeded: 10, Failed: 20, TimedOut: 20, Canceled: 20, Abandoned: 1}, c.Snapshot())
 }

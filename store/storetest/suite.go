@@ -73,6 +73,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Concurrency", []check{
 			{"ManyWriters", testManyWriters},
 		}},
+		{"Reservations", reserveChecks},
 		{"Limits", limitChecks},
 		{"Requests", requestChecks},
 		{"Filters", filterChecks},

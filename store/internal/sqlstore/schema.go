@@ -29,5 +29,5 @@ func Schema(blob, integer string) []string {
 		`CREATE TABLE IF NOT EXISTS flowline_cache (
 			key TEXT PRIMARY KEY, value ` + blob + `, created ` + integer + ` NOT NULL, expires ` + integer + ` NOT NULL,
 			claim_owner TEXT NOT NULL, claim_expires ` + integer + ` NOT NULL)`,
-	}, append(append(limitSchema(integer), requestsSchema(integer)...), traceSchema()...)...)
+	}, append(append(append(limitSchema(integer), requestsSchema(integer)...), traceSchema()...), reserveSchema(integer)...)...)
 }

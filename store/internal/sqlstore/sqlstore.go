@@ -59,6 +59,7 @@ type DB struct {
 	q      queries
 	lim    limitState // store.Limiter's statements and seeded rows (limits.go)
 	rq     requestQueries
+	res    reserveQueries
 	texts  sync.Map // bulk statements' texts by table and rows (bulk.go)
 }
 
@@ -71,6 +72,7 @@ func Open(ctx context.Context, db *sql.DB, d Dialect) (*DB, error) {
 	s := &DB{db: db, d: d}
 	s.q = makeQueries(s.rebind, d.ForUpdate)
 	s.rq = makeRequestQueries(s.rebind, d.ForUpdate)
+	s.res = makeReserveQueries(s.rebind)
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			if d.MigrateLock != "" {
@@ -441,7 +443,7 @@ func (s *DB) writes(b *store.Batch, now time.Time) []Stmt {
 	for _, key := range b.Unclaim {
 		out = append(out, Stmt{s.q.unclaim, []any{key, b.Owner}}, Stmt{s.q.dropPlaceholder, []any{key}})
 	}
-	return out
+	return s.reserve(out, b)
 }
 
 // TaskRuns implements store.Store.
@@ -634,7 +636,7 @@ func (s *DB) DeleteRuns(ctx context.Context, cutoff time.Time) (int, error) {
 	err := s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now, c := ns(time.Now()), ns(cutoff)
-			for _, q := range []string{s.q.deleteTaskRuns, s.q.deleteAttempts, s.q.deleteChanges, s.rq.deleteRequests, s.q.deleteTraces} {
+			for _, q := range []string{s.q.deleteTaskRuns, s.q.deleteAttempts, s.q.deleteChanges, s.rq.deleteRequests, s.q.deleteTraces, s.res.delete} {
 				if _, err := tx.ExecContext(ctx, q, c, now); err != nil {
 					return err
 				}

@@ -1,0 +1,62 @@
+package flow
+
+import "github.com/flowline-go/flowline/task"
+
+// runner returns a task runner for a new task run, reusing one of a task
+// run that has ended (see finish). A run that may make attempts (attempts
+// set) records its first one in a slot of a slab of attempt records, made
+// for up to 256 task runs at a time, so that a task run costs no
+// allocation of its own for its runner or its first attempt.
+func (r *run) runner(spec task.Spec, in any, opts task.RunOptions, attempts bool) *task.Runner {
+	if attempts {
+		if len(r.attempts) == 0 {
+			r.attempts = make([]task.Attempt, min(max(len(r.units)-r.made, 1), 256))
+		}
+		opts.Attempts = r.attempts[:0:1]
+		r.attempts = r.attempts[1:]
+		r.made++
+	}
+	if k := len(r.runners); k > 0 {
+		rn := r.runners[k-1]
+		r.runners = r.runners[:k-1]
+		rn.Reset(spec, in, opts)
+		return rn
+	}
+	return task.NewRunner(spec, in, opts)
+}
+
+// free makes a waiter whose attempt's answer has been read free again.
+func (r *run) free(w *waiter) {
+	w.fut = nil
+	w.own.Reset()
+	r.waiters = append(r.waiters, w)
+}
+
+// dispatch handles the completion of w's attempt. On a run in memory on an
+// executor with futures the run owns (executor.FutureSubmitter: local,
+// pool), when the loop sleeps, it handles it at once on the goroutine that
+// completed the call (a pool worker), and submits the units it makes ready
+// from there, so that a task's successors are handed to the executor
+// without a hop to the run's loop and back. Otherwise (the loop or another
+// completion drives the run, or the run is durable, whose recording stays
+// on the loop) it posts the completion to the loop. Nobody ever waits for
+// the run's scheduler: a goroutine that finds it driven posts, and the
+// driver wakes the loop when it is done if something was posted, the run
+// has ended, or its context has. SubmitFuture never waits for room, so a
+// worker never blocks here on its own executor's queue.
+func (r *run) dispatch(w *waiter) {
+	if !r.inline || !r.driving.CompareAndSwap(false, true) {
+		r.q.post(event{w: w})
+		return
+	}
+	r.handle(event{w: w})
+	r.drain()
+	if len(r.parked) > 0 {
+		r.unpark()
+	}
+	end := r.open == 0
+	r.driving.Store(false)
+	if end || r.q.n.Load() > 0 || r.ctx.Err() != nil {
+		r.q.wake()
+	}
+}
