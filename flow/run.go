@@ -437,6 +437,12 @@ type queue struct {
 }
 
 func (q *queue) post(e event) {
+	q.postQuiet(e)
+	q.wake()
+}
+
+// postQuiet queues e without waking the loop.
+func (q *queue) postQuiet(e event) {
 	q.mu.Lock()
 	if q.closed {
 		// A timer that fired as the run ended (the room timer, whose
@@ -448,7 +454,6 @@ func (q *queue) post(e event) {
 	q.items = append(q.items, e)
 	q.n.Store(int32(len(q.items)))
 	q.mu.Unlock()
-	q.wake()
 }
 
 // wake wakes the loop without an event: a completion handled off the
@@ -553,8 +558,13 @@ func (r *run) loop() {
 		}
 		stopping := r.stopping
 		r.driving.Store(false)
+		// A completion queued without a wake-up while the loop drove is
+		// the loop's now, or the driver's that takes over.
+		wait := r.q.n.Load() == 0
 		for {
-			if !r.inline && r.q.spin() {
+			if !wait {
+				wait = true
+			} else if !r.inline && r.q.spin() {
 				// a completion came in while we yielded
 			} else if stopping || ended {
 				<-r.q.signal
