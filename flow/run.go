@@ -383,7 +383,9 @@ func (r *run) release() {
 	}
 	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
 		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0], runners: r.runners}
-	r.f.scratch.Put(r.sc)
+	if old := r.f.last.Swap(r.sc); old != nil {
+		r.f.scratch.Put(old)
+	}
 	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.runners, r.sc = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
@@ -517,7 +519,10 @@ func (r *run) loop() {
 		r.q.signal = make(chan struct{}, 1)
 	}
 	r.recs = make([]TaskRun, n)
-	sc, _ := f.scratch.Get().(*scratch)
+	sc := f.last.Swap(nil)
+	if sc == nil {
+		sc, _ = f.scratch.Get().(*scratch)
+	}
 	if sc == nil {
 		sc = &scratch{}
 	}
