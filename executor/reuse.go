@@ -11,15 +11,23 @@ import (
 // flow run does: it needs each call's Future only until it has read the
 // answer).
 //
-// SubmitFuture is Submit, with the same guarantees, waits and errors,
-// except that the call is answered by completing f instead of a new
-// Future. f must be pending and not given to any other call: the zero
+// SubmitFuture is TrySubmit (see TrySubmitter), with the same guarantees
+// and errors, except that the call is answered by completing f instead of
+// a new Future: it never waits for room, and where Submit would wait it
+// fails at once with ErrQueueFull, so that a scheduler may submit from a
+// goroutine of the executor's own (an OnDone callback). An executor that
+// never waits for room has no ErrQueueFull to give. f must be pending and not given to any other call: the zero
 // Future, or one made pending again with Reset. When SubmitFuture returns
 // an error the call was not accepted and f is untouched. Otherwise f is
 // completed exactly once, possibly before SubmitFuture returns, and the
 // executor never reads or writes f after completing it (nor once its
 // OnDone callbacks return), so its owner may Reset and reuse it as soon as
 // it has seen it complete and read what it needs.
+//
+// A scheduler that finds SubmitFuture uses it instead of Submit, as
+// io.Copy uses io.ReaderFrom: a type that wraps an executor by embedding it
+// and changes Submit must change SubmitFuture too, or hide it (embed the
+// executor as an executor.Executor, which has no SubmitFuture).
 type FutureSubmitter interface {
 	SubmitFuture(ctx context.Context, call Call, f *Future) error
 }

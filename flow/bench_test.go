@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/executor/local"
+	"github.com/flowline-go/flowline/executor/pool"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/task"
 )
@@ -40,6 +42,16 @@ func layered(layers, width, deps int) *flow.Flow {
 func benchFlow(b *testing.B, f *flow.Flow) {
 	ex := local.New(local.Options{})
 	defer ex.Shutdown(context.Background())
+	benchOn(b, f, ex)
+}
+
+func benchPool(b *testing.B, f *flow.Flow) {
+	ex := pool.New(pool.Options{Workers: 2})
+	defer ex.Shutdown(context.Background())
+	benchOn(b, f, ex)
+}
+
+func benchOn(b *testing.B, f *flow.Flow, ex executor.TimeoutHandler) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -53,3 +65,7 @@ func benchFlow(b *testing.B, f *flow.Flow) {
 func BenchmarkChain512(b *testing.B)       { benchFlow(b, layered(512, 1, 1)) }
 func BenchmarkFanOut512(b *testing.B)      { benchFlow(b, layered(3, 512, 512)) }
 func BenchmarkLayers100x1000(b *testing.B) { benchFlow(b, layered(100, 1000, 2)) }
+
+func BenchmarkPoolChain512(b *testing.B)       { benchPool(b, layered(512, 1, 1)) }
+func BenchmarkPoolFanOut512(b *testing.B)      { benchPool(b, layered(3, 512, 512)) }
+func BenchmarkPoolLayers100x1000(b *testing.B) { benchPool(b, layered(100, 1000, 2)) }

@@ -16,7 +16,9 @@ import (
 
 // redelivering runs calls on executor/local and reports that each took
 // two deliveries, as a cluster call taken over from a dead worker does.
-type redelivering struct{ *local.Executor }
+// It embeds the executor as an executor.Executor, which hides local's
+// SubmitFuture: the flow would use it instead of Submit.
+type redelivering struct{ executor.Executor }
 
 func (r redelivering) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
 	f, err := r.Executor.Submit(ctx, call)

@@ -42,11 +42,13 @@ type RunOptions struct {
 
 	// OnState is called at every state change of every task run of the
 	// flow, mapped nodes and their children included: for progress
-	// displays, metrics, persistence. It is called on the goroutine that
-	// called Run, which is the run's scheduler loop: it must be quick and
-	// must not block (hand slow work to a goroutine or a buffered channel
-	// of your own), or it holds up every task of the run. Nil means no
-	// hook.
+	// displays, metrics, persistence. It is called by the run's
+	// scheduler, never twice at once and in the order of the changes: on
+	// the goroutine that called Run or, on executor/pool, often on the
+	// worker goroutine that completed a call (see Run). It must be quick
+	// and must not block (hand slow work to a goroutine or a buffered
+	// channel of your own), or it holds up every task of the run. Nil
+	// means no hook.
 	OnState func(task.Change)
 
 	// Store, when set, makes the run durable: it is recorded in the store
@@ -83,8 +85,8 @@ type RunOptions struct {
 	// Observer, when set, is told of the run's start and end, every task
 	// run's and every attempt's (see package observe; the nested module
 	// github.com/flowline-go/flowline/otel implements it with
-	// OpenTelemetry), on the run's scheduler goroutine, so it must be as
-	// quick as OnState. Each attempt's call carries the trace context the
+	// OpenTelemetry), by the run's scheduler as OnState is, so it must be
+	// as quick as OnState. Each attempt's call carries the trace context the
 	// observer gives it. A durable run records the flow run's trace
 	// context, and a resumed one hands it back (observe.FlowRun), so that
 	// its trace goes on. Replaying an ended run by id reports nothing. Nil
@@ -103,9 +105,15 @@ type RunOptions struct {
 
 // Run runs the flow on ex and returns its result once every task run is
 // final. Tasks are submitted to ex as soon as their upstream tasks are
-// final, from one scheduler loop that runs on the calling goroutine; on
+// final, by one scheduler that runs on the calling goroutine; on
 // executor/local, which runs each call inline, that means one task at a
-// time. Any executor works: local, pool, subprocess, cluster.
+// time. On an executor that answers through futures the run owns
+// (executor.FutureSubmitter, as executor/pool does), a run without a
+// Store lets the goroutine that completes a call drive the scheduler
+// while the calling goroutine sleeps: the call's successors are submitted
+// from there, without a hop to the calling goroutine and back. Only one
+// goroutine drives it at a time. Any executor works: local, pool,
+// subprocess, cluster.
 //
 // Run fails before any task starts, with a nil *Result and a *ParamError,
 // when opts.Args do not fit the flow's parameters. Otherwise it returns
@@ -142,6 +150,7 @@ func (f *Flow) Run(ctx context.Context, ex executor.TimeoutHandler, opts RunOpti
 // execute drives one run; d links it to its store, if it has one.
 func (f *Flow) execute(ctx context.Context, ex executor.TimeoutHandler, params []any, opts RunOptions, d *durable) (*Result, error) {
 	r := &run{f: f, ex: ex, params: params, opts: opts, id: opts.RunID, d: d}
+	r.fs, _ = ex.(executor.FutureSubmitter)
 	if d != nil {
 		r.id = d.runID
 		if d.mode == resumeRun || d.mode == restartRun {
@@ -283,9 +292,11 @@ type run struct {
 	// collector is ex on a resumed run whose executor can collect an
 	// attempt that was in flight by its identity; nil otherwise.
 	collector executor.Collector
-	starts    map[int32]executor.Call // attempts in phase starting
-	unrec     int                     // attempts submitted under a reservation, their starts not yet durable
-	held      []int32                 // units in phase held, FIFO
+	// fs is ex when it answers through futures the run owns and reuses.
+	fs     executor.FutureSubmitter
+	starts map[int32]executor.Call // attempts in phase starting
+	unrec  int                     // attempts submitted under a reservation, their starts not yet durable
+	held   []int32                 // units in phase held, FIFO
 
 	recs      []TaskRun
 	units     []unit
@@ -303,16 +314,26 @@ type run struct {
 	parked   []parkedCall
 	roomT    *time.Timer
 	roomWait time.Duration
-	states   []task.State // scratch for triggers
-	waiters  []*waiter    // free
-	batch    []event      // events being handled
-	sc       *scratch     // where the slices above came from
+	states   []task.State   // scratch for triggers
+	waiters  []*waiter      // free
+	runners  []*task.Runner // free, for Reset
+	attempts []task.Attempt // the next attempt records to hand out (see runner)
+	made     int            // task runs given an attempt record
+	batch    []event        // events being handled
+	sc       *scratch       // where the slices above came from
 
 	// With an observer: the flow run's event, and the mapped nodes' task
 	// runs by node (a mapped node has no task.Runner to report it).
 	fr     *observe.FlowRun
 	mobs   map[int32]*observe.TaskRun
 	exName string
+
+	// With inline, a completion is handled on the goroutine that
+	// completes the call when the loop sleeps (see dispatch). driving
+	// says that a goroutine drives the run's scheduler: the loop, or such
+	// a goroutine; only the one that set it touches the run's state.
+	inline  bool
+	driving atomic.Bool
 
 	q queue
 }
@@ -361,9 +382,11 @@ func (r *run) release() {
 		w.r = nil
 	}
 	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
-		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0]}
-	r.f.scratch.Put(r.sc)
-	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.sc = nil, nil, nil, nil, nil, nil, nil
+		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0], runners: r.runners}
+	if old := r.f.last.Swap(r.sc); old != nil {
+		r.f.scratch.Put(old)
+	}
+	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.runners, r.sc = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // event is a completion (w) or a retry timer (unit, attempt), posted
@@ -385,7 +408,8 @@ type event struct {
 type waiter struct {
 	r             *run
 	unit, attempt int32
-	fut           *executor.Future
+	fut           *executor.Future // own, or the executor's without executor.FutureSubmitter
+	own           executor.Future  // given to executor.FutureSubmitter, reset for each attempt
 	done          func()
 }
 
@@ -400,6 +424,7 @@ type scratch struct {
 	batch     []event
 	waiters   []*waiter
 	states    []task.State
+	runners   []*task.Runner
 }
 
 // queue is the run's inbox: unbounded, so posting never blocks the
@@ -414,6 +439,12 @@ type queue struct {
 }
 
 func (q *queue) post(e event) {
+	q.postQuiet(e)
+	q.wake()
+}
+
+// postQuiet queues e without waking the loop.
+func (q *queue) postQuiet(e event) {
 	q.mu.Lock()
 	if q.closed {
 		// A timer that fired as the run ended (the room timer, whose
@@ -425,6 +456,11 @@ func (q *queue) post(e event) {
 	q.items = append(q.items, e)
 	q.n.Store(int32(len(q.items)))
 	q.mu.Unlock()
+}
+
+// wake wakes the loop without an event: a completion handled off the
+// loop ended the run's last task.
+func (q *queue) wake() {
 	select {
 	case q.signal <- struct{}{}:
 	default:
@@ -483,13 +519,16 @@ func (r *run) loop() {
 		r.q.signal = make(chan struct{}, 1)
 	}
 	r.recs = make([]TaskRun, n)
-	sc, _ := f.scratch.Get().(*scratch)
+	sc := f.last.Swap(nil)
+	if sc == nil {
+		sc, _ = f.scratch.Get().(*scratch)
+	}
 	if sc == nil {
 		sc = &scratch{}
 	}
 	r.units = slices.Grow(sc.units[:0], n)[:n]
 	r.remaining = slices.Grow(sc.remaining[:0], n)[:n]
-	r.ready, r.q.items, r.waiters, r.states = sc.ready[:0], sc.items[:0], sc.waiters, sc.states
+	r.ready, r.q.items, r.waiters, r.states, r.runners = sc.ready[:0], sc.items[:0], sc.waiters, sc.states, sc.runners
 	r.sc, r.batch = sc, sc.batch[:0]
 	r.open = n
 	var ids strings.Builder
@@ -511,37 +550,40 @@ func (r *run) loop() {
 		}
 	}
 	done := r.ctx.Done()
-	for r.open > 0 {
-		for r.head < len(r.ready) {
-			if done != nil && !r.stopping {
-				select {
-				case <-done:
-					r.stop()
-				default:
-				}
-			}
-			u := r.ready[r.head]
-			r.head++
-			r.step(u)
-			if r.head > 4096 && 2*r.head > len(r.ready) {
-				r.ready = r.ready[:copy(r.ready, r.ready[r.head:])]
-				r.head = 0
-			}
+	r.inline = r.fs != nil && r.d == nil
+	r.driving.Store(true) // see dispatch
+	ended := false        // ctx ended: stop once the loop drives again
+	for {
+		if ended && !r.stopping {
+			r.stop()
 		}
-		r.ready, r.head = r.ready[:0], 0
+		r.drain()
 		if r.open == 0 {
 			break
 		}
-		if r.q.spin() {
-			// a completion came in while we yielded
-		} else if r.stopping {
-			<-r.q.signal
-		} else {
-			select {
-			case <-r.q.signal:
-			case <-done:
-				r.stop()
-				continue
+		stopping := r.stopping
+		r.driving.Store(false)
+		// A completion queued without a wake-up while the loop drove is
+		// the loop's now, or the driver's that takes over.
+		wait := r.q.n.Load() == 0
+		for {
+			if !wait {
+				wait = true
+			} else if !r.inline && r.q.spin() {
+				// a completion came in while we yielded
+			} else if stopping || ended {
+				<-r.q.signal
+			} else {
+				select {
+				case <-r.q.signal:
+				case <-done:
+					ended = true
+				}
+			}
+			// A completion handled off the loop drives the run until it
+			// is done, then wakes the loop if there is something for it.
+			if r.driving.CompareAndSwap(false, true) {
+				break
 			}
 		}
 		r.batch = r.q.take(r.batch)
@@ -552,10 +594,36 @@ func (r *run) loop() {
 		if len(r.parked) > 0 {
 			r.unpark() // something completed, or roomT fired: room may have come
 		}
+		if r.open == 0 {
+			break
+		}
 	}
 	if r.roomT != nil {
 		r.roomT.Stop()
 	}
+}
+
+// drain steps the units in the ready queue, stopping the run first if
+// its context has ended.
+func (r *run) drain() {
+	done := r.ctx.Done()
+	for r.head < len(r.ready) {
+		if done != nil && !r.stopping {
+			select {
+			case <-done:
+				r.stop()
+			default:
+			}
+		}
+		u := r.ready[r.head]
+		r.head++
+		r.step(u)
+		if r.head > 4096 && 2*r.head > len(r.ready) {
+			r.ready = r.ready[:copy(r.ready, r.ready[r.head:])]
+			r.head = 0
+		}
+	}
+	r.ready, r.head = r.ready[:0], 0
 }
 
 func (r *run) push(u int32) {
@@ -565,7 +633,9 @@ func (r *run) push(u int32) {
 	r.ready = append(r.ready, u)
 }
 
-func (r *run) child(i int32) bool { return r.recs[i].Index >= 0 }
+// child reports whether unit i is a mapped child: they come after the
+// nodes.
+func (r *run) child(i int32) bool { return int(i) >= len(r.f.nodes) }
 
 // step starts what a unit popped from the ready queue needs.
 func (r *run) step(i int32) {
@@ -639,7 +709,7 @@ func (r *run) startNode(i int32) {
 			r.end(i, state, err)
 			return
 		}
-		rn := task.NewRunner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)))
+		rn := r.runner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)), false)
 		rn.End(state, err)
 		r.units[i].runner = rn
 		r.finish(i)
@@ -656,7 +726,7 @@ func (r *run) startNode(i int32) {
 // startRun starts unit i's task run of nd on in, or fails it without an attempt
 // when its input could not be made (inErr).
 func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOptions) {
-	rn := task.NewRunner(nd.spec, in, opts)
+	rn := r.runner(nd.spec, in, opts, inErr == nil)
 	r.units[i].runner = rn
 	if inErr != nil {
 		rn.End(task.Failed, inErr)
@@ -912,11 +982,19 @@ type parkedCall struct {
 // ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
 func (r *run) trySubmit(i int32, call executor.Call) bool {
 	var fut *executor.Future
+	var w *waiter
 	var err error
 	if u := &r.units[i]; u.rejoin {
 		fut, err = r.collector.Collect(r.ctx, call)
 		if !errors.Is(err, executor.ErrQueueFull) {
 			u.rejoin = false
+		}
+	} else if fs := r.fs; fs != nil {
+		w = r.waiter()
+		if err = fs.SubmitFuture(r.ctx, call, &w.own); err != nil {
+			r.free(w)
+		} else {
+			fut = &w.own
 		}
 	} else {
 		fut, err = r.ex.Submit(r.ctx, call)
@@ -940,10 +1018,16 @@ func (r *run) trySubmit(i int32, call executor.Call) bool {
 		if r.fr != nil {
 			r.units[i].runner.AttemptStarted(call.Attempt, fut.Started())
 		}
-		r.outcome(i, call.Attempt, v, err, fut.Worker())
+		worker := fut.Worker()
+		if w != nil {
+			r.free(w)
+		}
+		r.outcome(i, call.Attempt, v, err, worker)
 		return true
 	}
-	w := r.waiter()
+	if w == nil {
+		w = r.waiter()
+	}
 	w.unit, w.attempt, w.fut = i, int32(call.Attempt), fut
 	fut.OnDone(w.done)
 	return true
@@ -997,7 +1081,7 @@ func (r *run) waiter() *waiter {
 	r.waiters = r.waiters[:len(r.waiters)-1]
 	w.r = r
 	if w.done == nil {
-		w.done = func() { w.r.q.post(event{w: w}) }
+		w.done = func() { w.r.dispatch(w) }
 	}
 	return w
 }
@@ -1049,8 +1133,6 @@ func (r *run) handle(e event) {
 	}
 	if w := e.w; w != nil {
 		i, attempt, fut := w.unit, w.attempt, w.fut
-		w.fut = nil
-		r.waiters = append(r.waiters, w)
 		v, err, _ := fut.Result()
 		if u := &r.units[i]; u.phase == running {
 			u.runner.AttemptDeliveries(int(attempt), fut.Deliveries())
@@ -1058,7 +1140,9 @@ func (r *run) handle(e event) {
 				u.runner.AttemptStarted(int(attempt), fut.Started())
 			}
 		}
-		r.outcome(i, int(attempt), v, err, fut.Worker())
+		worker := fut.Worker()
+		r.free(w)
+		r.outcome(i, int(attempt), v, err, worker)
 		return
 	}
 	u := &r.units[e.unit]
@@ -1132,7 +1216,7 @@ func (r *run) cancel(i int32) {
 		if o.ObserveAs != nil && r.child(i) {
 			o.ObserveAs.Parent = r.observeMapped(u.aux)
 		}
-		u.runner = task.NewRunner(nd.spec, nil, o)
+		u.runner = r.runner(nd.spec, nil, o, false)
 	}
 	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
 	r.finish(i)
@@ -1142,6 +1226,7 @@ func (r *run) cancel(i int32) {
 func (r *run) finish(i int32) {
 	u := &r.units[i]
 	r.recs[i].Result = u.runner.Take()
+	r.runners = append(r.runners, u.runner)
 	u.runner = nil
 	if r.d != nil && !r.d.replay {
 		node := i

@@ -18,9 +18,10 @@
 // observer and hands back at the matching end: the observer keeps what it
 // needs (its span, say) in the struct's Data field between the two. The
 // observer's methods run on flowline's scheduler goroutine (for flows, the
-// goroutine that called Run) or on a worker's goroutine: they must be
-// quick, must not block and must not keep the struct's pointer after the
-// end event. They are never called while flowline holds a lock.
+// goroutine that called Run, or a worker goroutine that drives the run's
+// scheduler, one at a time: see flow.Flow.Run) or on a worker's
+// goroutine: they must be quick, must not block and must not keep the
+// struct's pointer after the end event. They are never called while flowline holds a lock.
 package observe
 
 import (

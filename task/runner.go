@@ -55,6 +55,13 @@ type RunOptions struct {
 	// its Flow and Parent); the runner fills in the rest. Nil means a new
 	// one. Only with Observer.
 	ObserveAs *observe.TaskRun
+
+	// Attempts, when its capacity is not zero, is where the run records
+	// its attempts (Result.Attempts uses its storage) while they fit, for
+	// a scheduler that allocates the attempt records of many runs at once;
+	// its length is ignored and its elements are overwritten. Nil means
+	// the run allocates its own.
+	Attempts []Attempt
 }
 
 // Change is one state change of a task run, as OnState sees it.
@@ -120,7 +127,8 @@ func (r Result) Duration() time.Duration {
 // up on can never complete a later one.
 type Runner struct {
 	spec    Spec
-	opts    Options
+	pol     policy // of the task's options
+	ownPol  bool   // pol is a *Task's: it never changes, so a Reset for the same task keeps it
 	input   any
 	onState func(Change) // RunOptions.OnState
 	logger  hclog.Logger // RunOptions.Logger; the run's id is in res
@@ -152,22 +160,47 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 	if spec == nil {
 		panic("task: NewRunner with a nil task")
 	}
+	r := &Runner{}
+	r.init(spec, input, opts)
+	return r
+}
+
+// Reset makes r a new Pending run of spec on input, as NewRunner would,
+// reusing r's memory: for a scheduler that drives many runs one after
+// another. The run r was (its Result, taken with Take or Result) is not
+// affected. It panics if spec is nil.
+func (r *Runner) Reset(spec Spec, input any, opts RunOptions) {
+	if spec == nil {
+		panic("task: Runner.Reset with a nil task")
+	}
+	r.init(spec, input, opts)
+}
+
+func (r *Runner) init(spec Spec, input any, opts RunOptions) {
 	if opts.RunID == "" {
 		opts.RunID = newRunID()
 	}
 	if opts.Label == "" {
 		opts.Label = spec.Name()
 	}
-	r := &Runner{
+	pol, own := r.pol, r.ownPol && r.spec == spec
+	if !own {
+		pol, own = policyOf(spec)
+	}
+	*r = Runner{
 		spec:    spec,
-		opts:    spec.Options(),
+		pol:     pol,
+		ownPol:  own,
 		input:   input,
 		onState: opts.OnState,
 		logger:  opts.Logger,
 		res:     Result{Task: opts.Label, RunID: opts.RunID},
 	}
+	if cap(opts.Attempts) > 0 {
+		r.res.Attempts = opts.Attempts[:0]
+	}
 	if n := len(opts.Prior); n > 0 {
-		r.res.Attempts = append([]Attempt(nil), opts.Prior...)
+		r.res.Attempts = append(r.res.Attempts, opts.Prior...)
 		r.attempt = opts.Prior[n-1].N
 		r.res.Start = opts.Prior[0].Start
 	}
@@ -180,7 +213,6 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		o.ot.Task, o.ot.Label, o.ot.RunID = spec.Name(), opts.Label, opts.RunID
 		r.o = o
 	}
-	return r
 }
 
 func newRunID() string {
@@ -318,8 +350,8 @@ func (r *Runner) call(now time.Time) executor.Call {
 		Input:   r.input,
 		RunID:   r.res.RunID,
 		Attempt: r.attempt,
-		Limit:   r.opts.Timeout,
-		Grace:   r.opts.Grace,
+		Limit:   r.pol.timeout,
+		Grace:   r.pol.grace,
 		Logger:  r.logger,
 	}
 	if r.o != nil {
@@ -431,7 +463,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 		return 0, false
 	}
 	if again {
-		delay = r.opts.retryDelay(r.attempt)
+		delay = r.pol.retryDelay(r.attempt)
 		r.debugLogger().Debug("attempt failed; retrying", "task", r.res.Task, "run", r.res.RunID,
 			"attempt", r.attempt, "delay", delay, "error", err)
 		r.change(Retrying, err, now)
@@ -447,7 +479,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 
 // retryable reports whether a failed attempt is tried again.
 func (r *Runner) retryable(class executor.Class, err error) bool {
-	if r.attempt-r.first+1 > max(r.opts.MaxRetries, 0) {
+	if r.attempt-r.first+1 > max(r.pol.maxRetries, 0) {
 		return false
 	}
 	switch class {
@@ -458,7 +490,7 @@ func (r *Runner) retryable(class executor.Class, err error) bool {
 	if errors.Is(err, executor.ErrClosed) {
 		return false
 	}
-	return r.opts.RetryIf == nil || r.opts.RetryIf(err)
+	return r.pol.retryIf == nil || r.pol.retryIf(err)
 }
 
 // End ends a run that has not reached a final state, without (further)

@@ -156,6 +156,34 @@ func (t *Task[In, Out]) Name() string { return t.handler.Name() }
 // Handler returns the untyped form that executors run.
 func (t *Task[In, Out]) Handler() *executor.Handler { return t.handler }
 
+// policy is what a task runner needs of a task's options, without the
+// copies Options makes.
+type policy struct {
+	timeout, grace             time.Duration
+	maxRetries                 int
+	retryDelay0, retryMaxDelay time.Duration
+	retryJitter                float64
+	retryIf                    func(err error) bool
+}
+
+func (o *Options) policy() policy {
+	return policy{timeout: o.Timeout, grace: o.Grace, maxRetries: o.MaxRetries, retryDelay0: o.RetryDelay,
+		retryMaxDelay: o.RetryMaxDelay, retryJitter: o.RetryJitter, retryIf: o.RetryIf}
+}
+
+// policyOf returns spec's policy: from a *Task's options without copying
+// them (fixed says so: a Task is immutable), from any other Spec's
+// Options.
+func policyOf(spec Spec) (p policy, fixed bool) {
+	if t, ok := spec.(interface{ policy() policy }); ok {
+		return t.policy(), true
+	}
+	o := spec.Options()
+	return o.policy(), false
+}
+
+func (t *Task[In, Out]) policy() policy { return t.opts.policy() }
+
 // Options returns a copy of the task's options.
 func (t *Task[In, Out]) Options() Options {
 	o := t.opts
@@ -208,20 +236,20 @@ func NewRegistry(tasks ...Spec) (*executor.Registry, error) {
 }
 
 // retryDelay returns the delay before retry n (1 for the first retry).
-func (o *Options) retryDelay(n int) time.Duration {
-	if o.RetryDelay <= 0 {
+func (o *policy) retryDelay(n int) time.Duration {
+	if o.retryDelay0 <= 0 {
 		return 0
 	}
-	limit := o.RetryMaxDelay
+	limit := o.retryMaxDelay
 	if limit <= 0 {
 		limit = 10 * time.Minute
 	}
-	limit = max(limit, o.RetryDelay)
-	d := float64(o.RetryDelay) * math.Pow(2, float64(n-1))
+	limit = max(limit, o.retryDelay0)
+	d := float64(o.retryDelay0) * math.Pow(2, float64(n-1))
 	if d > float64(limit) || math.IsInf(d, 0) {
 		d = float64(limit)
 	}
-	jitter := o.RetryJitter
+	jitter := o.retryJitter
 	switch {
 	case jitter == 0:
 		jitter = 0.5

@@ -27,7 +27,12 @@ var benchRun atomic.Int64
 // in-process worker of the given concurrency on a pool of as many workers.
 func benchCluster(b *testing.B, slots int, memory bool) executor.Executor {
 	b.Helper()
-	setup := cluster.Setup{Memory: memory}
+	return benchClusterSetup(b, slots, cluster.Setup{Memory: memory})
+}
+
+// benchClusterSetup is benchCluster with the given Setup.
+func benchClusterSetup(b *testing.B, slots int, setup cluster.Setup) executor.Executor {
+	b.Helper()
 	srv, err := natsserver.Start(natsserver.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -226,7 +226,11 @@ func (p *puller) run() {
 		var next time.Time
 		var id uint64
 		switch {
-		case n <= 0 || p.w.draining.Load():
+		case n <= 0 || p.promised > 0 || p.w.draining.Load():
+			// While a request is open, slots that become idle wait for it
+			// to be answered in full (or to end) and are then asked for
+			// together: fewer, larger requests. Its calls still go to
+			// any idle slot.
 			n = 0
 		case now.Before(p.notUntil):
 			next, n = p.notUntil, 0

@@ -56,7 +56,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,6 +131,10 @@ type Executor struct {
 	// Rare events, shared by all workers.
 	timedOut, canceled atomic.Uint64
 	abandoned          atomic.Int64
+	// finishing counts workers completing a call (running its Future's
+	// OnDone callbacks), each about to take the next queued call: see
+	// balanceLocked.
+	finishing atomic.Int32
 
 	// The queue, pushed to and popped from without a lock.
 	ring *ring
@@ -193,16 +196,16 @@ func New(opts Options) *Executor {
 		workersGone: make(chan struct{}),
 	}
 	// The workers and their names come from one allocation each, not two
-	// per worker: a pool of 10,000 workers is made in a few microseconds.
+	// per worker (strconv.Itoa allocates from 100 on).
 	ws := make([]worker, n)
-	var names strings.Builder
+	names := make([]byte, 0, n*len("pool/"+strconv.Itoa(n)))
 	ends := make([]int, n)
 	for i := range ws {
-		names.WriteString("pool/")
-		names.WriteString(strconv.Itoa(i))
-		ends[i] = names.Len()
+		names = append(names, "pool/"...)
+		names = strconv.AppendInt(names, int64(i), 10)
+		ends[i] = len(names)
 	}
-	all := names.String()
+	all := string(names)
 	for i := range ws {
 		start := 0
 		if i > 0 {
@@ -421,10 +424,15 @@ func (e *Executor) pushed(ctx context.Context, j *job) {
 }
 
 // balanceLocked hands queued calls to idle workers and starts them, so
-// that no worker is idle while a call waits. After Shutdown has begun it
+// that no worker is idle while a call waits, but for the calls left to
+// workers completing one (finishing). After Shutdown has begun it
 // starts nothing: the calls left are answered as cancelled instead.
 func (e *Executor) balanceLocked() {
-	for !e.stopping && len(e.idle) > 0 {
+	// Calls up to the number of workers completing one stay queued for
+	// them: they take the next queued call in a moment, so a call
+	// submitted from an OnDone callback (a flow's next task) runs on the
+	// same goroutine, without a goroutine start and a hand-off.
+	for !e.stopping && len(e.idle) > 0 && e.ring.len() > uint64(e.finishing.Load()) {
 		w := e.idle[len(e.idle)-1]
 		if !e.ring.pop(&w.cur) {
 			return

@@ -201,7 +201,9 @@ func (w *worker) finish(g uint64, v any, err error) {
 		}
 	} else {
 		j.promise.SetWorker(w.name)
+		e.finishing.Add(1)
 		j.promise.Complete(v, err)
+		e.finishing.Add(-1)
 	}
 	w.clear()
 }

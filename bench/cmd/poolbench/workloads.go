@@ -204,6 +204,26 @@ func throughputRows(n, c int, body func()) []row {
 			wg.Wait()
 			return nil
 		}},
+		{name: "floor + WaitGroup (its tasks marked as flowline's are)", kind: floor, run: func() []time.Duration {
+			ch := make(chan func(), pool.DefaultQueue)
+			var workers, tasks sync.WaitGroup
+			for range c {
+				workers.Go(func() {
+					for f := range ch {
+						f()
+					}
+				})
+			}
+			f := func() { body(); tasks.Done() }
+			for range n {
+				tasks.Add(1)
+				ch <- f
+			}
+			tasks.Wait()
+			close(ch)
+			workers.Wait()
+			return nil
+		}},
 	}
 }
 
