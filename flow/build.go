@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flowline-go/flowline/limit"
 	"github.com/flowline-go/flowline/task"
@@ -25,7 +26,11 @@ type Flow struct {
 	byNameOnce sync.Once
 	byName     map[string]int32 // node names, made on first use
 
-	scratch  sync.Pool // *scratch, for the next run
+	scratch sync.Pool // *scratch, for the next run
+	// last is the last run's scratch, kept from the garbage collector,
+	// which empties scratch at every cycle: a large run has several, and
+	// its next run would make its working memory again.
+	last     atomic.Pointer[scratch]
 	hashOnce sync.Once
 	hash     string  // see Hash
 	nameAt   []int32 // nameAt[i]: the length of the names of nodes before i

@@ -85,11 +85,21 @@ func collectChild() {
 			return err
 		}
 		defer st.Close()
-		ex, err := cluster.New(cluster.Options{Connection: cluster.Connection{URL: url}})
+		opts := cluster.Options{Connection: cluster.Connection{URL: url}}
+		reserved := os.Getenv(envCollectReserved) != "" // record_reserve_test.go
+		if reserved {
+			opts.Setup = reservedSetup
+		}
+		ex, err := cluster.New(opts)
 		if err != nil {
 			return err
 		}
 		defer ex.Shutdown(ctx)
+		if reserved {
+			f, _, _ := reservedCollectFlow(&counter{})
+			_, err = f.Run(ctx, ex, flow.RunOptions{Store: &stallAfterReserve{Store: st}, RunID: collectRun, LeaseTTL: time.Second})
+			return err
+		}
 		f, _, _ := collectFlow(&counter{}, make(chan struct{}))
 		_, err = f.Run(ctx, ex, flow.RunOptions{Store: st, RunID: collectRun, LeaseTTL: time.Second})
 		return err

@@ -383,7 +383,9 @@ func (r *run) release() {
 	}
 	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
 		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0], runners: r.runners}
-	r.f.scratch.Put(r.sc)
+	if old := r.f.last.Swap(r.sc); old != nil {
+		r.f.scratch.Put(old)
+	}
 	r.units, r.remaining, r.ready, r.q.items, r.batch, r.waiters, r.runners, r.sc = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
@@ -437,6 +439,12 @@ type queue struct {
 }
 
 func (q *queue) post(e event) {
+	q.postQuiet(e)
+	q.wake()
+}
+
+// postQuiet queues e without waking the loop.
+func (q *queue) postQuiet(e event) {
 	q.mu.Lock()
 	if q.closed {
 		// A timer that fired as the run ended (the room timer, whose
@@ -448,7 +456,6 @@ func (q *queue) post(e event) {
 	q.items = append(q.items, e)
 	q.n.Store(int32(len(q.items)))
 	q.mu.Unlock()
-	q.wake()
 }
 
 // wake wakes the loop without an event: a completion handled off the
@@ -512,7 +519,10 @@ func (r *run) loop() {
 		r.q.signal = make(chan struct{}, 1)
 	}
 	r.recs = make([]TaskRun, n)
-	sc, _ := f.scratch.Get().(*scratch)
+	sc := f.last.Swap(nil)
+	if sc == nil {
+		sc, _ = f.scratch.Get().(*scratch)
+	}
 	if sc == nil {
 		sc = &scratch{}
 	}
@@ -553,8 +563,13 @@ func (r *run) loop() {
 		}
 		stopping := r.stopping
 		r.driving.Store(false)
+		// A completion queued without a wake-up while the loop drove is
+		// the loop's now, or the driver's that takes over.
+		wait := r.q.n.Load() == 0
 		for {
-			if !r.inline && r.q.spin() {
+			if !wait {
+				wait = true
+			} else if !r.inline && r.q.spin() {
 				// a completion came in while we yielded
 			} else if stopping || ended {
 				<-r.q.signal

@@ -41,22 +41,44 @@ func (r *run) free(w *waiter) {
 // completion drives the run, or the run is durable, whose recording stays
 // on the loop) it posts the completion to the loop. Nobody ever waits for
 // the run's scheduler: a goroutine that finds it driven posts, and the
-// driver wakes the loop when it is done if something was posted, the run
-// has ended, or its context has. SubmitFuture never waits for room, so a
+// driver handles what was posted before it lets go, and wakes the loop
+// when the run has ended or its context has. SubmitFuture never waits for room, so a
 // worker never blocks here on its own executor's queue.
 func (r *run) dispatch(w *waiter) {
-	if !r.inline || !r.driving.CompareAndSwap(false, true) {
+	if !r.inline {
 		r.q.post(event{w: w})
 		return
 	}
-	r.handle(event{w: w})
-	r.drain()
-	if len(r.parked) > 0 {
-		r.unpark()
+	if !r.driving.CompareAndSwap(false, true) {
+		// The driver takes it before it lets go; if it let go before
+		// seeing it, the loop does.
+		r.q.postQuiet(event{w: w})
+		if !r.driving.Load() {
+			r.q.wake()
+		}
+		return
 	}
-	end := r.open == 0
-	r.driving.Store(false)
-	if end || r.q.n.Load() > 0 || r.ctx.Err() != nil {
-		r.q.wake()
+	r.handle(event{w: w})
+	for {
+		if r.q.n.Load() > 0 {
+			r.batch = r.q.take(r.batch)
+			for _, e := range r.batch {
+				r.handle(e)
+			}
+			clear(r.batch)
+		}
+		r.drain()
+		if len(r.parked) > 0 {
+			r.unpark()
+		}
+		end := r.open == 0
+		r.driving.Store(false)
+		if end || r.ctx.Err() != nil {
+			r.q.wake()
+			return
+		}
+		if r.q.n.Load() == 0 || !r.driving.CompareAndSwap(false, true) {
+			return
+		}
 	}
 }

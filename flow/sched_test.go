@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowline-go/flowline/executor"
 	"github.com/flowline-go/flowline/flow"
 	"github.com/flowline-go/flowline/task"
 )
@@ -138,4 +139,43 @@ func TestCancelWhileCompletionsHandledOnWorkers(t *testing.T) {
 	assert.GreaterOrEqual(t, ok, 99, "the tasks before the cancellation succeeded")
 	assert.Less(t, int(n.Load()), f.Len(), "the run stopped")
 	assert.Equal(t, int64(0), ex.Stats().Running)
+}
+
+// TestResultsOutliveTheNextRun: a run's Result keeps its records while the
+// flow's next runs reuse the task runners, futures and working memory.
+func TestResultsOutliveTheNextRun(t *testing.T) {
+	b := flow.New("sums", flow.Options{})
+	n := flow.Param[int](b, "n")
+	xs := flow.Add(b, task.New("xs", func(_ context.Context, n int) ([]int, error) {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}, task.Options{}), n)
+	doubled := flow.Map(b, intTask("double", 0, task.Options{}), xs)
+	f, err := b.Build()
+	require.NoError(t, err)
+	for _, ex := range []executor.TimeoutHandler{newLocal(t), newPool(t, 2)} {
+		var results []*flow.Result
+		for k := range 4 {
+			res, err := f.Run(context.Background(), ex, flow.RunOptions{RunID: fmt.Sprintf("r%d", k), Args: []flow.Arg{n.Set(10 * (k + 1))}})
+			require.NoError(t, err)
+			results = append(results, res)
+		}
+		for k, res := range results {
+			v, ok := flow.Value(res, doubled)
+			require.True(t, ok)
+			assert.Len(t, v, 10*(k+1))
+			assert.Len(t, res.Tasks, 2+10*(k+1))
+			for _, tr := range res.Tasks {
+				assert.Equal(t, task.Success, tr.State, tr.Task)
+				assert.Equal(t, fmt.Sprintf("r%d/%s", k, tr.Task), tr.RunID)
+				if !tr.Mapped {
+					require.Len(t, tr.Attempts, 1, tr.Task)
+					assert.Equal(t, 1, tr.Attempts[0].N)
+				}
+			}
+		}
+	}
 }

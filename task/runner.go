@@ -128,6 +128,7 @@ func (r Result) Duration() time.Duration {
 type Runner struct {
 	spec    Spec
 	pol     policy // of the task's options
+	ownPol  bool   // pol is a *Task's: it never changes, so a Reset for the same task keeps it
 	input   any
 	onState func(Change) // RunOptions.OnState
 	logger  hclog.Logger // RunOptions.Logger; the run's id is in res
@@ -182,9 +183,14 @@ func (r *Runner) init(spec Spec, input any, opts RunOptions) {
 	if opts.Label == "" {
 		opts.Label = spec.Name()
 	}
+	pol, own := r.pol, r.ownPol && r.spec == spec
+	if !own {
+		pol, own = policyOf(spec)
+	}
 	*r = Runner{
 		spec:    spec,
-		pol:     policyOf(spec),
+		pol:     pol,
+		ownPol:  own,
 		input:   input,
 		onState: opts.OnState,
 		logger:  opts.Logger,

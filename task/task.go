@@ -172,13 +172,14 @@ func (o *Options) policy() policy {
 }
 
 // policyOf returns spec's policy: from a *Task's options without copying
-// them, from any other Spec's Options.
-func policyOf(spec Spec) policy {
+// them (fixed says so: a Task is immutable), from any other Spec's
+// Options.
+func policyOf(spec Spec) (p policy, fixed bool) {
 	if t, ok := spec.(interface{ policy() policy }); ok {
-		return t.policy()
+		return t.policy(), true
 	}
 	o := spec.Options()
-	return o.policy()
+	return o.policy(), false
 }
 
 func (t *Task[In, Out]) policy() policy { return t.opts.policy() }

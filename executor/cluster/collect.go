@@ -61,6 +61,6 @@ func (e *Executor) collected(ctx context.Context, p *pending) bool {
 		}
 		return false
 	}
-	e.deliver(p.key, entry.Value(), entry.Revision())
+	e.deliver(p.key, entry.Value())
 	return true
 }

@@ -108,13 +108,17 @@ type Executor struct {
 	watchSwap  chan struct{}    // the watchdog replaced the watcher; size 1
 	seenRev    atomic.Uint64    // the highest bucket revision delivered (by the watcher or the watchdog)
 	kvStream   jetstream.Stream // the bucket's stream, for the watchdog's direct reads
-	kvPrefix   string           // the bucket's subjects: "$KV.<bucket>."
-	takenTTL   string           // Nats-TTL of a taken record (forget); "" to keep it ResultTTL
 	dogStop    chan struct{}
 	dogDone    chan struct{}
 	eventSub   *nats.Subscription
 	adviseSub  *nats.Subscription
 	janitorEnd chan struct{}
+
+	// A taken record's rewrite (forget): its subject is kvPrefix + key
+	// ("$KV.<bucket>.<key>"), its header takenHeader, nil to keep taken
+	// records as long as the bucket keeps any.
+	kvPrefix    string
+	takenHeader nats.Header
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
 
@@ -263,7 +267,7 @@ func (e *Executor) start() error {
 	}
 	e.kvPrefix = "$KV." + e.opts.Setup.Bucket + "."
 	if e.opts.Setup.shortens(e.kvStream.CachedInfo().Config) {
-		e.takenTTL = ttlHeader(e.opts.Setup.TakenTTL)
+		e.takenHeader = takenHeader(e.opts.Setup.TakenTTL)
 	} else {
 		e.logger.Debug("taken results stay as long as the bucket keeps any", "bucket", e.opts.Setup.Bucket,
 			"per-message TTLs", e.kvStream.CachedInfo().Config.AllowMsgTTL, "max age", e.kvStream.CachedInfo().Config.MaxAge)
@@ -398,7 +402,7 @@ func (e *Executor) bridge(wctx context.Context, last uint64) {
 			return
 		}
 		if op := m.Header.Get("KV-Operation"); op == "" && len(m.Subject) > len(prefix) {
-			e.deliver(m.Subject[len(prefix):], m.Data, m.Sequence)
+			e.deliver(m.Subject[len(prefix):], m.Data)
 		}
 		e.noteRev(seq)
 	}
@@ -806,7 +810,7 @@ func (e *Executor) lastLook(ctx context.Context, p *pending) {
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		entry, gerr := e.obj.kv.Get(ctx, p.key)
 		if gerr == nil {
-			e.deliver(p.key, entry.Value(), entry.Revision())
+			e.deliver(p.key, entry.Value())
 			// The record may be this timeout itself, written by an
 			// earlier try whose answer was lost: the workers must still
 			// be told to stop the call (harmless if it has finished).
@@ -895,7 +899,7 @@ func (e *Executor) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.P
 				}
 				return
 			}
-			e.deliver(key, entry.Value(), entry.Revision())
+			e.deliver(key, entry.Value())
 		})
 	}
 }
@@ -959,7 +963,7 @@ func (e *Executor) dispatch() {
 			}
 			e.noteRev(entry.Revision())
 			if entry.Operation() == jetstream.KeyValuePut {
-				e.deliver(entry.Key(), entry.Value(), entry.Revision())
+				e.deliver(entry.Key(), entry.Value())
 			}
 		}
 		// Stopped: replaced by the watchdog, or at teardown.
@@ -982,9 +986,9 @@ func (e *Executor) dispatch() {
 }
 
 // deliver completes the calls waiting under key with the record value,
-// the bucket's revision rev, and then lets the bucket forget the record
-// sooner (Setup.TakenTTL) if it completed or parked any.
-func (e *Executor) deliver(key string, value []byte, rev uint64) {
+// and then lets the bucket forget the record sooner (Setup.TakenTTL) if
+// it completed or parked any.
+func (e *Executor) deliver(key string, value []byte) {
 	rec, derr := envelope.DecodeResult(value)
 	var ready, stopped []*pending
 	taken := false // the record completes or parks a call
@@ -1026,7 +1030,7 @@ func (e *Executor) deliver(key string, value []byte, rev uint64) {
 		e.complete(p, nil, p.verdict, "")
 	}
 	if taken || len(ready) > 0 || len(stopped) > 0 {
-		e.forget(key, value, rev)
+		e.forget(key, value)
 	}
 }
 

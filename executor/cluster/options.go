@@ -141,7 +141,7 @@ type Setup struct {
 	// DedupWindow is how long the stream remembers message ids: a call
 	// submitted again with the same run, task and attempt within it is
 	// not queued a second time, and a publish the server did not
-	// acknowledge is repeated for half of it. The server keeps about 150
+	// acknowledge is repeated for half of it. The server keeps about 220
 	// bytes of memory per id for the window (see docs/cluster.md, Server
 	// memory). Default 30 seconds.
 	DedupWindow time.Duration
@@ -157,7 +157,7 @@ type Setup struct {
 	// has taken it (completed a Future with it): the submitter then
 	// rewrites the record with a per-message TTL of TakenTTL, so that the
 	// server drops it instead of keeping it, and its index entry (about
-	// 200 bytes of memory), for ResultTTL. Until then it answers as before:
+	// 165 bytes of memory), for ResultTTL. Until then it answers as before:
 	// a re-submission or a Collect of the same attempt gets it, and a
 	// delivery of the call again (an acknowledgement lost with a dying
 	// server) finds it and is not run. So it must be at least DedupWindow
@@ -167,7 +167,10 @@ type Setup struct {
 	// DedupWindow and AckWait, plus 15 seconds (45 seconds with the other
 	// defaults). Results are rewritten only in a bucket that allows
 	// per-message TTLs (NATS 2.11 or later): one this package creates
-	// does; an existing one is used as it is (see Setup).
+	// does; an existing one is used as it is (see Setup). A submitter's
+	// own verdict (a call it cancelled, or timed out itself) answers its
+	// Future before it reaches the bucket, is mostly not taken from there,
+	// and then stays ResultTTL.
 	TakenTTL time.Duration
 
 	// MaxAckPending bounds the calls delivered and not yet acknowledged,

@@ -17,9 +17,9 @@ import (
 	"github.com/flowline-go/flowline/executor/executortest"
 )
 
-// takenSetup keeps taken results 2 s and untaken ones 10 minutes.
-func takenSetup() cluster.Setup {
-	return fast(cluster.Setup{DedupWindow: time.Second, TakenTTL: 2 * time.Second, ResultTTL: 10 * time.Minute})
+// takenSetup keeps taken results ttl and untaken ones 10 minutes.
+func takenSetup(ttl time.Duration) cluster.Setup {
+	return fast(cluster.Setup{DedupWindow: time.Second, TakenTTL: ttl, ResultTTL: 10 * time.Minute})
 }
 
 // publishOrphan publishes a call as a submitter that died right after
@@ -55,10 +55,10 @@ func lastRecord(t *testing.T, js jetstream.JetStream, key string) *jetstream.Raw
 
 // TestTakenResultsAreForgottenAfterTakenTTL: a result its submitter took
 // is rewritten with a per-message TTL of TakenTTL, still answers a
-// re-submission until then without running again, and is gone after it;
-// a result that no submitter took (its submitter died) stays.
+// Collect until then without running again, and is gone after it; a
+// result that no submitter took (its submitter died) stays.
 func TestTakenResultsAreForgottenAfterTakenTTL(t *testing.T) {
-	setup := takenSetup()
+	setup := takenSetup(3 * time.Second)
 	ex := newExecutor(t, cluster.Options{Setup: setup})
 	w := startWorker(t, cluster.WorkerOptions{Connection: inProcess(ex), Setup: setup})
 	js := testConn(t, ex.ClientURL())
@@ -75,18 +75,21 @@ func TestTakenResultsAreForgottenAfterTakenTTL(t *testing.T) {
 	key := envelope.Key(call.ID())
 	require.Eventually(t, func() bool {
 		m := lastRecord(t, js, key)
-		return m != nil && m.Header.Get("Nats-TTL") == "2s"
+		return m != nil && m.Header.Get("Nats-TTL") == "3s"
 	}, 5*time.Second, 5*time.Millisecond, "the taken record is rewritten with TakenTTL")
 	assert.Empty(t, lastRecord(t, js, envelope.Key(orphan.ID())).Header.Get("Nats-TTL"), "an untaken record is left alone")
 
-	// Until TakenTTL ends the record answers a re-submission.
-	v, err = executor.Run(context.Background(), ex, call)
+	// Until TakenTTL ends the record answers (a Collect reads the bucket
+	// first, whatever the dedup window).
+	f, err := ex.Collect(context.Background(), call)
+	require.NoError(t, err)
+	v, err = wait(t, f)
 	require.NoError(t, err)
 	assert.Equal(t, executortest.Reply{N: 2}, v)
 	assert.Equal(t, uint64(2), w.Stats().Ran, "the orphan and the call, each once")
 
 	require.Eventually(t, func() bool { return lastRecord(t, js, key) == nil },
-		10*time.Second, 50*time.Millisecond, "the taken record is gone after TakenTTL")
+		15*time.Second, 50*time.Millisecond, "the taken record is gone after TakenTTL")
 	orphanRec := lastRecord(t, js, envelope.Key(orphan.ID()))
 	require.NotNil(t, orphanRec, "the untaken record stays ResultTTL")
 	rec, err := envelope.DecodeResult(orphanRec.Data)
@@ -95,21 +98,21 @@ func TestTakenResultsAreForgottenAfterTakenTTL(t *testing.T) {
 
 	// A resumed submitter collects the untaken result without running it,
 	// and takes it: it goes too.
-	f, err := ex.Collect(context.Background(), orphan)
+	f, err = ex.Collect(context.Background(), orphan)
 	require.NoError(t, err)
 	v, err = wait(t, f)
 	require.NoError(t, err)
 	assert.Equal(t, executortest.Reply{N: 1}, v)
 	assert.Equal(t, uint64(2), w.Stats().Ran, "collected, not run again")
 	require.Eventually(t, func() bool { return lastRecord(t, js, envelope.Key(orphan.ID())) == nil },
-		10*time.Second, 50*time.Millisecond, "the collected record is gone after TakenTTL")
+		15*time.Second, 50*time.Millisecond, "the collected record is gone after TakenTTL")
 }
 
 // TestCallDeliveredAgainFindsItsTakenResult: a call delivered again
 // after its result was recorded and taken (its acknowledgement was lost)
 // finds the result, kept TakenTTL, and does not run again.
 func TestCallDeliveredAgainFindsItsTakenResult(t *testing.T) {
-	setup := takenSetup()
+	setup := takenSetup(time.Minute)
 	ex := newExecutor(t, cluster.Options{Setup: setup})
 	w := startWorker(t, cluster.WorkerOptions{Connection: inProcess(ex), Setup: setup})
 	js := testConn(t, ex.ClientURL())
@@ -147,7 +150,7 @@ func TestExistingBucketWithoutTTLsKeepsTakenResults(t *testing.T) {
 	ctx := context.Background()
 	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "flowline-results", TTL: time.Hour})
 	require.NoError(t, err)
-	setup := takenSetup()
+	setup := takenSetup(2 * time.Second)
 	ex := newSubmitter(t, srv, setup)
 	startWorker(t, cluster.WorkerOptions{Connection: cluster.Connection{Server: srv}, Setup: setup})
 
@@ -172,4 +175,18 @@ func TestCreatedBucketTakesPerMessageTTLs(t *testing.T) {
 	assert.True(t, cfg.AllowMsgTTL)
 	assert.Zero(t, cfg.SubjectDeleteMarkerTTL)
 	assert.Equal(t, 10*time.Minute, cfg.MaxAge, "untaken results stay ResultTTL")
+}
+
+// TestTakenTTLIsChecked: a TakenTTL shorter than what must find a taken
+// result (a deduplicated re-submission, a call delivered again after
+// AckWait) is refused before anything connects.
+func TestTakenTTLIsChecked(t *testing.T) {
+	for name, setup := range map[string]cluster.Setup{
+		"below the dedup window": {DedupWindow: time.Minute, TakenTTL: 50 * time.Second},
+		"below the ack wait":     {AckWait: time.Minute, TakenTTL: 50 * time.Second},
+		"below a second":         {DedupWindow: 100 * time.Millisecond, AckWait: 100 * time.Millisecond, TakenTTL: 500 * time.Millisecond},
+	} {
+		_, err := cluster.New(cluster.Options{Setup: setup, Connection: cluster.Connection{URL: "nats://127.0.0.1:1"}})
+		assert.ErrorContains(t, err, "TakenTTL", name)
+	}
 }

@@ -56,7 +56,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,16 +196,16 @@ func New(opts Options) *Executor {
 		workersGone: make(chan struct{}),
 	}
 	// The workers and their names come from one allocation each, not two
-	// per worker: a pool of 10,000 workers is made in a few microseconds.
+	// per worker (strconv.Itoa allocates from 100 on).
 	ws := make([]worker, n)
-	var names strings.Builder
+	names := make([]byte, 0, n*len("pool/"+strconv.Itoa(n)))
 	ends := make([]int, n)
 	for i := range ws {
-		names.WriteString("pool/")
-		names.WriteString(strconv.Itoa(i))
-		ends[i] = names.Len()
+		names = append(names, "pool/"...)
+		names = strconv.AppendInt(names, int64(i), 10)
+		ends[i] = len(names)
 	}
-	all := names.String()
+	all := string(names)
 	for i := range ws {
 		start := 0
 		if i > 0 {

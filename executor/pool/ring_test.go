@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -120,4 +121,32 @@ func TestShutdownRacingSubmittersLeavesNoCallBehind(t *testing.T) {
 		st := ex.Stats()
 		assert.Equal(t, st.Submitted, st.Succeeded+st.Canceled, "%+v", st)
 	}
+}
+
+func TestWorkerNamesOfAPoolOfManyWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 150
+		ex := pool.New(pool.Options{Workers: n})
+		release := make(chan struct{})
+		var futures []*executor.Future
+		for range n {
+			f, err := ex.Submit(context.Background(), call(gate{release: release}, 0))
+			require.NoError(t, err)
+			futures = append(futures, f)
+		}
+		synctest.Wait()
+		close(release)
+		seen := map[string]bool{}
+		for _, f := range futures {
+			_, err := f.Wait(context.Background())
+			require.NoError(t, err)
+			seen[f.Worker()] = true
+		}
+		want := map[string]bool{}
+		for i := range n {
+			want[fmt.Sprintf("pool/%d", i)] = true
+		}
+		assert.Equal(t, want, seen)
+		require.NoError(t, ex.Shutdown(context.Background()))
+	})
 }

@@ -421,11 +421,29 @@ func (tk *ticket) claim() bool {
 	if tk == nil {
 		return true
 	}
-	if !tk.state.CompareAndSwap(tkQueued, tkOver) && !tk.state.CompareAndSwap(tkSubmitting, tkOver) {
+	if !tk.take(tkOver) {
 		return false
 	}
 	tk.stop()
 	return true
+}
+
+// take moves a call that has not started (tkSubmitting or tkQueued) to
+// to, and reports whether it did. The submitter moves it from
+// tkSubmitting to tkQueued at any moment, even after a worker has popped
+// it, so the two states are tried in a loop on one reading of the state:
+// two compare-and-swaps in a row would both fail when that move falls
+// between them, and the call would be dropped as if cancelled.
+func (tk *ticket) take(to uint32) bool {
+	for {
+		s := tk.state.Load()
+		if s != tkSubmitting && s != tkQueued {
+			return false
+		}
+		if tk.state.CompareAndSwap(s, to) {
+			return true
+		}
+	}
 }
 
 // begin marks the call as started by w as call g, and reports false if
@@ -435,7 +453,7 @@ func (tk *ticket) begin(w *worker, g uint64) bool {
 		return true
 	}
 	tk.w, tk.gen = w, g
-	return tk.state.CompareAndSwap(tkQueued, tkRunning) || tk.state.CompareAndSwap(tkSubmitting, tkRunning)
+	return tk.take(tkRunning)
 }
 
 // end unregisters the cancellation once the call has returned.

@@ -83,6 +83,12 @@
 // still answered at its limit, other calls go on, and the worker's slot is
 // replaced only once the logger returns.
 //
+// A warm round trip costs tens of microseconds: the two pipe writes, the
+// codec, and waking each process once. Where waking an idle CPU is slow
+// (virtual machines), Options.Spin has the reader that expects a frame
+// poll for it briefly before it sleeps, at the price of CPU; see
+// docs/benchmarks.md for the figures against a bare two-pipe floor.
+//
 // # Stopping a worker
 //
 // At a call's limit, or when its caller's context ends, the executor stops
@@ -150,7 +156,11 @@
 // forking thread may exit before getppid changes, and the worker could not
 // tell it from its parent's SIGTERM. And the worker kills its group when its
 // protocol pipe closes, which happens only when the parent is gone (a
-// task that ignores SIGHUP does not escape). Processes that leave the group
+// task that ignores SIGHUP does not escape), during a call too: on Linux
+// an epoll set that asks for no event reports the pipe's EPOLLHUP, so the
+// call runs on the goroutine that read it and nothing else reads the pipe;
+// on macOS and Windows a reader goroutine reads it while a runner runs
+// the call. Processes that leave the group
 // (setsid) are beyond both.
 //
 // # Operating systems

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -149,6 +150,8 @@ func (n noProcessLeft) Run() int {
 	}
 	if len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "subprocess tests left processes behind: %+v\n", left)
+		buf := make([]byte, 1<<20) // who might still owe them a Wait
+		fmt.Fprintf(os.Stderr, "goroutines:\n%s\n", buf[:runtime.Stack(buf, true)])
 		if code == 0 {
 			code = 1
 		}

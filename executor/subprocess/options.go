@@ -101,16 +101,17 @@ type Options struct {
 	// Spin is how long a protocol pipe is polled for the frame expected on
 	// it before its reader sleeps: in the worker for the next call after
 	// each result, in this process for a worker's result after each call
-	// it was sent and after each frame it sent. A round trip wakes each
+	// it was sent; both only while that call is the only one running (with
+	// more, every CPU has work and none sleeps). A round trip wakes each
 	// process once; where waking an idle CPU is slow (virtual machines,
 	// deep C-states) that wake-up costs more than the rest of the round
 	// trip, and a reader that polls sees its frame at once. Polling costs
-	// CPU: up to Spin per wait that ends without a frame, on each side,
-	// and all of the time between frames that come closer together than
-	// Spin (two workers served back to back keep about a CPU busy
-	// polling). A polling reader yields to other goroutines between polls
-	// (runtime.Gosched). Zero means 50µs; negative means none: readers
-	// sleep at once. Windows never polls.
+	// CPU: up to Spin per wait that ends without a frame, on each side, and
+	// all of the wait when calls follow each other closer than Spin. A
+	// polling reader yields between polls (runtime.Gosched, sched_yield),
+	// and stops polling for a while when another thread was given its CPU
+	// meanwhile (the machine is busy). Zero means 50µs; negative means
+	// none: readers sleep at once. Windows never polls.
 	Spin time.Duration
 
 	// NoSubreaper stops New from making this process a child subreaper. By

@@ -91,6 +91,9 @@ func kick(r io.Reader) {
 		return
 	}
 	s.kicks.Add(1)
+	if s.may != nil && !s.may() {
+		return
+	}
 	if s.skip.Load() > 0 { // a wait that does not poll
 		s.skip.Add(-1)
 		return
@@ -132,10 +135,13 @@ func (s *spinReader) Read(p []byte) (int, error) {
 					return true
 				}
 				if s.hot.Load() && !spinning {
-					if s.skip.Load() > 0 {
+					switch {
+					case s.may != nil && !s.may():
+						s.hot.Store(false)
+					case s.skip.Load() > 0:
 						s.skip.Add(-1)
 						s.hot.Store(false)
-					} else {
+					default:
 						spinning, switches = true, preempted()
 					}
 				}

@@ -59,7 +59,7 @@ type worker struct {
 	cancel context.CancelFunc // ends the Cmd's context: Cmd.Cancel sends SIGTERM to the group
 	req    *os.File           // the worker's fd 3, our end
 	resp   *os.File           // the worker's fd 4, our end
-	in     io.Reader          // resp, polled for a while after each frame and each call sent (Options.Spin)
+	in     io.Reader          // resp, polled for a while after each call sent (Options.Spin)
 	out    *os.File           // the worker's stdout, our end
 	errOut *os.File           // the worker's stderr, our end
 	tail   tail
@@ -164,7 +164,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 		cancel: cancel,
 		req:    reqW,
 		resp:   respR,
-		in:     newSpinReader(respR, e.opts.Spin, true, e.spinWorthIt),
+		in:     newSpinReader(respR, e.opts.Spin, false, e.spinWorthIt),
 		out:    outR,
 		errOut: errR,
 		tail:   tail{max: e.opts.StderrTail},

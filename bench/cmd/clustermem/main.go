@@ -7,7 +7,7 @@
 // drive no-op calls with distinct run ids, at -rate calls per second or
 // as fast as -inflight calls in flight allow (-rate 0).
 //
-//	cd bench && go run ./cmd/clustermem                      # both settings, 2 minutes each
+//	cd bench && go run ./cmd/clustermem -rate 4000 -duration 150s   # both settings, as scripts/bench-all
 //	cd bench && go run ./cmd/clustermem -rate 5000 -duration 10m -modes taken
 //
 // Two settings run one after the other, each on a fresh server:
@@ -56,15 +56,20 @@ import (
 	"github.com/flowline-go/flowline/executor/local"
 )
 
+// memLimit is the server process's GOMEMLIMIT (-memlimit).
+var memLimit string
+
 // serverEnv turns this binary into the server process; its value is the
 // sampling interval.
 const serverEnv = "FLOWLINE_CLUSTERMEM_SERVER"
 
 // mem is one sample of the server process's memory.
 type mem struct {
-	Live  uint64 `json:"live"`  // heap marked live at the last GC
-	Total uint64 `json:"total"` // all memory mapped by the Go runtime
-	RSS   uint64 `json:"rss"`   // resident set size (Linux; 0 elsewhere)
+	Live  uint64  `json:"live"`  // heap marked live at the last GC
+	Total uint64  `json:"total"` // all memory mapped by the Go runtime
+	RSS   uint64  `json:"rss"`   // resident set size (Linux; 0 elsewhere)
+	CPU   float64 `json:"cpu"`   // seconds of CPU the Go runtime counted, all of it
+	GCCPU float64 `json:"gccpu"` // of which the garbage collector's
 }
 
 func main() {
@@ -77,6 +82,9 @@ func main() {
 	duration := flag.Duration("duration", 2*time.Minute, "how long each setting runs")
 	sample := flag.Duration("sample", 10*time.Second, "sampling interval")
 	modes := flag.String("modes", "kept,taken", "settings to run, in order: kept, taken")
+	flag.StringVar(&memLimit, "memlimit", "", "GOMEMLIMIT of the server process (e.g. 256MiB); empty: none")
+	dedup := flag.Duration("dedup", 0, "DedupWindow of the taken setting; 0: the default (30s)")
+	taken := flag.Duration("taken", 0, "TakenTTL of the taken setting; 0: the default (45s)")
 	flag.Parse()
 	fmt.Printf("# clustermem %s  %s  cores=%d  load %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		runtime.Version(), runtime.NumCPU(), loadavg())
@@ -86,6 +94,7 @@ func main() {
 		case "kept":
 			setup = cluster.Setup{DedupWindow: 2 * time.Minute, TakenTTL: 10 * time.Minute}
 		case "taken":
+			setup = cluster.Setup{DedupWindow: *dedup, TakenTTL: *taken}
 		default:
 			fmt.Fprintln(os.Stderr, "clustermem: unknown setting", m)
 			os.Exit(2)
@@ -138,9 +147,12 @@ func serverMain(interval string) int {
 }
 
 func selfMem() mem {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"},
+		{Name: "/cpu/classes/total:cpu-seconds"}, {Name: "/cpu/classes/idle:cpu-seconds"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(s)
-	return mem{Live: s[0].Value.Uint64(), Total: s[1].Value.Uint64(), RSS: rss()}
+	return mem{Live: s[0].Value.Uint64(), Total: s[1].Value.Uint64(), RSS: rss(),
+		CPU: s[2].Value.Float64() - s[3].Value.Float64(), GCCPU: s[4].Value.Float64()}
 }
 
 // rss reads VmRSS from /proc/self/status; 0 where there is none.
@@ -183,6 +195,9 @@ func startServer(sample time.Duration) (*server, error) {
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), serverEnv+"="+sample.String())
+	if memLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+memLimit)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -266,8 +281,8 @@ func measure(name string, setup cluster.Setup, rate, inflight, slots int, durati
 		return err
 	}
 	base := *srv.mem(nil)
-	fmt.Printf("\n## %s: DedupWindow %v, TakenTTL %v, ResultTTL 10m; rate %s, %d in flight, %d worker slots, %v\n",
-		name, or(setup.DedupWindow, 30*time.Second), or(setup.TakenTTL, 45*time.Second), rateName(rate), inflight, slots, duration)
+	fmt.Printf("\n## %s: DedupWindow %v, TakenTTL %v, ResultTTL 10m; rate %s, %d in flight, %d worker slots, %v; server GOMEMLIMIT %q\n",
+		name, or(setup.DedupWindow, 30*time.Second), or(setup.TakenTTL, 45*time.Second), rateName(rate), inflight, slots, duration, memLimit)
 	fmt.Printf("%8s %10s %8s %10s %10s %10s %10s %8s\n", "t", "calls", "calls/s", "live MiB", "rss MiB", "go MiB", "results", "queued")
 	fmt.Printf("%8s %10d %8s %10s %10s %10s %10d %8d\n", "0s", 0, "-", mib(base.Live), mib(base.RSS), mib(base.Total), 0, 0)
 
@@ -285,6 +300,15 @@ func measure(name string, setup cluster.Setup, rate, inflight, slots int, durati
 	var peak mem
 	last, lastDone, lastAt := srv.last.Load(), uint64(0), start
 	var results uint64
+	// Once both windows are full, what the server holds levels off: the
+	// samples from then on give the plateau.
+	full := max(or(setup.DedupWindow, 30*time.Second), or(setup.TakenTTL, 45*time.Second)) + sample
+	var plateau struct {
+		n          int
+		live, rss  float64
+		calls, end uint64 // calls done at from, and at upto
+		from, upto time.Time
+	}
 	for ctx.Err() == nil {
 		m := srv.mem(last)
 		last = m
@@ -294,6 +318,15 @@ func measure(name string, setup cluster.Setup, rate, inflight, slots int, durati
 			float64(n-lastDone)/now.Sub(lastAt).Seconds(), mib(m.Live), mib(m.RSS), mib(m.Total), results, queued)
 		lastDone, lastAt = n, now
 		peak.Live, peak.RSS, peak.Total = max(peak.Live, m.Live), max(peak.RSS, m.RSS), max(peak.Total, m.Total)
+		if now.Sub(start) >= full && ctx.Err() == nil {
+			if plateau.n == 0 {
+				plateau.from, plateau.calls = now, n
+			}
+			plateau.n++
+			plateau.live += float64(m.Live)
+			plateau.rss += float64(m.RSS)
+			plateau.upto, plateau.end = now, n
+		}
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -315,18 +348,27 @@ func measure(name string, setup cluster.Setup, rate, inflight, slots int, durati
 	}
 	r := float64(done.Load()) / elapsed.Seconds()
 	grown := float64(end.Live) - float64(base.Live)
-	fmt.Printf("%s: %d calls, %.0f calls/s; server live heap %s MiB at the end (peak %s), RSS peak %s MiB; %d results held, %.0f B of live heap per result held\n",
-		name, done.Load(), r, mib(end.Live), mib(peak.Live), mib(peak.RSS), results, grown/float64(max(results, 1)))
-	switch name {
-	case "kept":
-		// Results stay 10 minutes: at 10k/s, 6M of them, at this cost.
-		fmt.Printf("%s: at 10k calls/s for 10 min: %d results held, about %.0f MiB of live heap\n",
-			name, 6_000_000, (float64(base.Live)+grown/float64(max(results, 1))*6e6)/(1<<20))
-	case "taken":
+	fmt.Printf("%s: %d calls, %.0f calls/s; server live heap %s MiB at the end (peak %s), RSS peak %s MiB; %d results held, %.0f B of live heap per result held; server CPU %.1f µs per call, %.0f%% of it GC\n",
+		name, done.Load(), r, mib(end.Live), mib(peak.Live), mib(peak.RSS), results, grown/float64(max(results, 1)),
+		(end.CPU-base.CPU)/float64(max(done.Load(), 1))*1e6, 100*(end.GCCPU-base.GCCPU)/max(end.CPU-base.CPU, 1e-9))
+	switch {
+	case name == "kept":
+		// Results stay 10 minutes: at 10k/s, 6M of them. Every one at
+		// this cost (its dedup id included, which goes after 2 minutes)
+		// bounds the heap from above.
+		fmt.Printf("%s: at 10k calls/s for 10 min (6M results): at most %.0f MiB of live heap at this cost per result\n",
+			name, (float64(base.Live)+grown/float64(max(results, 1))*6e6)/(1<<20))
+	case plateau.n < 2:
+		fmt.Printf("%s: not levelled off: run longer than %v to see the plateau\n", name, full+2*sample)
+	default:
 		// Levelled off: what is held scales with the rate.
-		scale := 10000 / r
-		fmt.Printf("%s: at 10k calls/s (x%.1f this rate): about %.0f MiB of live heap, %.0f MiB RSS (the growth over the idle server, scaled)\n",
-			name, scale, (float64(base.Live)+grown*scale)/(1<<20), (float64(base.RSS)+(float64(peak.RSS)-float64(base.RSS))*scale)/(1<<20))
+		pr := float64(plateau.end-plateau.calls) / plateau.upto.Sub(plateau.from).Seconds()
+		live, rss := plateau.live/float64(plateau.n), plateau.rss/float64(plateau.n)
+		scale := 10000 / pr
+		fmt.Printf("%s: levelled off after %v at %.0f calls/s: live heap %s MiB, RSS %s MiB (mean of %d samples); %.1f KiB of live heap per call/s over the idle server\n",
+			name, full, pr, mib(uint64(live)), mib(uint64(rss)), plateau.n, (live-float64(base.Live))/pr/1024)
+		fmt.Printf("%s: at 10k calls/s with these windows (x%.1f): about %.0f MiB of live heap, %.0f MiB RSS\n",
+			name, scale, (float64(base.Live)+(live-float64(base.Live))*scale)/(1<<20), (float64(base.RSS)+(rss-float64(base.RSS))*scale)/(1<<20))
 	}
 	return nil
 }
