@@ -507,6 +507,26 @@ func (w *Worker) settle(s *slot, msg jetstream.Msg, stored bool) {
 	w.ack(msg)
 }
 
+// reannounce writes the call's recorded result again, unchanged, as a new
+// revision, when a worker's own result was refused because one was
+// recorded first (the first result stands). That happens when a call is
+// submitted again with the identity of a call already answered, after the
+// dedup window: it is published and run again, and its new submitter
+// waits on the bucket's watcher, which had delivered the record before it
+// was waiting and would not deliver it again. Failures are only logged:
+// the submitter's backstop still answers a limited call.
+func (w *Worker) reannounce(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	entry, err := w.obj.kv.Get(ctx, key)
+	if err == nil {
+		_, err = w.obj.kv.Update(ctx, key, entry.Value(), entry.Revision())
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		w.logger.Debug("cannot announce a call's recorded result again", "key", key, "error", err)
+	}
+}
+
 // holdsWait bounds how long a worker waits for another to say it holds a
 // call delivered again. Holders answer at once from their connection's
 // callback (core NATS: no JetStream leader is needed), so silence for
@@ -705,7 +725,11 @@ func (w *Worker) store(key, task string, rec []byte) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		_, err := w.obj.kv.Create(ctx, key, rec)
 		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			w.reannounce(key)
+			return true
+		}
+		if err == nil {
 			return true
 		}
 		if w.conn.nc.IsClosed() {
