@@ -286,6 +286,7 @@ var checks = []check{
 	{name: "G2/TaskErrorComesBackUnchanged", fn: checkTaskError},
 	{name: "G2/ErrorClassIsKept", fn: checkErrorClass},
 	{name: "G3/SlowCallTimesOut", fn: checkSlowCallTimesOut},
+	{name: "G3/EachCallGetsItsOwnDeadline", only: executor.Soft, fn: checkOwnDeadline},
 	{name: "G3/TimedOutCooperativeWorkStops", fn: checkCooperativeStops},
 	{name: "G3/AnswerNeverChanges", fn: checkAnswerNeverChanges},
 	{name: "G4/CallSeesDeadlineAndCause", fn: checkDeadlineAndCause},
@@ -398,6 +399,54 @@ func checkSlowCallTimesOut(t *testing.T, s *session) {
 			assert.LessOrEqual(t, te.Elapsed, limit+s.cfg.SoftSlack, "cooperative=%v", coop)
 			assert.LessOrEqual(t, r.elapsed, limit+s.cfg.SoftSlack, "cooperative=%v", coop)
 		}
+	}
+}
+
+// checkOwnDeadline submits calls in a row with longer and shorter limits,
+// some overrunning, some returning just in time: each times out at its own
+// limit, never at an earlier call's. Executors that arm one timer per
+// worker lazily (left alone for a later deadline, re-armed when it fires
+// early) are where this breaks. Cooperative tasks return at once when
+// answered, so the next call finds the same worker free. Exact in a
+// bubble; on the real clock the unit is large enough for SoftSlack.
+func checkOwnDeadline(t *testing.T, s *session) {
+	u := time.Millisecond
+	if !s.cfg.Synctest {
+		u = max(5*time.Millisecond, s.cfg.SoftSlack/5) // 10u, the margin of the in-time step, is twice SoftSlack
+	}
+	steps := []struct {
+		name         string
+		limit, sleep time.Duration // the task sleeps cooperatively: it returns early if its context ends
+		late         bool
+	}{
+		{"a long limit, returns at once", time.Hour, 0, false},
+		{"a shorter limit after a longer one, overruns", 10 * u, time.Hour, true},
+		{"a short limit, returns at once", 10 * u, 0, false},
+		{"the timer fires for the last deadline, this call goes on", 50 * u, 30 * u, false},
+		{"a longer limit, overruns", 70 * u, time.Hour, true},
+		{"the same limit again, returns in time", 70 * u, 60 * u, false},
+		{"the same limit again, overruns", 70 * u, time.Hour, true},
+	}
+	for _, st := range steps {
+		call := s.call(t, Sleep, Args{N: 1, Sleep: st.sleep, Cooperative: true}, st.limit)
+		r := s.run(t, context.Background(), call)
+		if !st.late {
+			assert.NoError(t, r.err, st.name)
+			if s.cfg.Synctest {
+				assert.Equal(t, st.sleep, r.elapsed, st.name)
+			} else {
+				assert.GreaterOrEqual(t, r.elapsed, st.sleep, st.name)
+			}
+			continue
+		}
+		te := s.timeoutOf(t, r.err, call)
+		if s.cfg.Synctest {
+			assert.Equal(t, st.limit, te.Elapsed, st.name)
+		} else {
+			assert.GreaterOrEqual(t, te.Elapsed, st.limit, st.name)
+			assert.LessOrEqual(t, te.Elapsed, st.limit+s.cfg.SoftSlack, st.name)
+		}
+		s.settle(u) // the cooperative task returns: its worker is free for the next call
 	}
 }
 
