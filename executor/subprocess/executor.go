@@ -186,7 +186,9 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	}
 	j := &job{call: call, input: input, logLevel: levelOf(call.Logger), promise: executor.NewPromise()}
 	if ctx.Done() != nil {
-		j.release = context.AfterFunc(ctx, func() { e.cancel(j, executor.NewCanceledError(call.Name(), ctx)) })
+		// j.call, not call: a closure over call would move it to the heap
+		// for every Submit, with a context that never ends too.
+		j.release = context.AfterFunc(ctx, func() { e.cancel(j, executor.NewCanceledError(j.call.Name(), ctx)) })
 	}
 
 	e.mu.Lock()

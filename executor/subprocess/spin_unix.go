@@ -44,6 +44,9 @@ type spinReader struct {
 	kicks  atomic.Uint64
 	parked atomic.Bool  // between the last empty poll and the poller's wake-up
 	skip   atomic.Int64 // waits left that do not poll, after a contended one
+
+	poll func(fd uintptr) bool // pollRead, made once
+	rd   readState             // the running Read's
 }
 
 // skipAfterContention is how many waits do not poll after one during
@@ -104,77 +107,22 @@ func kick(r io.Reader) {
 	}
 }
 
-// Read reads into p as os.File.Read does, polling first while hot.
+// Read reads into p as os.File.Read does, polling first while hot. One
+// Read runs at a time (each pipe end has one reader): its state lives in
+// the reader, so that a read allocates nothing.
 func (s *spinReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if s.poll == nil {
+		s.poll = s.pollRead // one method value for the reader's life
+	}
+	st := &s.rd
 	for {
-		var n int
-		var err error
-		var until time.Time
-		var seen uint64
-		spinning, switches := false, int64(0)
-		endSpin := func() {
-			if spinning && preempted() > switches {
-				// Another thread wanted this CPU while we polled: polling
-				// takes CPU from work here, and no CPU sleeps.
-				s.skip.Store(skipAfterContention)
-			}
-			spinning = false
-		}
-		rerr := s.rc.Read(func(fd uintptr) bool {
-			s.parked.Store(false)
-			for i := 0; ; i++ {
-				n, err = syscall.Read(int(fd), p)
-				if err == syscall.EINTR {
-					continue
-				}
-				if err != syscall.EAGAIN {
-					endSpin()
-					return true
-				}
-				if s.hot.Load() && !spinning {
-					switch {
-					case s.may != nil && !s.may():
-						s.hot.Store(false)
-					case s.skip.Load() > 0:
-						s.skip.Add(-1)
-						s.hot.Store(false)
-					default:
-						spinning, switches = true, preempted()
-					}
-				}
-				if s.hot.Load() && i&7 == 0 { // the clock costs about as much as a poll here
-					now := time.Now()
-					if k := s.kicks.Load(); k != seen || until.IsZero() {
-						seen, until = k, now.Add(s.spin) // a kick starts the time again
-					} else if !now.Before(until) || s.may != nil && !s.may() {
-						s.hot.Store(false)
-					}
-				}
-				if s.hot.Load() {
-					runtime.Gosched() // this process's goroutines first,
-					osYield()         // then the other threads of this CPU, such as the other process's
-					continue
-				}
-				endSpin()
-				if s.block {
-					if waitReadable(int(fd)) != nil {
-						return false // the poller then
-					}
-					continue
-				}
-				// Park, unless a kick came since the last look: kick sets
-				// hot before it looks at parked.
-				s.parked.Store(true)
-				if s.hot.Load() {
-					s.parked.Store(false)
-					continue
-				}
-				return false
-			}
-		})
+		*st = readState{p: p}
+		rerr := s.rc.Read(s.poll)
+		// p is not kept alive by the reader.
+		st.p = nil
 		if errors.Is(rerr, os.ErrDeadlineExceeded) { // a kick woke the parked read
 			s.parked.Store(false)
 			_ = s.f.SetReadDeadline(time.Time{})
@@ -183,13 +131,91 @@ func (s *spinReader) Read(p []byte) (int, error) {
 		if rerr != nil {
 			return 0, rerr
 		}
-		if err != nil {
-			return 0, err
+		if st.err != nil {
+			return 0, st.err
 		}
-		if n == 0 {
+		if st.n == 0 {
 			return 0, io.EOF
 		}
 		s.hot.Store(s.linger)
-		return n, nil
+		return st.n, nil
+	}
+}
+
+// readState is one Read's, kept in the reader (see Read).
+type readState struct {
+	p        []byte
+	n        int
+	err      error
+	until    time.Time
+	seen     uint64
+	spinning bool
+	switches int64
+}
+
+// endSpin ends a poll that began with spinning set.
+func (s *spinReader) endSpin() {
+	st := &s.rd
+	if st.spinning && preempted() > st.switches {
+		// Another thread wanted this CPU while we polled: polling
+		// takes CPU from work here, and no CPU sleeps.
+		s.skip.Store(skipAfterContention)
+	}
+	st.spinning = false
+}
+
+// pollRead is Read's function for syscall.RawConn.Read: it reports
+// whether the read is done (true) or the poller must wait (false).
+func (s *spinReader) pollRead(fd uintptr) bool {
+	st := &s.rd
+	s.parked.Store(false)
+	for i := 0; ; i++ {
+		st.n, st.err = syscall.Read(int(fd), st.p)
+		if st.err == syscall.EINTR {
+			continue
+		}
+		if st.err != syscall.EAGAIN {
+			s.endSpin()
+			return true
+		}
+		if s.hot.Load() && !st.spinning {
+			switch {
+			case s.may != nil && !s.may():
+				s.hot.Store(false)
+			case s.skip.Load() > 0:
+				s.skip.Add(-1)
+				s.hot.Store(false)
+			default:
+				st.spinning, st.switches = true, preempted()
+			}
+		}
+		if s.hot.Load() && i&7 == 0 { // the clock costs about as much as a poll here
+			now := time.Now()
+			if k := s.kicks.Load(); k != st.seen || st.until.IsZero() {
+				st.seen, st.until = k, now.Add(s.spin) // a kick starts the time again
+			} else if !now.Before(st.until) || s.may != nil && !s.may() {
+				s.hot.Store(false)
+			}
+		}
+		if s.hot.Load() {
+			runtime.Gosched() // this process's goroutines first,
+			osYield()         // then the other threads of this CPU, such as the other process's
+			continue
+		}
+		s.endSpin()
+		if s.block {
+			if waitReadable(int(fd)) != nil {
+				return false // the poller then
+			}
+			continue
+		}
+		// Park, unless a kick came since the last look: kick sets
+		// hot before it looks at parked.
+		s.parked.Store(true)
+		if s.hot.Load() {
+			s.parked.Store(false)
+			continue
+		}
+		return false
 	}
 }
