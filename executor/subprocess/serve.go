@@ -98,9 +98,26 @@ type server struct {
 
 // running is the call the worker is running.
 type running struct {
-	deadline time.Time
-	expire   func() // ends the task's context with its *TimeoutError
-	cancel   func() // ends it with context.Canceled
+	deadline    time.Time
+	expire      func()                  // ends the task's context with its *TimeoutError
+	cancel      func()                  // ends it with context.Canceled, with a deadline
+	cancelCause context.CancelCauseFunc // ends it, without one (cancel is nil then)
+}
+
+// callRun is a call's state in the worker, in one allocation: the running
+// call the signal handler stops, and what a task's runtime.Goexit needs
+// to fill in the result.
+type callRun struct {
+	running
+	s   *server
+	h   *executor.Handler
+	c   proto.Call
+	res *proto.Result
+}
+
+// goexit fills in the result of a task that called runtime.Goexit.
+func (cr *callRun) goexit(pe *executor.PanicError) {
+	cr.s.fill(cr.res, cr.h, cr.c, &cr.running, nil, pe)
 }
 
 // stop ends the task's context: as a timeout once its deadline has
@@ -108,6 +125,10 @@ type running struct {
 func (r *running) stop() {
 	if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
 		r.expire()
+		return
+	}
+	if r.cancelCause != nil {
+		r.cancelCause(context.Canceled)
 		return
 	}
 	r.cancel()
@@ -302,7 +323,10 @@ func (s *server) call(c proto.Call, res *proto.Result) {
 		}()
 	}
 	base := executor.WithCall(parent, call)
-	r := &running{}
+	// The closures below read cr's copy of c, never c: one that captured c
+	// would move it to the heap, an allocation more per call.
+	cr := &callRun{s: s, h: h, c: c, res: res}
+	r := &cr.running
 	var ctx context.Context
 	if c.Deadline != 0 {
 		// The task's own clock: at the deadline its context ends with the
@@ -312,7 +336,7 @@ func (s *server) call(c proto.Call, res *proto.Result) {
 		start := r.deadline.Add(-c.Limit)
 		dctx := deadlinectx.New(base, r.deadline)
 		r.expire = func() {
-			dctx.Expire(&executor.TimeoutError{Task: c.Task, Limit: c.Limit, Elapsed: time.Since(start), Enforcement: executor.Hard})
+			dctx.Expire(&executor.TimeoutError{Task: cr.c.Task, Limit: cr.c.Limit, Elapsed: time.Since(start), Enforcement: executor.Hard})
 		}
 		r.cancel = dctx.Release
 		t := time.AfterFunc(time.Until(r.deadline), r.expire)
@@ -321,7 +345,7 @@ func (s *server) call(c proto.Call, res *proto.Result) {
 		ctx = dctx
 	} else {
 		cctx, cancel := context.WithCancelCause(base)
-		r.cancel = func() { cancel(context.Canceled) }
+		r.cancelCause = cancel
 		defer cancel(nil)
 		ctx = cctx
 	}
@@ -335,9 +359,7 @@ func (s *server) call(c proto.Call, res *proto.Result) {
 
 	// A task's runtime.Goexit is answered as a *executor.PanicError and
 	// the worker serves on (with a new runner).
-	out, err := h.RunOnGoexit(ctx, executor.Raw(c.Input), func(pe *executor.PanicError) {
-		s.fill(res, h, c, r, nil, pe)
-	})
+	out, err := h.RunOnGoexit(ctx, executor.Raw(c.Input), cr.goexit)
 	s.fill(res, h, c, r, out, err)
 }
 
