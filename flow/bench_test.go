@@ -62,6 +62,56 @@ func benchOn(b *testing.B, f *flow.Flow, ex executor.TimeoutHandler) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*f.Len()), "ns/task")
 }
 
+// shaped builds a flow where node i follows deps[i], as bench/flow's
+// shapes do.
+func shaped(deps [][]int) *flow.Flow {
+	b := flow.New("shaped", flow.Options{})
+	nodes := make([]*flow.Node[struct{}], len(deps))
+	for i, ds := range deps {
+		n := flow.Add(b, empty, nil).Named(fmt.Sprintf("t%d", i))
+		for _, d := range ds {
+			n.After(nodes[d])
+		}
+		nodes[i] = n
+	}
+	f, err := b.Build()
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// fanOutIn is one root, width tasks after it, and one after them all.
+func fanOutIn(width int) *flow.Flow {
+	deps := make([][]int, width+2)
+	for i := 1; i <= width; i++ {
+		deps[i] = []int{0}
+		deps[width+1] = append(deps[width+1], i)
+	}
+	return shaped(deps)
+}
+
+// lattice is a side x side grid where (r, c) follows (r-1, c) and (r, c-1).
+func lattice(side int) *flow.Flow {
+	deps := make([][]int, side*side)
+	for r := range side {
+		for c := range side {
+			if r > 0 {
+				deps[r*side+c] = append(deps[r*side+c], (r-1)*side+c)
+			}
+			if c > 0 {
+				deps[r*side+c] = append(deps[r*side+c], r*side+c-1)
+			}
+		}
+	}
+	return shaped(deps)
+}
+
+func BenchmarkFanOutIn512(b *testing.B)     { benchFlow(b, fanOutIn(512)) }
+func BenchmarkLattice32(b *testing.B)       { benchFlow(b, lattice(32)) }
+func BenchmarkPoolFanOutIn512(b *testing.B) { benchPool(b, fanOutIn(512)) }
+func BenchmarkPoolLattice32(b *testing.B)   { benchPool(b, lattice(32)) }
+
 func BenchmarkChain512(b *testing.B)       { benchFlow(b, layered(512, 1, 1)) }
 func BenchmarkFanOut512(b *testing.B)      { benchFlow(b, layered(3, 512, 512)) }
 func BenchmarkLayers100x1000(b *testing.B) { benchFlow(b, layered(100, 1000, 2)) }
