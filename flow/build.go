@@ -35,6 +35,7 @@ type Flow struct {
 	hash     string  // see Hash
 	nameAt   []int32 // nameAt[i]: the length of the names of nodes before i
 	sorted   bool    // whether creation order is topological
+	limited  []int32 // the nodes whose tasks name limits, for checkLimits
 
 	// Upstream and downstream edges, in compressed form: node i's
 	// upstream ids are up[upAt[i]:upAt[i+1]], deduplicated; upData says
@@ -150,6 +151,9 @@ func (b *Builder) Build() (*Flow, error) {
 		if d.spec != nil {
 			o := d.spec.Options()
 			nd.trigger, nd.runOnSkip, nd.limits = o.Trigger, o.RunOnUpstreamSkip, o.Limits
+			if len(o.Limits) > 0 {
+				f.limited = append(f.limited, i)
+			}
 		}
 		addUp := func(u int32, data bool) {
 			if stamp[u] == i+1 {

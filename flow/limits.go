@@ -11,7 +11,7 @@ import (
 // checkLimits refuses, before a run, a task that names a limit set does
 // not define, or names limits when set is nil.
 func (f *Flow) checkLimits(set *limit.Set) error {
-	for i := range f.nodes {
+	for _, i := range f.limited {
 		nd := &f.nodes[i]
 		if err := set.Check(nd.name, nd.limits); err != nil {
 			return err

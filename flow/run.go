@@ -268,6 +268,9 @@ type unit struct {
 	aux    int32       // a child's node; a mapped node's index in run.maps
 	phase  phase
 	rejoin bool // the attempt to submit is collected (executor.Collector), not submitted anew
+	// spoiled: an upstream node ended in a state other than Success or
+	// Cached (see settle), so decide must look at every upstream state.
+	spoiled bool
 }
 
 // mapped is a mapped node's children.
@@ -830,6 +833,15 @@ func (r *run) decide(i int32) (task.State, error) {
 	if len(ups) == 0 {
 		return task.Pending, nil
 	}
+	if !r.units[i].spoiled {
+		// Every upstream succeeded (Success or Cached): nothing was
+		// skipped or cancelled, and these triggers allow it, without a
+		// look at each upstream's record.
+		switch nd.trigger {
+		case task.AllSuccessful, task.AllFinished, task.AnySuccessful:
+			return task.Pending, nil
+		}
+	}
 	states := r.states[:0]
 	skipped, cancelled := int32(-1), int32(-1)
 	for _, u := range ups {
@@ -1253,6 +1265,11 @@ func (r *run) settle(i int32) {
 	}
 	r.open--
 	f := r.f
+	if s := r.recs[i].State; s != task.Success && s != task.Cached {
+		for _, d := range f.down[f.downAt[i]:f.downAt[i+1]] {
+			r.units[d].spoiled = true
+		}
+	}
 	for _, d := range f.down[f.downAt[i]:f.downAt[i+1]] {
 		if r.remaining[d]--; r.remaining[d] == 0 && r.units[d].phase == waiting {
 			r.push(d)
