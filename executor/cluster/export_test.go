@@ -10,3 +10,6 @@ func IdleSlots(w *Worker) int {
 	defer w.pull.mu.Unlock()
 	return len(w.pull.idle)
 }
+
+// StoredAck is storedAck, for its table test.
+var StoredAck = storedAck

@@ -95,9 +95,12 @@ type Worker struct {
 	name   string
 	conn   *conn
 	obj    objects
-	hb     time.Duration
-	slots  []*slot
-	pull   *puller
+	// kvPrefix + key is the subject of the key's record in the bucket
+	// ("$KV.<bucket>.<key>"), for createRecord.
+	kvPrefix string
+	hb       time.Duration
+	slots    []*slot
+	pull     *puller
 
 	cancelSub, adviseSub, holdsSub *nats.Subscription
 
@@ -215,6 +218,7 @@ func (w *Worker) start() error {
 	if w.obj, err = w.opts.Setup.ensure(ctx, js, w.logger); err != nil {
 		return err
 	}
+	w.kvPrefix = "$KV." + w.opts.Setup.Bucket + "."
 	w.hb = w.opts.Heartbeat
 	if w.hb <= 0 {
 		w.hb = w.obj.consumer.CachedInfo().Config.AckWait / 3
@@ -723,7 +727,7 @@ func (w *Worker) store(key, task string, rec []byte) bool {
 	replaced := false
 	for warned := false; ; {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		_, err := w.obj.kv.Create(ctx, key, rec)
+		err := w.createRecord(ctx, key, rec)
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			w.reannounce(key)
