@@ -74,36 +74,9 @@ type worker struct {
 // loop is a worker's goroutine: it runs the call it was started with and
 // then queued calls until the queue is empty.
 func (w *worker) loop() {
-	growStack()
 	w.run()
 	w.resume()
 }
-
-// growStack grows a new worker goroutine's stack at once, while it holds
-// only this frame, to the size that a scheduler driving a flow from an
-// OnDone callback reaches (package flow does, on the worker that completes
-// a call): grown there instead, frame by frame from the 2 KiB a goroutine
-// starts with, each doubling copies a deep stack (2026-12-02: 11% of the
-// CPU of a flow's 32x32 lattice on 2 workers). The frame's size is what
-// grows the stack; pad is never touched, so nothing is zeroed.
-//
-//go:noinline
-func growStack() {
-	if padUsed {
-		var pad [stackPad]byte
-		keep(pad[:])
-	}
-}
-
-// stackPad is the stack a new worker takes at its start.
-const stackPad = 12 << 10
-
-// padUsed is never set: it keeps growStack's frame from being optimised
-// away.
-var padUsed bool
-
-//go:noinline
-func keep([]byte) {}
 
 // starter returns w.loop as a func value made once per worker: a go
 // statement with a method call would allocate its closure at every start.
