@@ -24,9 +24,11 @@
 // hand-off, so a timeout is as prompt as a context.WithTimeout.
 //
 // A worker's goroutine starts when a call is handed to an idle worker and
-// ends when the queue is empty, so an idle pool holds no goroutine but the
-// one that waits to end it, and a busy one never parks and wakes a
-// goroutine per call.
+// ends when the queue stays empty for about a microsecond (it looks again
+// that long before going idle, so that a submitter feeding many workers
+// short tasks keeps the ones it has busy instead of starting a goroutine
+// per call), so an idle pool holds no goroutine but the one that waits to
+// end it, and a busy one never parks and wakes a goroutine per call.
 //
 // A call whose return its worker observes at or after its deadline is late
 // (the rule of executor.TimeoutHandler) and answered with the
@@ -477,17 +479,23 @@ func (e *Executor) accepted(ctx context.Context, j *job) {
 // next gives w the next queued call, or makes w idle and reports false.
 // A call popped after Shutdown began is answered as cancelled, not run.
 func (e *Executor) next(w *worker) bool {
-	for {
-		if !e.ring.pop(&w.cur) {
-			break
+	if e.take(w) {
+		return true
+	}
+	// Before going idle, look again for a while: a submitter that keeps
+	// the workers fed pushes its next call within a few hundred
+	// nanoseconds, which this worker then takes from the queue without a
+	// lock. Gone idle, it would make that submitter take the mutex and
+	// start a goroutine for the call instead; with many workers and short
+	// tasks the pool would then start a goroutine for nearly every call.
+	for i := range idleSpins {
+		if i == idleSpins/2 {
+			runtime.Gosched() // let a submitter on this P push
 		}
-		if e.popped() {
+		if e.ring.len() > 0 && e.take(w) {
 			return true
 		}
-		e.cancelQueued(&w.cur)
-		w.cur = job{}
 	}
-	w.cur = job{}
 	e.mu.Lock()
 	e.idle = append(e.idle, w)
 	e.idleN.Store(int64(len(e.idle)))
@@ -515,6 +523,25 @@ func (e *Executor) next(w *worker) bool {
 	if last {
 		close(e.workersGone)
 	}
+	return false
+}
+
+// idleSpins is how many times a worker that finds the queue empty looks
+// at it again before it goes idle (see next): about a microsecond.
+const idleSpins = 64
+
+// take gives w the next queued call that may run, and reports whether
+// there was one; calls popped after Shutdown began are answered as
+// cancelled on the way. It leaves w.cur zero when it reports false.
+func (e *Executor) take(w *worker) bool {
+	for e.ring.pop(&w.cur) {
+		if e.popped() {
+			return true
+		}
+		e.cancelQueued(&w.cur)
+		w.cur = job{}
+	}
+	w.cur = job{}
 	return false
 }
 
