@@ -488,7 +488,8 @@ func (e *Executor) next(w *worker) bool {
 	// lock. Gone idle, it would make that submitter take the mutex and
 	// start a goroutine for the call instead; with many workers and short
 	// tasks the pool would then start a goroutine for nearly every call.
-	for i := range idleSpins {
+	// Without a queue (Options.Queue < 0) calls come only by hand-off.
+	for i := 0; i < idleSpins && e.ring.limit > 0; i++ {
 		if i == idleSpins/2 {
 			runtime.Gosched() // let a submitter on this P push
 		}
