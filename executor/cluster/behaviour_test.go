@@ -235,7 +235,10 @@ func TestWorkerShutdownHandsBackWhatItCannotFinish(t *testing.T) {
 	require.ErrorAs(t, err, &se)
 	require.Len(t, se.Running, 1)
 	assert.Contains(t, se.Running[0], "handback")
-	assert.Equal(t, uint64(1), w1.Stats().HandedBack)
+	// At least once: the server redelivers the handed-back call at once,
+	// and w1, still draining (its Shutdown gave up, not its pull), may get
+	// it again and hand it back again before the next worker starts.
+	assert.GreaterOrEqual(t, w1.Stats().HandedBack, uint64(1))
 
 	// Handed back, the call is delivered to the next worker at once, not
 	// after the ack wait.
