@@ -195,7 +195,10 @@ func testLimitsBadInput(t *testing.T, s store.Store) {
 
 func testSlotsConcurrent(t *testing.T, s store.Store) {
 	l, c := limiter(t, s), ctx(t)
-	const limit, workers, rounds = 3, 8, 8
+	// Holders must overlap for an overbooking store to show more than
+	// limit of them at once: each holds for well over a claim's time, also
+	// on a loaded machine, where a claim can take tens of milliseconds.
+	const limit, workers, rounds, hold = 3, 8, 6, 60 * time.Millisecond
 	var holding, most, claims atomic.Int32
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -221,7 +224,7 @@ func testSlotsConcurrent(t *testing.T, s store.Store) {
 						break
 					}
 				}
-				time.Sleep(20 * time.Millisecond) // longer than a claim, so that holders overlap
+				time.Sleep(hold)
 				holding.Add(-1)
 				if err := l.ReleaseSlots(c, "api", "", owner, got, []string{h}); err != nil {
 					errs[w] = err
