@@ -159,6 +159,59 @@ func TestLimitWaitCountsAgainstFlowTimeout(t *testing.T) {
 	})
 }
 
+// TestFlowTimeoutSeenWhenUnitsEndFirst: when the flow's own limit ends
+// its only unit through that unit's event (here a wait for a limit held
+// elsewhere) before the run's loop sees the context end, the run is still
+// TimedOut with a *flow.TimeoutError. The two wake-ups come at the same
+// instant and the loop takes either; 32 runs leave the wrong order a
+// chance of 2^-32 to hide.
+func TestFlowTimeoutSeenWhenUnitsEndFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tk := task.New("call", func(ctx context.Context, j job) (int, error) { return j.N, nil },
+			task.Options{Limits: []limit.Use{{Limit: "api"}}})
+		f, _ := mapFlow(t, "blocked", tk, flow.Options{Timeout: time.Second}, 1, "c")
+		set := limitSet(t, limit.Limit{Name: "api", Concurrency: 1})
+		h, _, err := set.Acquire(t.Context(), "elsewhere", []limit.Key{{Limit: "api"}}, func(*limit.Hold, error) {})
+		require.NoError(t, err)
+		require.NotNil(t, h)
+		defer h.Release()
+		for range 32 {
+			res, err := f.Run(t.Context(), newTestPool(t, 2, 2), flow.RunOptions{Limits: set})
+			var te *flow.TimeoutError
+			require.ErrorAs(t, err, &te)
+			assert.Equal(t, task.TimedOut, res.State)
+		}
+	})
+}
+
+// TestFlowFinishingAtItsDeadlineSucceeds: a run whose tasks all succeed at
+// the instant its limit passes is successful: the context ended, but it
+// stopped nothing.
+func TestFlowFinishingAtItsDeadlineSucceeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tk := task.New("call", func(ctx context.Context, j job) (int, error) {
+			time.Sleep(time.Second)
+			return j.N, nil
+		}, task.Options{})
+		f, _ := mapFlow(t, "exact", tk, flow.Options{Timeout: time.Second}, 2, "c")
+		succeeded := 0
+		for range 32 {
+			res, err := f.Run(t.Context(), newTestPool(t, 2, 2), flow.RunOptions{})
+			if err != nil {
+				// The task's sleep and the deadline end at one instant; a
+				// run that saw its context first is stopped, rightly.
+				var te *flow.TimeoutError
+				require.ErrorAs(t, err, &te)
+				continue
+			}
+			assert.Equal(t, task.Success, res.State)
+			succeeded++
+		}
+		t.Logf("%d of 32 runs succeeded", succeeded)
+		assert.NotZero(t, succeeded, "some runs finish before the loop sees the deadline")
+	})
+}
+
 // TestLimitRateExact: a rate of 4 a second spaces starts 250 ms apart.
 func TestLimitRateExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -150,15 +150,21 @@ func (r *run) result() *Result {
 	}
 	r.recs = nil
 
+	// The loop may never see ctx.Done(): the context can end every open
+	// unit through the unit's own events (a wait for limits, a running
+	// attempt the executor cancels) first. A task Cancelled under an ended
+	// context says the run was stopped all the same. A run whose tasks all
+	// finished right at the deadline is not.
+	stopped := r.stopping || r.ctx.Err() != nil && anyCancelled(res.Tasks)
 	var errs []error
 	switch {
 	case r.storeErr != nil:
 		res.State = task.Failed
 		errs = append(errs, r.storeErr)
-	case r.stopping && r.timeout != nil && context.Cause(r.ctx) == r.timeout:
+	case stopped && r.timeout != nil && context.Cause(r.ctx) == r.timeout:
 		res.State = task.TimedOut
 		errs = append(errs, r.timeout)
-	case r.stopping:
+	case stopped:
 		res.State = task.Cancelled
 		errs = append(errs, fmt.Errorf("flow %q: run cancelled: %w", f.name, context.Cause(r.ctx)))
 	default:
@@ -182,6 +188,16 @@ func (r *run) result() *Result {
 	}
 	res.Err = errors.Join(errs...)
 	return res
+}
+
+// anyCancelled reports whether a task run ended Cancelled.
+func anyCancelled(runs []TaskRun) bool {
+	for i := range runs {
+		if runs[i].State == task.Cancelled {
+			return true
+		}
+	}
+	return false
 }
 
 func refState(res *Result, refs []int32) task.State {
