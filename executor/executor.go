@@ -230,12 +230,25 @@ type Stats struct {
 	Abandoned int64
 }
 
+// Runner is a TimeoutHandler with a faster way to run one call and wait
+// for it than Submit followed by Future.Wait: Run uses it. Its Run(ctx,
+// call) must answer exactly as Submit(ctx, call) followed by
+// Wait(context.Background()) on the Future would (executor/subprocess
+// reads the answer on the calling goroutine, without waking another one).
+type Runner interface {
+	TimeoutHandler
+	Run(ctx context.Context, call Call) (any, error)
+}
+
 // Run submits call to h and waits for its result. It is the one-call form
 // of the contract, like Prefect's timeout_handler: no flow to build. The
 // call is cancelled when ctx is, and Run waits for the executor to report
 // the cancellation, so a hard executor has killed the process when Run
-// returns.
+// returns. When h is a Runner, Run calls its Run.
 func Run(ctx context.Context, h TimeoutHandler, call Call) (any, error) {
+	if r, ok := h.(Runner); ok {
+		return r.Run(ctx, call)
+	}
 	f, err := h.Submit(ctx, call)
 	if err != nil {
 		return nil, err

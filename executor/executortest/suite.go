@@ -124,6 +124,10 @@ func Run(t *testing.T, cfg Config) {
 	enf := probe.Enforcement()
 	require.NoError(t, probe.Shutdown(context.Background()))
 	require.Contains(t, []executor.Enforcement{executor.Soft, executor.Hard}, enf, "Enforcement()")
+	runner := false
+	if _, ok := probe.(executor.Runner); ok {
+		runner = true
+	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
 			if c.only != 0 && enf != c.only {
@@ -141,7 +145,12 @@ func Run(t *testing.T, cfg Config) {
 			if c.crashable && !cfg.Crashable {
 				t.Skip("applies to executors whose worker processes can crash")
 			}
-			cfg.check(t, enf, c.fn)
+			cfg.check(t, enf, false, c.fn)
+			if runner {
+				// An executor.Runner's Run must answer as Submit and
+				// Wait do: every check again, its calls through Run.
+				t.Run("via-Run", func(t *testing.T) { cfg.check(t, enf, true, c.fn) })
+			}
 		})
 	}
 }
@@ -167,11 +176,12 @@ type session struct {
 	taskLg *LogBuffer // the calls' logger
 	dir    string
 	calls  atomic.Int64 // numbers the calls' run ids
+	viaRun bool         // run calls with the executor's Runner.Run
 }
 
-func (cfg Config) check(t *testing.T, enf executor.Enforcement, fn func(t *testing.T, s *session)) {
+func (cfg Config) check(t *testing.T, enf executor.Enforcement, viaRun bool, fn func(t *testing.T, s *session)) {
 	body := func(t *testing.T) {
-		s := &session{cfg: cfg, exLog: &LogBuffer{}, taskLg: &LogBuffer{}, dir: t.TempDir()}
+		s := &session{cfg: cfg, exLog: &LogBuffer{}, taskLg: &LogBuffer{}, dir: t.TempDir(), viaRun: viaRun}
 		s.ex = cfg.New(t, s.exLog.Logger())
 		require.NotNil(t, s.ex)
 		require.Equal(t, enf, s.ex.Enforcement())
@@ -221,15 +231,30 @@ type result struct {
 func (s *session) run(t *testing.T, ctx context.Context, call executor.Call) result {
 	t.Helper()
 	start := time.Now()
-	f, err := s.ex.Submit(ctx, call)
-	require.NoError(t, err, "Submit")
-	require.NotNil(t, f)
 	wait := 2 * time.Minute
 	if s.cfg.Synctest && !s.hard {
 		// Fake time: the bound must outlast the suite's longest call (an
 		// hour in checkNoLimit) for executors that answer asynchronously.
 		wait = 2 * time.Hour
 	}
+	if r, ok := s.ex.(executor.Runner); ok && s.viaRun {
+		var res result
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res.value, res.err = r.Run(ctx, call)
+			res.elapsed = time.Since(start)
+		}()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Fatalf("Run did not return within %v", wait)
+		}
+		return res
+	}
+	f, err := s.ex.Submit(ctx, call)
+	require.NoError(t, err, "Submit")
+	require.NotNil(t, f)
 	wctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	v, err := f.Wait(wctx)

@@ -68,9 +68,9 @@
 // replaced at once, so the next call finds it warm. Each worker leads a process group of its own
 // (Setpgid): the tasks' children are in it, and signals go to all of them.
 //
-// Calls and results travel as length-prefixed frames on two pipes of
-// their own, the worker's fd 3 and fd 4, so a task that prints cannot
-// corrupt them; inputs and results in the Handler's codec (JSON by
+// Calls and results travel as length-prefixed frames on pipes of their
+// own, the worker's fd 3 and fd 4 (and fd 5, below), so a task that prints
+// cannot corrupt them; inputs and results in the Handler's codec (JSON by
 // default), errors as internal/wire envelopes, which keep their message
 // and class and rebuild the executor package's typed errors. The worker's
 // stdout and stderr are logged line by line on the call's Logger, named
@@ -84,9 +84,15 @@
 // replaced only once the logger returns.
 //
 // A warm round trip costs tens of microseconds: the two pipe writes, the
-// codec, and waking each process once. Where waking an idle CPU is slow
-// (virtual machines), Options.Spin has the reader that expects a frame
-// poll for it briefly before it sleeps, at the price of CPU; see
+// codec, and waking each process once. A call through Executor.Run (and so
+// executor.Run) that an idle worker takes at once saves the rest: its
+// result comes back on a third pipe, the worker's fd 5, which the caller
+// reads itself, so no goroutine of this process wakes another to pass the
+// answer on. A call that logs still gets its answer after its log lines:
+// the worker then sends the result after them on fd 4. Windows has no
+// third pipe; there Run is Submit and Future.Wait. Where waking an idle
+// CPU is slow (virtual machines), Options.Spin has the reader that expects
+// a frame poll for it briefly before it sleeps, at the price of CPU; see
 // docs/benchmarks.md for the figures against a bare two-pipe floor.
 //
 // # Stopping a worker

@@ -36,6 +36,9 @@ type Executor struct {
 
 	stats      callstats.Counters // Abandoned stays zero: see Stats
 	closedFlag atomic.Bool
+	// Direct calls whose result came on the direct pipe, and those whose
+	// result moved to the results pipe after their logs (readDirect).
+	directAnswers, movedAnswers atomic.Uint64
 
 	mu       sync.Mutex
 	closed   bool
@@ -131,6 +134,7 @@ type job struct {
 	start    time.Time
 	deadline time.Time // zero without a limit
 	output   hclog.Logger
+	direct   bool // sent as a Direct call: its caller reads the direct pipe
 }
 
 // Submit hands call to an idle worker (writing it to the worker's pipe) or
@@ -151,28 +155,53 @@ type job struct {
 // one; then reap) before the Future completes with an error matching
 // context.Canceled.
 func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Future, error) {
-	return e.submit(ctx, call, true)
+	f, _, err := e.submit(ctx, call, true, false)
+	return f, err
 }
 
 // TrySubmit is Submit without the wait: when Options.MaxQueue calls
 // already wait, it fails at once with executor.ErrQueueFull and the call
 // is not accepted. Otherwise it is Submit.
 func (e *Executor) TrySubmit(ctx context.Context, call executor.Call) (*executor.Future, error) {
-	return e.submit(ctx, call, false)
+	f, _, err := e.submit(ctx, call, false, false)
+	return f, err
 }
 
-func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*executor.Future, error) {
+// Run submits call and waits for its answer: exactly what Submit followed
+// by Future.Wait(context.Background()) does, and what executor.Run calls.
+// When an idle worker takes the call at once (on Linux and macOS), the
+// worker sends the result on a pipe of its own that this goroutine reads
+// itself, so that no other goroutine is woken to pass it on: that saves
+// most of the wake-ups of a warm round trip (docs/benchmarks.md,
+// Subprocess). A call that logs, or waits in the queue, is answered the
+// usual way. Timeouts, cancellation and crashes are answered as for
+// Submit, once the worker's process group is reaped.
+func (e *Executor) Run(ctx context.Context, call executor.Call) (any, error) {
+	f, j, err := e.submit(ctx, call, true, true)
+	if err != nil {
+		return nil, err
+	}
+	if j != nil {
+		j.w.readDirect(j)
+	}
+	return f.Wait(context.Background())
+}
+
+// submit is Submit (wait) and TrySubmit. With direct, a job an idle worker
+// takes at once is sent as a Direct call, and returned: its caller must
+// read the worker's direct pipe (worker.readDirect).
+func (e *Executor) submit(ctx context.Context, call executor.Call, wait, direct bool) (*executor.Future, *job, error) {
 	if call.Handler == nil {
-		return nil, errors.New("executor/subprocess: Submit with a nil Handler")
+		return nil, nil, errors.New("executor/subprocess: Submit with a nil Handler")
 	}
 	if e.closedFlag.Load() {
-		return nil, executor.ErrClosed
+		return nil, nil, executor.ErrClosed
 	}
 	if ctx.Err() != nil {
 		err := executor.NewCanceledError(call.Name(), ctx)
 		e.stats.Submitted.Add(1)
 		e.stats.Ended(err)
-		return executor.Completed(nil, err), nil
+		return executor.Completed(nil, err), nil, nil
 	}
 	input, err := call.Handler.EncodeInput(call.Input)
 	if err == nil && len(input) > e.opts.MaxFrame-callOverhead(&call) {
@@ -182,7 +211,7 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 	if err != nil {
 		e.stats.Submitted.Add(1)
 		e.stats.Ended(err)
-		return executor.Completed(nil, err), nil
+		return executor.Completed(nil, err), nil, nil
 	}
 	j := &job{call: call, input: input, logLevel: levelOf(call.Logger), promise: executor.NewPromise()}
 	if ctx.Done() != nil {
@@ -196,7 +225,7 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 		if !wait {
 			e.mu.Unlock()
 			j.stopWatching()
-			return nil, executor.ErrQueueFull
+			return nil, nil, executor.ErrQueueFull
 		}
 		if e.room == nil {
 			e.room = make(chan struct{})
@@ -207,30 +236,34 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 		case <-room:
 		case <-ctx.Done():
 			j.stopWatching()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		e.mu.Lock()
 	}
 	if e.closed {
 		e.mu.Unlock()
 		j.stopWatching()
-		return nil, executor.ErrClosed
+		return nil, nil, executor.ErrClosed
 	}
 	if j.canceled != nil { // ctx ended since the check above
 		j.state = jobDone
 		e.stats.Submitted.Add(1)
 		e.mu.Unlock()
 		e.finish(j, nil, nil, j.canceled)
-		return j.promise.Future(), nil
+		return j.promise.Future(), nil, nil
 	}
 	if n := len(e.idle); n > 0 {
 		w := e.idle[n-1]
 		e.idle = e.idle[:n-1]
 		e.stats.Submitted.Add(1)
 		e.beginLocked(w, j)
+		j.direct = direct && w.dir != nil
 		e.mu.Unlock()
 		w.send(j)
-		return j.promise.Future(), nil
+		if j.direct {
+			return j.promise.Future(), j, nil
+		}
+		return j.promise.Future(), nil, nil
 	}
 	e.stats.Submitted.Add(1)
 	j.state = jobQueued
@@ -240,7 +273,7 @@ func (e *Executor) submit(ctx context.Context, call executor.Call, wait bool) (*
 		e.startSlotLocked()
 	}
 	e.mu.Unlock()
-	return j.promise.Future(), nil
+	return j.promise.Future(), nil, nil
 }
 
 // callOverhead bounds the bytes a Call frame holds besides its input.

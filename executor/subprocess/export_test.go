@@ -15,3 +15,10 @@ var Supported = supported
 func WorkerMark(ppid int) string {
 	return envWorker + "=" + workerSpec(ppid, 0, 0)[:len(fmt.Sprintf("v%d,%d,", proto.Version, ppid))]
 }
+
+// DirectAnswers returns how many Run calls of e had their result on the
+// direct pipe, and how many had it moved to the results pipe after their
+// logs.
+func DirectAnswers(e *Executor) (direct, moved uint64) {
+	return e.directAnswers.Load(), e.movedAnswers.Load()
+}

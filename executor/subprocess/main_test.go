@@ -98,7 +98,8 @@ var (
 func registry() *executor.Registry {
 	reg := executortest.Registry()
 	for _, h := range []*executor.Handler{pidTask, garbageTask, oversizeTask, printTask, bigTask, hogTask,
-		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask, traceTask, bytesTask} {
+		goPanicTask, ignoreTermTask, orphanTask, double, cleanupTask, chattyTask, goexitTask, traceTask, bytesTask,
+		logOnceTask, directGarbageTask, directMovedTask} {
 		if err := reg.Register(h); err != nil {
 			panic(err)
 		}

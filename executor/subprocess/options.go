@@ -101,7 +101,9 @@ type Options struct {
 	// Spin is how long a protocol pipe is polled for the frame expected on
 	// it before its reader sleeps: in the worker for the next call after
 	// each result, in this process for a worker's result after each call
-	// it was sent; both only while that call is the only one running (with
+	// it was sent (not for a call of Executor.Run read on its caller's
+	// goroutine, which sleeps in the runtime's poller as a bare pipe read
+	// does); both only while that call is the only one running (with
 	// more, every CPU has work and none sleeps). A round trip wakes each
 	// process once; where waking an idle CPU is slow (virtual machines,
 	// deep C-states) that wake-up costs more than the rest of the round

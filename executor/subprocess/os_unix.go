@@ -19,10 +19,11 @@ type group struct {
 	pgid int
 }
 
-// prepare gives cmd the protocol pipes (the worker's fd 3 and fd 4) and
-// the attributes that make the worker lead a group of its own.
-func (g *group) prepare(cmd *exec.Cmd, calls, results *os.File) error {
-	cmd.ExtraFiles = []*os.File{calls, results}
+// prepare gives cmd the protocol pipes (the worker's fd 3, fd 4 and the
+// direct pipe, fd 5) and the attributes that make the worker lead a group
+// of its own.
+func (g *group) prepare(cmd *exec.Cmd, calls, results, direct *os.File) error {
+	cmd.ExtraFiles = []*os.File{calls, results, direct}
 	cmd.SysProcAttr = sysProcAttr()
 	return nil
 }
@@ -61,19 +62,22 @@ func (g *group) release() {}
 // rss returns the worker's resident set size.
 func rss(pid int) (int64, error) { return procgroup.RSS(pid) }
 
-// workerFiles returns the worker's ends of the protocol pipes, fd 3 and
-// fd 4, which the processes that tasks start do not inherit.
-func workerFiles() (calls, results *os.File, stop stopper, err error) {
-	for _, fd := range []int{3, 4} {
+// directPipe says that workers have a direct pipe here (fd 5).
+const directPipe = true
+
+// workerFiles returns the worker's ends of the protocol pipes, fd 3, fd 4
+// and the direct pipe, fd 5, and its stop requests.
+func workerFiles() (calls, results, direct *os.File, stop stopper, err error) {
+	for _, fd := range []int{3, 4, 5} {
 		var st syscall.Stat_t
 		if err := syscall.Fstat(fd, &st); err != nil {
-			return nil, nil, stopper{}, fmt.Errorf("started as a worker without its protocol pipe on fd %d: %w", fd, err)
+			return nil, nil, nil, stopper{}, fmt.Errorf("started as a worker without its protocol pipe on fd %d: %w", fd, err)
 		}
 		// Not inherited by the processes tasks start; pollable by Go.
 		syscall.CloseOnExec(fd)
 		_ = syscall.SetNonblock(fd, true)
 	}
-	return os.NewFile(3, "flowline-calls"), os.NewFile(4, "flowline-results"), stopper{}, nil
+	return os.NewFile(3, "flowline-calls"), os.NewFile(4, "flowline-results"), os.NewFile(5, "flowline-direct"), stopper{}, nil
 }
 
 // ownGroup returns the worker's process group id.

@@ -35,7 +35,8 @@ type group struct {
 // prepare creates the worker's stop event and gives cmd its inherited
 // handles. The worker starts suspended (CREATE_SUSPENDED), so that attach
 // puts it in its job before it runs a single instruction.
-func (g *group) prepare(cmd *exec.Cmd, calls, results *os.File) error {
+// Windows has no direct pipe (directPipe): direct is nil.
+func (g *group) prepare(cmd *exec.Cmd, calls, results, direct *os.File) error {
 	sa := &windows.SecurityAttributes{InheritHandle: 1}
 	sa.Length = uint32(unsafe.Sizeof(*sa))
 	ev, err := windows.CreateEvent(sa, 1, 0, nil)
@@ -127,24 +128,28 @@ func becomeSubreaper() (bool, error) { return false, nil }
 // stopper is the worker's side of its stop event.
 type stopper struct{ ev windows.Handle }
 
+// directPipe says that workers have a direct pipe here: not on Windows,
+// where a call's result always comes on the results pipe.
+const directPipe = false
+
 // workerFiles returns the worker's ends of the protocol pipes and its stop
-// event, from the handles named by envHandles.
-func workerFiles() (calls, results *os.File, stop stopper, err error) {
+// event, from the handles named by envHandles; direct is nil (directPipe).
+func workerFiles() (calls, results, direct *os.File, stop stopper, err error) {
 	spec := os.Getenv(envHandles)
 	_ = os.Unsetenv(envHandles)
 	parts := strings.Split(spec, ",")
 	if len(parts) != 3 {
-		return nil, nil, stopper{}, fmt.Errorf("started as a worker without its handles (%s=%q)", envHandles, spec)
+		return nil, nil, nil, stopper{}, fmt.Errorf("started as a worker without its handles (%s=%q)", envHandles, spec)
 	}
 	var hs [3]uintptr
 	for i, p := range parts {
 		v, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return nil, nil, stopper{}, fmt.Errorf("bad %s=%q: %w", envHandles, spec, err)
+			return nil, nil, nil, stopper{}, fmt.Errorf("bad %s=%q: %w", envHandles, spec, err)
 		}
 		hs[i] = uintptr(v)
 	}
-	return os.NewFile(hs[0], "flowline-calls"), os.NewFile(hs[1], "flowline-results"), stopper{ev: windows.Handle(hs[2])}, nil
+	return os.NewFile(hs[0], "flowline-calls"), os.NewFile(hs[1], "flowline-results"), nil, stopper{ev: windows.Handle(hs[2])}, nil
 }
 
 // watch delivers the parent's stop request on c as a SIGTERM. The

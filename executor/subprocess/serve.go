@@ -84,12 +84,14 @@ type server struct {
 	pgid  int
 	limit int
 	out   *os.File
+	dir   *os.File  // the direct pipe (fd 5), for the results of Direct calls; nil on Windows
 	in    io.Reader // the calls pipe, polled for the next call after a result (Options.Spin)
 	sigs  chan os.Signal
 	stop  stopper // where the parent's stop requests come from
 
-	wmu  sync.Mutex // serialises frames on out
-	wbuf []byte
+	wmu    sync.Mutex // serialises frames on out and dir
+	wbuf   []byte
+	logged uint64 // the last call that sent a Log frame, under wmu
 
 	mu          sync.Mutex
 	current     *running
@@ -140,7 +142,7 @@ func serve(reg *executor.Registry, spec string) int {
 		fmt.Fprintf(os.Stderr, "executor/subprocess: bad %s=%q: %v\n", envWorker, spec, err)
 		return 2
 	}
-	callsIn, resultsOut, stop, err := workerFiles() // os_*.go
+	callsIn, resultsOut, direct, stop, err := workerFiles() // os_*.go
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "executor/subprocess: %v\n", err)
 		return 2
@@ -151,6 +153,7 @@ func serve(reg *executor.Registry, spec string) int {
 		pgid:  ownGroup(),
 		limit: limit,
 		out:   resultsOut,
+		dir:   direct,
 		sigs:  make(chan os.Signal, 2),
 		stop:  stop,
 		in:    newBlockingReader(callsIn, spin),
@@ -279,7 +282,7 @@ func (s *server) serveCall(c proto.Call, replace func()) {
 		if term {
 			os.Exit(0)
 		}
-		s.sendResult(&res)
+		s.sendResult(&res, c.Direct)
 		if c.Spin {
 			kick(s.in) // the next call comes soon
 		}
@@ -396,28 +399,48 @@ type appender interface {
 	Append(b []byte, limit int) ([]byte, error)
 }
 
-// send writes one frame to the parent.
+// send writes one frame to the parent on the results pipe.
 func (s *server) send(m appender) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.sendLocked(s.out, m)
+}
+
+// sendLocked writes one frame on f, under wmu.
+func (s *server) sendLocked(f *os.File, m appender) error {
 	b, err := m.Append(s.wbuf[:0], s.limit)
 	if err != nil {
 		return err
 	}
-	_, err = s.out.Write(b)
+	_, err = f.Write(b)
 	if cap(b) <= 64<<10 {
 		s.wbuf = b // keep small buffers only
 	}
 	return err
 }
 
-// sendResult sends a call's result. A failed write means the parent
-// closed the pipe or died.
-func (s *server) sendResult(res *proto.Result) {
-	err := s.send(res)
+// sendResult sends a call's result: on the direct pipe if direct (the
+// call's Direct) and the call sent no Log frame, and otherwise on the
+// results pipe, after its logs, with a Moved frame on the direct pipe when
+// direct. A failed write means the parent closed the pipe or died.
+func (s *server) sendResult(res *proto.Result, direct bool) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	to, moved := s.out, false
+	if direct && s.dir != nil {
+		if s.logged == res.Seq {
+			moved = true
+		} else {
+			to = s.dir
+		}
+	}
+	err := s.sendLocked(to, res)
 	if errors.Is(err, frame.ErrTooLarge) { // call checks the size; this is a safety net
-		err = s.send(&proto.Result{Seq: res.Seq, Expired: res.Expired, Err: wire.EncodeError(
+		err = s.sendLocked(to, &proto.Result{Seq: res.Seq, Expired: res.Expired, Err: wire.EncodeError(
 			fmt.Errorf("executor/subprocess: result over the frame limit of %d bytes", s.limit))})
+	}
+	if err == nil && moved {
+		err = s.sendLocked(s.dir, &proto.Moved{Seq: res.Seq})
 	}
 	if err != nil {
 		s.lost()
@@ -427,9 +450,12 @@ func (s *server) sendResult(res *proto.Result) {
 // sendLog sends one log line of call seq; a line over the frame limit is
 // replaced by a warning that says so.
 func (s *server) sendLog(seq uint64, line []byte) {
-	err := s.send(&proto.Log{Seq: seq, Line: line})
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.logged = seq // its result follows its logs (sendResult)
+	err := s.sendLocked(s.out, &proto.Log{Seq: seq, Line: line})
 	if errors.Is(err, frame.ErrTooLarge) {
-		_ = s.send(&proto.Log{Seq: seq, Line: fmt.Appendf(nil,
+		_ = s.sendLocked(s.out, &proto.Log{Seq: seq, Line: fmt.Appendf(nil,
 			`{"@level":"warn","@message":"task log line dropped: over the frame limit","bytes":%d}`, len(line))})
 	}
 	// A failed write is the runner's to notice, when it sends the result.

@@ -60,6 +60,9 @@ type worker struct {
 	req    *os.File           // the worker's fd 3, our end
 	resp   *os.File           // the worker's fd 4, our end
 	in     io.Reader          // resp, polled for a while after each call sent (Options.Spin)
+	dir    *os.File           // the worker's fd 5, our end: the direct pipe; nil on Windows
+	dmu    sync.Mutex         // held by the caller reading dir (readDirect)
+	dr     *frame.Reader      // reads dir, under dmu; made by the first readDirect
 	out    *os.File           // the worker's stdout, our end
 	errOut *os.File           // the worker's stderr, our end
 	tail   tail
@@ -111,7 +114,12 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	respR, respW, err2 := pipe()
 	outR, outW, err3 := pipe()
 	errR, errW, err4 := pipe()
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	var dirR, dirW *os.File
+	var err5 error
+	if directPipe {
+		dirR, dirW, err5 = pipe()
+	}
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		closeAll()
 		return nil, &startError{reason: fmt.Sprintf("pipes: %v", err)}
 	}
@@ -125,7 +133,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
 	g := &group{}
-	if err := g.prepare(cmd, reqR, respW); err != nil { // the pipes, a group of its own (os_*.go)
+	if err := g.prepare(cmd, reqR, respW, dirW); err != nil { // the pipes, a group of its own (os_*.go)
 		cancel()
 		closeAll()
 		return nil, &startError{reason: err.Error()}
@@ -147,8 +155,10 @@ func (e *Executor) startWorker() (*worker, *startError) {
 		}
 		return nil
 	})
-	for _, f := range []*os.File{reqR, respW, outW, errW} {
-		f.Close() // the child has its copies
+	for _, f := range []*os.File{reqR, respW, outW, errW, dirW} {
+		if f != nil {
+			f.Close() // the child has its copies
+		}
 	}
 	if err != nil {
 		cancel()
@@ -165,6 +175,7 @@ func (e *Executor) startWorker() (*worker, *startError) {
 		req:    reqW,
 		resp:   respR,
 		in:     newSpinReader(respR, e.opts.Spin, false, e.spinWorthIt),
+		dir:    dirR,
 		out:    outR,
 		errOut: errR,
 		tail:   tail{max: e.opts.StderrTail},
@@ -230,6 +241,7 @@ func (w *worker) send(j *job) {
 		TraceParent: j.call.TraceParent(),
 		TraceState:  j.call.TraceState(),
 		Spin:        w.e.opts.Spin > 0 && w.e.spinWorthIt(),
+		Direct:      j.direct,
 	}
 	if !j.deadline.IsZero() {
 		c.Deadline = j.deadline.UnixNano()
@@ -245,7 +257,9 @@ func (w *worker) send(j *job) {
 		w.buf = b // keep small buffers only
 	}
 	w.sendMu.Unlock()
-	kick(w.in) // its result comes soon
+	if !j.direct {
+		kick(w.in) // its result comes soon
+	}
 	if err != nil {
 		w.e.mu.Lock()
 		w.e.stopLocked(w, stopCrash, "")
@@ -371,6 +385,46 @@ func (w *worker) read() {
 		w.e.mu.Unlock()
 		return
 	}
+}
+
+// readDirect reads the direct pipe for the result of j, a Direct call,
+// on the goroutine of Run's caller, and handles it as read does: this
+// goroutine was the one waiting, so no other is woken. It returns once the
+// result is handled, once a Moved frame says it went to the results pipe
+// (read handles it there, after the call's logs), or once the pipe fails:
+// the worker is then dying or stopping, and its stop answers j.
+func (w *worker) readDirect(j *job) {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	if w.dr == nil {
+		w.dr = frame.NewReader(w.dir, w.e.opts.MaxFrame)
+	}
+	kind, body, err := w.dr.Next()
+	at := time.Now() // when the result is observed, for the late rule
+	if err == nil {
+		switch kind {
+		case proto.KindResult:
+			if err = w.onResult(body, at); err == nil {
+				w.e.directAnswers.Add(1)
+			}
+		case proto.KindMoved:
+			var m proto.Moved
+			if m, err = proto.DecodeMoved(body); err == nil && m.Seq != j.seq {
+				err = fmt.Errorf("a Moved frame for call %d on the direct pipe of call %d", m.Seq, j.seq)
+			}
+			if err == nil {
+				w.e.movedAnswers.Add(1)
+			}
+		default:
+			err = fmt.Errorf("unexpected frame of kind %q", kind)
+		}
+	}
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) {
+		return // an end of the pipe is the worker's death, which wait and read see
+	}
+	w.e.mu.Lock()
+	w.e.stopLocked(w, stopProtocol, "protocol: direct pipe: "+describe(err))
+	w.e.mu.Unlock()
 }
 
 func describe(err error) string {
@@ -694,6 +748,9 @@ func (w *worker) closeOutput() {
 	w.out.Close()
 	w.errOut.Close()
 	w.resp.Close()
+	if w.dir != nil {
+		w.dir.Close() // a Run caller still reading it gets os.ErrClosed
+	}
 }
 
 // waitUntil waits for c to close until t, and reports whether it did.

@@ -2,7 +2,9 @@
 // worker processes: the messages, their kinds, and their encoding as
 // frames (package internal/frame). The parent writes Call frames to the
 // worker's fd 3; the worker writes one Hello frame, then Log and Result
-// frames, to its fd 4. Every decoder refuses malformed input with an error
+// frames, to its fd 4. The result of a Direct call goes to fd 5 instead,
+// the direct pipe, which the caller reads itself; when that call logged, it
+// goes to fd 4 after its logs, and a Moved frame on fd 5 says so. Every decoder refuses malformed input with an error
 // that matches frame.ErrMalformed; none panics.
 package proto
 
@@ -18,7 +20,7 @@ import (
 
 // Version is the protocol version. A worker announces it in its Hello; the
 // parent refuses a worker of another version.
-const Version = 3 // 2: Call carries the trace context; 3: and Spin
+const Version = 4 // 2: Call carries the trace context; 3: and Spin; 4: and Direct
 
 // The kinds of frames.
 const (
@@ -26,6 +28,7 @@ const (
 	KindCall   byte = 'C' // parent -> worker
 	KindResult byte = 'R' // worker -> parent, one per Call
 	KindLog    byte = 'L' // worker -> parent, any number during a Call
+	KindMoved  byte = 'M' // worker -> parent on the direct pipe: the Result went to fd 4
 )
 
 // Hello is the worker's handshake: it is serving, with this protocol.
@@ -53,6 +56,18 @@ type Call struct {
 	// this one's result (Options.Spin): the parent expects it soon and has
 	// CPU to spare, since this is the only call it runs.
 	Spin bool
+
+	// Direct asks the worker to send the Result on the direct pipe (fd 5),
+	// where the caller waits for it on its own goroutine, or, if the call
+	// sent Log frames, on fd 4 after them, with a Moved frame on fd 5: a
+	// call's logs then reach its logger before its answer, as they do
+	// without Direct.
+	Direct bool
+}
+
+// Moved says, on the direct pipe, that the Result of call Seq went to fd 4.
+type Moved struct {
+	Seq uint64
 }
 
 // Result is the outcome of a Call.
@@ -101,6 +116,7 @@ func (c *Call) Append(b []byte, limit int) ([]byte, error) {
 	b = frame.AppendString(b, c.TraceParent)
 	b = frame.AppendString(b, c.TraceState)
 	b = frame.AppendBool(b, c.Spin)
+	b = frame.AppendBool(b, c.Direct)
 	return end(b, start, limit)
 }
 
@@ -122,6 +138,7 @@ func DecodeCall(body []byte) (Call, error) {
 	}
 	tp, ts := f.Str(), f.Str()
 	c.Spin = f.Bool()
+	c.Direct = f.Bool()
 	if err := f.Finish(); err != nil {
 		return c, wrap("call", err)
 	}
@@ -167,6 +184,21 @@ func DecodeResult(body []byte) (Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// Append appends m as a frame of at most limit bytes.
+func (m *Moved) Append(b []byte, limit int) ([]byte, error) {
+	start := len(b)
+	b = frame.Begin(b, KindMoved)
+	b = frame.AppendUvarint(b, m.Seq)
+	return end(b, start, limit)
+}
+
+// DecodeMoved decodes the body of a KindMoved frame.
+func DecodeMoved(body []byte) (Moved, error) {
+	f := frame.NewFields(body)
+	m := Moved{Seq: f.Uvarint()}
+	return m, wrap("moved", f.Finish())
 }
 
 // Append appends l as a frame of at most limit bytes; a frame over the

@@ -43,7 +43,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 
 	c := proto.Call{Seq: 7, Task: "t", RunID: "r", Attempt: 2, Limit: time.Second,
 		Deadline: time.Now().UnixNano(), LogLevel: 3, Input: []byte(`{"N":1}`),
-		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7", Spin: true}
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "rojo=00f067aa0ba902b7", Spin: true, Direct: true}
 	b, err = c.Append([]byte("junk before"), 1<<20)
 	require.NoError(t, err)
 	kind, body = read(t, b[len("junk before"):])
@@ -94,6 +94,15 @@ func TestMessagesRoundTrip(t *testing.T) {
 	gotL, err := proto.DecodeLog(body)
 	require.NoError(t, err)
 	assert.Equal(t, l, gotL)
+
+	m := proto.Moved{Seq: 1 << 40}
+	b, err = m.Append(nil, 1<<20)
+	require.NoError(t, err)
+	kind, body = read(t, b)
+	assert.Equal(t, proto.KindMoved, kind)
+	gotM, err := proto.DecodeMoved(body)
+	require.NoError(t, err)
+	assert.Equal(t, m, gotM)
 }
 
 func TestAppendOverTheLimitLeavesTheBuffer(t *testing.T) {
@@ -109,6 +118,10 @@ func TestDecodersRefuseMalformedBodies(t *testing.T) {
 		assert.ErrorIs(t, err, frame.ErrMalformed)
 		_, err = proto.DecodeHello(body)
 		assert.ErrorIs(t, err, frame.ErrMalformed)
+		if len(body) > 0 {
+			_, err = proto.DecodeMoved(body)
+			assert.ErrorIs(t, err, frame.ErrMalformed)
+		}
 	}
 	// A result whose error is not JSON, and one with both an output and an error.
 	_, err := proto.DecodeResult(frame.AppendBytes(frame.AppendBytes([]byte{1, 0}, nil), []byte("{not json")))
@@ -126,6 +139,8 @@ func FuzzDecode(f *testing.F) {
 		&proto.Hello{Version: 1, PID: 9},
 		&proto.Call{Seq: 1, Task: "t", Input: []byte("{}"), Limit: time.Second},
 		&proto.Call{Seq: 4, Task: "t", Spin: true},
+		&proto.Call{Seq: 5, Task: "t", Direct: true},
+		&proto.Moved{Seq: 6},
 		&proto.Call{Seq: 2, Task: "t", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "k=v"},
 		&proto.Call{Seq: 3, Task: "t", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", TraceState: "k=v"},
 		&proto.Result{Seq: 1, Output: []byte("2")},
@@ -174,6 +189,14 @@ func FuzzDecode(f *testing.F) {
 			l2, err := proto.DecodeLog(again)
 			require.NoError(t, err)
 			assert.Equal(t, l, l2)
+		}
+		if m, err := proto.DecodeMoved(body); err == nil {
+			again := reencode(t, &m)
+			m2, err := proto.DecodeMoved(again)
+			require.NoError(t, err)
+			assert.Equal(t, m, m2)
+		} else {
+			require.True(t, errors.Is(err, frame.ErrMalformed), "%v", err)
 		}
 	})
 }
