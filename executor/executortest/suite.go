@@ -124,10 +124,7 @@ func Run(t *testing.T, cfg Config) {
 	enf := probe.Enforcement()
 	require.NoError(t, probe.Shutdown(context.Background()))
 	require.Contains(t, []executor.Enforcement{executor.Soft, executor.Hard}, enf, "Enforcement()")
-	runner := false
-	if _, ok := probe.(executor.Runner); ok {
-		runner = true
-	}
+	_, runner := probe.(executor.Runner)
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
 			if c.only != 0 && enf != c.only {

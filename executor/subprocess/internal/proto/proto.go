@@ -3,9 +3,10 @@
 // frames (package internal/frame). The parent writes Call frames to the
 // worker's fd 3; the worker writes one Hello frame, then Log and Result
 // frames, to its fd 4. The result of a Direct call goes to fd 5 instead,
-// the direct pipe, which the caller reads itself; when that call logged, it
-// goes to fd 4 after its logs, and a Moved frame on fd 5 says so. Every decoder refuses malformed input with an error
-// that matches frame.ErrMalformed; none panics.
+// the direct pipe, which the caller reads itself; when that call logged,
+// it goes to fd 4 after its logs, and a Moved frame on fd 5 says so. Every
+// decoder refuses malformed input with an error that matches
+// frame.ErrMalformed; none panics.
 package proto
 
 import (
