@@ -276,7 +276,7 @@ func (r *run) recorded(e *recorded) {
 		}
 		call := r.starts[i]
 		delete(r.starts, i)
-		r.submit(i, call)
+		r.submit(i, &call)
 	}
 	if len(r.held) > 0 && !r.stopping {
 		r.unhold()

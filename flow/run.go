@@ -712,7 +712,8 @@ func (r *run) startNode(i int32) {
 			r.end(i, state, err)
 			return
 		}
-		rn := r.runner(nd.spec, nil, r.taskOptions(nd.name, r.runID(i)), false)
+		opts := r.taskOptions(nd.name, r.runID(i))
+		rn := r.runner(nd.spec, nil, &opts, false)
 		rn.End(state, err)
 		r.units[i].runner = rn
 		r.finish(i)
@@ -723,12 +724,13 @@ func (r *run) startNode(i int32) {
 		return
 	}
 	in, err := r.input(nd)
-	r.startRun(i, nd, in, err, r.taskOptions(nd.name, r.runID(i)))
+	opts := r.taskOptions(nd.name, r.runID(i))
+	r.startRun(i, nd, in, err, &opts)
 }
 
 // startRun starts unit i's task run of nd on in, or fails it without an attempt
 // when its input could not be made (inErr).
-func (r *run) startRun(i int32, nd *node, in any, inErr error, opts task.RunOptions) {
+func (r *run) startRun(i int32, nd *node, in any, inErr error, opts *task.RunOptions) {
 	rn := r.runner(nd.spec, in, opts, inErr == nil)
 	r.units[i].runner = rn
 	if inErr != nil {
@@ -773,10 +775,14 @@ func (r *run) launch(i int32) {
 	}
 	if r.collector != nil && u.runner.Rejoinable() {
 		u.rejoin = true
-		r.submit(i, u.runner.Rejoin())
+		call := u.runner.Rejoin()
+		r.submit(i, &call)
 		return
 	}
-	r.started(i, u.runner.Next())
+	// The call goes down by pointer: it is 88 bytes, passed on through
+	// started, submit and trySubmit for each task.
+	call := u.runner.Next()
+	r.started(i, &call)
 }
 
 // startWindow bounds a durable run's attempts begun and waiting for their
@@ -809,7 +815,7 @@ func (r *run) unhold() {
 // is durable, so that an attempt number is never used twice, a crash
 // between the two included (the resume numbers its attempt after every
 // one that may have been submitted).
-func (r *run) started(i int32, call executor.Call) {
+func (r *run) started(i int32, call *executor.Call) {
 	if r.d == nil || r.d.replay || r.reserved(i, call.Attempt) {
 		r.submit(i, call)
 		return
@@ -818,7 +824,7 @@ func (r *run) started(i int32, call executor.Call) {
 	if r.starts == nil {
 		r.starts = map[int32]executor.Call{}
 	}
-	r.starts[i] = call
+	r.starts[i] = *call
 	r.d.await(i)
 }
 
@@ -965,7 +971,7 @@ func (r *run) startChild(c int32) {
 	if opts.ObserveAs != nil { // a mapped child's task run is its node's child
 		opts.ObserveAs.Parent = r.observeMapped(node)
 	}
-	r.startRun(c, nd, in, err, opts)
+	r.startRun(c, nd, in, err, &opts)
 }
 
 // submit hands an attempt to the executor. A call the executor completed
@@ -973,10 +979,10 @@ func (r *run) startChild(c int32) {
 // OnDone posts its completion to the loop. OnDone runs on the goroutine
 // that completes the future, often an executor worker, so it only posts:
 // submitting from there could block that worker on a full queue.
-func (r *run) submit(i int32, call executor.Call) {
+func (r *run) submit(i int32, call *executor.Call) {
 	r.units[i].phase = running
 	if len(r.parked) > 0 { // keep the order: no overtaking a parked attempt
-		r.parked = append(r.parked, parkedCall{i, call})
+		r.parked = append(r.parked, parkedCall{i, *call})
 		return
 	}
 	r.trySubmit(i, call)
@@ -992,28 +998,28 @@ type parkedCall struct {
 // room for it (executor.ErrQueueFull), in which case it is parked. The
 // contract's Submit waits for room instead; a Submit that fails fast with
 // ErrQueueFull (a TrySubmit-like executor) must not fail the attempt.
-func (r *run) trySubmit(i int32, call executor.Call) bool {
+func (r *run) trySubmit(i int32, call *executor.Call) bool {
 	var fut *executor.Future
 	var w *waiter
 	var err error
 	if u := &r.units[i]; u.rejoin {
-		fut, err = r.collector.Collect(r.ctx, call)
+		fut, err = r.collector.Collect(r.ctx, *call)
 		if !errors.Is(err, executor.ErrQueueFull) {
 			u.rejoin = false
 		}
 	} else if fs := r.fs; fs != nil {
 		w = r.waiter()
-		if err = fs.SubmitFuture(r.ctx, call, &w.own); err != nil {
+		if err = fs.SubmitFuture(r.ctx, *call, &w.own); err != nil {
 			r.free(w)
 		} else {
 			fut = &w.own
 		}
 	} else {
-		fut, err = r.ex.Submit(r.ctx, call)
+		fut, err = r.ex.Submit(r.ctx, *call)
 	}
 	if err != nil {
 		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
-			r.park(i, call)
+			r.park(i, *call)
 			return false
 		}
 		if r.ctx.Err() != nil {
@@ -1074,7 +1080,7 @@ func (r *run) unpark() {
 			r.outcome(p.unit, p.call.Attempt, nil, executor.NewCanceledError(p.call.Name(), r.ctx), "")
 			continue
 		}
-		if !r.trySubmit(p.unit, p.call) {
+		if !r.trySubmit(p.unit, &p.call) {
 			return
 		}
 	}
@@ -1228,7 +1234,7 @@ func (r *run) cancel(i int32) {
 		if o.ObserveAs != nil && r.child(i) {
 			o.ObserveAs.Parent = r.observeMapped(u.aux)
 		}
-		u.runner = r.runner(nd.spec, nil, o, false)
+		u.runner = r.runner(nd.spec, nil, &o, false)
 	}
 	u.runner.End(task.Cancelled, executor.NewCanceledError(label, r.ctx))
 	r.finish(i)
