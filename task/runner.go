@@ -161,7 +161,7 @@ func NewRunner(spec Spec, input any, opts RunOptions) *Runner {
 		panic("task: NewRunner with a nil task")
 	}
 	r := &Runner{}
-	r.init(spec, input, opts)
+	r.init(spec, input, &opts)
 	return r
 }
 
@@ -173,10 +173,12 @@ func (r *Runner) Reset(spec Spec, input any, opts RunOptions) {
 	if spec == nil {
 		panic("task: Runner.Reset with a nil task")
 	}
-	r.init(spec, input, opts)
+	r.init(spec, input, &opts)
 }
 
-func (r *Runner) init(spec Spec, input any, opts RunOptions) {
+// init takes opts by pointer (its callers' own copy, which it changes) to
+// spare a copy of it for each run a scheduler resets a Runner for.
+func (r *Runner) init(spec Spec, input any, opts *RunOptions) {
 	if opts.RunID == "" {
 		opts.RunID = newRunID()
 	}
