@@ -54,7 +54,7 @@ type node struct {
 	params    []int32     // parameters read, for graphs
 	limits    []limit.Use // the task's Options.Limits
 
-	input   func(r *run) any
+	input   func(r *run) any // nil: no input (see run.input)
 	prepare func(r *run) (int, any)
 	child   func(state any, i int) any
 	gather  func(r *run, first, n int32) any

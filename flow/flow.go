@@ -86,7 +86,8 @@ type nodeDef struct {
 	data  []source  // what the input reads
 	after []AnyNode // ordering-only upstream nodes
 
-	// input returns a plain node's input, nil for the zero value.
+	// input returns a plain node's input, nil for the zero value; nil
+	// for a node added without an input.
 	input func(r *run) any
 	// prepare evaluates a mapped node's inputs: how many children, and a
 	// state from which child returns each child's input.
@@ -207,9 +208,7 @@ func Add[In, Out any](b *Builder, t *task.Task[In, Out], in Input[In]) *Node[Out
 	if in != nil {
 		d.data = in.sources()
 		d.input = in.boxed
-	} else {
-		d.input = func(*run) any { return nil }
-	}
+	} // else nil: no input to build (see run.input)
 	return &Node[Out]{d: d}
 }
 

@@ -536,10 +536,10 @@ func (r *run) loop() {
 	r.open = n
 	var ids strings.Builder
 	ids.Grow(n*(len(r.id)+1) + int(f.nameAt[n]))
+	prefix := r.id + "/"
 	for i := range r.recs {
 		nd := &f.nodes[i]
-		ids.WriteString(r.id)
-		ids.WriteByte('/')
+		ids.WriteString(prefix)
 		ids.WriteString(nd.name)
 		rec := &r.recs[i]
 		rec.Index = -1
@@ -879,8 +879,13 @@ func (r *run) decide(i int32) (task.State, error) {
 }
 
 // input builds a plain node's input; a panic in a Combine or Convert
-// function is a bad input, which is never retried.
+// function is a bad input, which is never retried. A node added without
+// an input (nd.input nil) gets nil, the zero value of its input type, and
+// skips the recover, which most nodes of a large flow do not need.
 func (r *run) input(nd *node) (in any, err error) {
+	if nd.input == nil {
+		return nil, nil
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			in, err = nil, r.badInput(nd, v)
