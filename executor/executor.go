@@ -288,6 +288,15 @@ func newCallContext(parent context.Context, call *Call) callContext {
 		trace: call.Trace, logger: call.Logger}
 }
 
+// allocCallContext is a new call context on the heap, its fields stored
+// in place: building it in newCallContext's result and copying that into
+// a zeroed allocation cost about 9 ns more per call (executor/local's
+// SubmitFuture of a no-op, 126 against 117 ns).
+func allocCallContext(parent context.Context, call *Call) *callContext {
+	return &callContext{Context: parent, task: call.Name(), run: call.RunID, attempt: call.attempt(),
+		trace: call.Trace, logger: call.Logger}
+}
+
 func (c *callContext) identity() Identity {
 	id := Identity{Task: c.task, RunID: c.run, Attempt: c.attempt}
 	if c.trace != nil {

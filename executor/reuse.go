@@ -43,8 +43,7 @@ func (f *Future) Reset() { *f = Future{} }
 // PrepareFuture is Prepare for SubmitFuture: it returns f's Promise and
 // the context to run call with, allocating only the context.
 func PrepareFuture(parent context.Context, call *Call, f *Future) (Promise, context.Context) {
-	c := &callContext{}
-	*c = newCallContext(parent, call)
+	c := allocCallContext(parent, call)
 	return Promise{f: f}, c
 }
 
@@ -53,8 +52,7 @@ func PrepareFuture(parent context.Context, call *Call, f *Future) (Promise, cont
 // f must not be shared before it is complete, as RunInline's own Future
 // is not, so no lock is taken.
 func RunInlineFuture(parent context.Context, call *Call, f *Future) {
-	c := &callContext{}
-	*c = newCallContext(parent, call)
+	c := allocCallContext(parent, call)
 	if call.Trace != nil {
 		Promise{f: f}.SetStarted(time.Now())
 	}
