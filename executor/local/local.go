@@ -81,8 +81,13 @@ var _ executor.Executor = (*Executor)(nil)
 const minIdleHelpers = 4
 
 // yieldsBeforePark is how many times a limited call's submitter yields
-// its CPU, waiting for a quick return, before it parks.
-const yieldsBeforePark = 4
+// its CPU, waiting for a quick return, before it parks. One is enough for
+// the helper readied by the hand-off to run on the submitter's P and
+// return a quick call; each further yield is one more trip through the
+// runtime's global run queue (under its lock) for a call that runs long,
+// and with 1000 calls timing out at once those trips measurably delay
+// the answers (see docs/benchmarks.md, Local).
+const yieldsBeforePark = 1
 
 // New returns an Executor.
 func New(opts Options) *Executor {
@@ -155,7 +160,9 @@ func (e *Executor) Submit(ctx context.Context, call executor.Call) (*executor.Fu
 // frame gone, it mostly fits (runtime.copystack 17% of the CPU of
 // bench/cmd/poolbench's local lateness rows before, 9% after).
 type givenUp struct {
-	p          executor.Promise // zero: not given up
+	p executor.Promise // zero: not given up
+	// For a timed-out call only: what its TimeoutError and the expiry of
+	// its context need.
 	lctx       *deadlinectx.Lazy
 	began, now time.Time
 	timedOut   bool // else cancelled
@@ -289,7 +296,7 @@ func (e *Executor) runLimited(ctx context.Context, call *executor.Call, g *given
 			case <-h.wake:
 			case <-done:
 				if e.abandon(h, "cancelled", call, began) {
-					g.p, g.lctx, g.began = p, lctx, began
+					g.p = p // its context ends with the caller's
 					return nil, nil
 				}
 				continue // returned meanwhile: the late rule decides
