@@ -316,8 +316,7 @@ func (c *callContext) Value(key any) any {
 // executors to hand to the task. Executors that run the task in another
 // process call it there, with a logger that forwards to the caller.
 func WithCall(parent context.Context, call *Call) context.Context {
-	c := newCallContext(parent, call)
-	return &c
+	return allocCallContext(parent, call)
 }
 
 // CallContexts makes call contexts, as WithCall does, for an executor's
