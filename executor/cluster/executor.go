@@ -119,6 +119,7 @@ type Executor struct {
 	// records as long as the bucket keeps any.
 	kvPrefix    string
 	takenHeader nats.Header
+	forgets     forgetBatch
 
 	stats callstats.Counters // Abandoned stays zero: see Stats
 
@@ -268,6 +269,7 @@ func (e *Executor) start() error {
 	e.kvPrefix = "$KV." + e.opts.Setup.Bucket + "."
 	if e.opts.Setup.shortens(e.kvStream.CachedInfo().Config) {
 		e.takenHeader = takenHeader(e.opts.Setup.TakenTTL)
+		e.forgets.send = e.sendForgets
 	} else {
 		e.logger.Debug("taken results stay as long as the bucket keeps any", "bucket", e.opts.Setup.Bucket,
 			"per-message TTLs", e.kvStream.CachedInfo().Config.AllowMsgTTL, "max age", e.kvStream.CachedInfo().Config.MaxAge)
@@ -1390,6 +1392,10 @@ func (e *Executor) teardown(ctx context.Context) {
 	}
 	if e.stopWatch != nil {
 		e.stopWatch()
+	}
+	// The rewrites still waiting go before the connection closes.
+	if batch := e.forgets.close(); len(batch) > 0 && e.conn != nil {
+		e.sendForgets(batch)
 	}
 	if e.conn != nil {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
