@@ -157,7 +157,9 @@ type Setup struct {
 	// has taken it (completed a Future with it): the submitter then
 	// rewrites the record with a per-message TTL of TakenTTL, so that the
 	// server drops it instead of keeping it, and its index entry (about
-	// 165 bytes of memory), for ResultTTL. Until then it answers as before:
+	// 165 bytes of memory), for ResultTTL. Rewrites are sent in small
+	// batches, up to 5 ms after the answer; one that is lost (a
+	// connection that fails meanwhile) leaves its record ResultTTL. Until then it answers as before:
 	// a re-submission or a Collect of the same attempt gets it, and a
 	// delivery of the call again (an acknowledgement lost with a dying
 	// server) finds it and is not run. So it must be at least DedupWindow
