@@ -159,10 +159,11 @@ type Setup struct {
 	// server drops it instead of keeping it, and its index entry (about
 	// 165 bytes of memory), for ResultTTL. Rewrites are sent in small
 	// batches, up to 5 ms after the answer; one that is lost (a
-	// connection that fails meanwhile) leaves its record ResultTTL. Until then it answers as before:
-	// a re-submission or a Collect of the same attempt gets it, and a
-	// delivery of the call again (an acknowledgement lost with a dying
-	// server) finds it and is not run. So it must be at least DedupWindow
+	// connection that fails meanwhile) leaves its record ResultTTL.
+	// Until then it answers as before: a re-submission or a Collect of
+	// the same attempt gets it, and a delivery of the call again (an
+	// acknowledgement lost with a dying server) finds it and is not run.
+	// So it must be at least DedupWindow
 	// and AckWait, and at least a second (the server's smallest TTL). A
 	// TakenTTL of at least ResultTTL keeps taken results for ResultTTL, as
 	// untaken ones, and rewrites nothing. Default the longer of
