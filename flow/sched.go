@@ -1,6 +1,9 @@
 package flow
 
-import "github.com/flowline-go/flowline/task"
+import (
+	"github.com/flowline-go/flowline/internal/stack"
+	"github.com/flowline-go/flowline/task"
+)
 
 // runner returns a task runner for a new task run, reusing one of a task
 // run that has ended (see finish). A run that may make attempts (attempts
@@ -60,7 +63,11 @@ func (r *run) dispatch(w *waiter) {
 		}
 		return
 	}
-	growStack()
+	// A pool starts a worker goroutine for each of its busy periods,
+	// with a small stack: grown deep in the scheduler instead, frame by
+	// frame, each doubling copied some 30 frames (2026-12-02: copystack
+	// was 10.9% of the CPU of a 32x32 lattice on a pool of 2).
+	stack.Grow()
 	r.handle(event{w: w})
 	for {
 		if r.q.n.Load() > 0 {
@@ -85,31 +92,3 @@ func (r *run) dispatch(w *waiter) {
 		}
 	}
 }
-
-// growStack grows the stack of the goroutine that is about to drive the
-// run from an OnDone callback, at once and while it is still shallow, to
-// about what driving takes. A pool starts a worker goroutine for each of
-// its busy periods, with a 2 KiB stack: grown deep in the scheduler
-// instead, frame by frame, each doubling copies some 30 frames
-// (2026-12-02: copystack was 10.9% of the CPU of a 32x32 lattice on a pool
-// of 2). Only the frame's size matters: pad is never touched, so nothing
-// is zeroed, and on a stack already that large the call costs its
-// prologue's check.
-//
-//go:noinline
-func growStack() {
-	if padUsed {
-		var pad [stackPad]byte
-		keep(pad[:])
-	}
-}
-
-// stackPad is the stack that growStack makes room for.
-const stackPad = 12 << 10
-
-// padUsed is never set: it keeps growStack's frame from being optimised
-// away.
-var padUsed bool
-
-//go:noinline
-func keep([]byte) {}
