@@ -25,10 +25,13 @@
 //
 // A worker's goroutine starts when a call is handed to an idle worker and
 // ends when the queue stays empty for about a microsecond (it looks again
-// that long before going idle, so that a submitter feeding many workers
-// short tasks keeps the ones it has busy instead of starting a goroutine
-// per call), so an idle pool holds no goroutine but the one that waits to
-// end it, and a busy one never parks and wakes a goroutine per call.
+// that long before going idle, and submitters leave it their calls
+// meanwhile, so that a submitter feeding many workers short tasks keeps
+// the ones it has busy instead of starting a goroutine per call), so an
+// idle pool holds no goroutine but the one that waits to end it, and a
+// busy one never parks and wakes a goroutine per call. A call is never
+// left queued while a worker is idle and no other worker is about to take
+// it.
 //
 // A call whose return its worker observes at or after its deadline is late
 // (the rule of executor.TimeoutHandler) and answered with the
@@ -134,9 +137,13 @@ type Executor struct {
 	timedOut, canceled atomic.Uint64
 	abandoned          atomic.Int64
 	// finishing counts workers completing a call (running its Future's
-	// OnDone callbacks), each about to take the next queued call: see
-	// balanceLocked.
+	// OnDone callbacks), each about to take the next queued call, and
+	// looking those that found the queue empty and look at it again for a
+	// moment before they go idle (see next): calls up to their number are
+	// left queued for them, with no lock taken and no goroutine started
+	// (see pushed and balanceLocked).
 	finishing atomic.Int32
+	looking   atomic.Int32
 
 	// The queue, pushed to and popped from without a lock.
 	ring *ring
@@ -147,8 +154,9 @@ type Executor struct {
 	idleN    atomic.Int64
 	roomOpen atomic.Bool
 
-	// The workers' goroutines. A worker without a goroutine is idle; the
-	// queue is empty whenever one is, once the submitter that pushed a
+	// The workers' goroutines. A worker without a goroutine is idle;
+	// while one is, the queue holds no more calls than there are workers
+	// finishing or looking to take them, once the submitter that pushed a
 	// call as the worker went idle has seen it (see enqueue and next).
 	mu          sync.Mutex
 	idle        []*worker      // workers without a goroutine, last to stop on top
@@ -321,12 +329,15 @@ func (e *Executor) admit() error {
 
 // enqueue puts j in the queue, waiting for room if wait is set.
 //
-// Its fast path takes no lock: while no worker is idle, it pushes to the
-// ring. A worker that goes idle publishes it (idleN) before it looks at
-// the ring a last time, and a submitter looks at idleN after its push, so
-// one of them sees the other: the worker takes the call, or the submitter
-// starts an idle worker for it (balance). The same handshake with closed
-// keeps a call pushed while Shutdown begins from being left in the queue.
+// Its fast path takes no lock: while no worker is idle, or while some
+// worker is finishing a call or looking at the queue (it will take a
+// queued call in a moment), it pushes to the ring. A worker that goes
+// idle publishes it (idleN) and stops counting as looking before it looks
+// at the ring a last time, and a submitter looks at idleN and the counts
+// after its push, so one of them sees the other: the worker takes the
+// call, or the submitter starts an idle worker for it (pushed, balance).
+// The same handshake with closed keeps a call pushed while Shutdown
+// begins from being left in the queue.
 func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 	done := ctx.Done()
 	if done != nil {
@@ -340,7 +351,7 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 		}
 		j.tk = newTicket(e, ctx, j.promise, j.call.Name())
 	}
-	if e.idleN.Load() == 0 && e.ring.push(j) {
+	if (e.idleN.Load() == 0 || e.takers() > 0) && e.ring.push(j) {
 		e.pushed(ctx, j)
 		return nil
 	}
@@ -411,10 +422,11 @@ func (e *Executor) enqueue(ctx context.Context, j *job, wait bool) error {
 }
 
 // pushed follows a push made without the mutex: it starts idle workers if
-// one went idle meanwhile, answers queued calls if Shutdown began
+// one went idle meanwhile and the queue holds more calls than the workers
+// finishing or looking will take, answers queued calls if Shutdown began
 // meanwhile, and counts the call.
 func (e *Executor) pushed(ctx context.Context, j *job) {
-	if e.idleN.Load() > 0 {
+	if e.idleN.Load() > 0 && e.ring.len() > e.takers() {
 		e.mu.Lock()
 		e.balanceLocked()
 		e.mu.Unlock()
@@ -430,11 +442,13 @@ func (e *Executor) pushed(ctx context.Context, j *job) {
 // workers completing one (finishing). After Shutdown has begun it
 // starts nothing: the calls left are answered as cancelled instead.
 func (e *Executor) balanceLocked() {
-	// Calls up to the number of workers completing one stay queued for
-	// them: they take the next queued call in a moment, so a call
-	// submitted from an OnDone callback (a flow's next task) runs on the
-	// same goroutine, without a goroutine start and a hand-off.
-	for !e.stopping && len(e.idle) > 0 && e.ring.len() > uint64(e.finishing.Load()) {
+	// Calls up to the number of workers completing one or looking at the
+	// queue stay queued for them: they take the next queued call in a
+	// moment, so a call submitted from an OnDone callback (a flow's next
+	// task), or by a submitter feeding many workers short tasks, runs on
+	// a goroutine that is running already, without a goroutine start and
+	// a hand-off.
+	for !e.stopping && len(e.idle) > 0 && e.ring.len() > e.takers() {
 		w := e.idle[len(e.idle)-1]
 		if !e.ring.pop(&w.cur) {
 			return
@@ -443,6 +457,12 @@ func (e *Executor) balanceLocked() {
 		start := w.starter()
 		go start()
 	}
+}
+
+// takers is how many workers will take a queued call in a moment: those
+// finishing a call and those looking at the queue before they go idle.
+func (e *Executor) takers() uint64 {
+	return uint64(max(e.finishing.Load()+e.looking.Load(), 0))
 }
 
 // popIdleLocked takes the idle worker on top and counts its goroutine.
@@ -489,17 +509,38 @@ func (e *Executor) next(w *worker) bool {
 	// start a goroutine for the call instead; with many workers and short
 	// tasks the pool would then start a goroutine for nearly every call.
 	// Without a queue (Options.Queue < 0) calls come only by hand-off.
-	for i := 0; i < idleSpins && e.ring.limit > 0; i++ {
-		if i == idleSpins/2 {
-			runtime.Gosched() // let a submitter on this P push
-		}
-		if e.ring.len() > 0 && e.take(w) {
-			return true
+	// While it looks it counts in looking, so that submitters leave it a
+	// call rather than start an idle worker for it (see pushed).
+	if e.ring.limit > 0 {
+		e.looking.Add(1)
+		for i := 0; i < idleSpins; i++ {
+			if i == idleSpins/2 {
+				runtime.Gosched() // let a submitter on this P push
+			}
+			if e.ring.len() == 0 {
+				continue
+			}
+			// Stop counting as looking before the pop: a submitter
+			// that reads the queue's length after it then reads a count
+			// without this worker, and starts an idle worker for its
+			// call rather than leave it queued behind the one this
+			// worker is about to run (see pushed).
+			e.looking.Add(-1)
+			if e.take(w) {
+				return true
+			}
+			e.looking.Add(1)
 		}
 	}
 	e.mu.Lock()
 	e.idle = append(e.idle, w)
 	e.idleN.Store(int64(len(e.idle)))
+	if e.ring.limit > 0 {
+		// Before the last look: a submitter that saw this worker looking
+		// left its call for it, and one that sees it no longer looking,
+		// under the mutex or after this store, starts a worker for it.
+		e.looking.Add(-1)
+	}
 	e.live--
 	// A last look, now that submitters can see w idle: a call pushed
 	// before they could is taken here, or by balance.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -149,4 +150,85 @@ func TestWorkerNamesOfAPoolOfManyWorkers(t *testing.T) {
 		assert.Equal(t, want, seen)
 		require.NoError(t, ex.Shutdown(context.Background()))
 	})
+}
+
+// barrier is a task input: the task returns once n tasks holding the
+// same barrier have started, or fails with errStranded after stall.
+type barrier struct {
+	n       int32
+	started *atomic.Int32
+	all     chan struct{}
+	stall   time.Duration
+}
+
+var errStranded = errors.New("a call of the barrier never started")
+
+var barrierTask = executor.NewHandler("barrier", func(_ context.Context, b barrier) (struct{}, error) {
+	if b.started.Add(1) == b.n {
+		close(b.all)
+	}
+	select {
+	case <-b.all:
+		return struct{}{}, nil
+	case <-time.After(b.stall):
+		return struct{}{}, errStranded
+	}
+}, nil)
+
+// noCallWaitsBehindAnother submits rounds of as many barrier calls as
+// the pool has workers, from several goroutines at once, right as the
+// last round's workers finish and look at the queue before they go idle.
+// Every call of a round must start while the others run: a call left
+// queued for a worker that then runs another call would wait for the
+// whole stall.
+func noCallWaitsBehindAnother(t *testing.T, workers, rounds int, stall time.Duration) {
+	const submitters = 4
+	ex := pool.New(pool.Options{Workers: workers})
+	for r := range rounds {
+		b := barrier{n: int32(workers), started: new(atomic.Int32), all: make(chan struct{}), stall: stall}
+		var g errgroup.Group
+		for s := range submitters {
+			g.Go(func() error {
+				var futures []*executor.Future
+				for k := s; k < workers; k += submitters {
+					c := executor.Call{Handler: barrierTask, Input: b}
+					if k%2 == 0 {
+						// Go's calls answer nothing: count them by Stats.
+						if err := ex.Go(context.Background(), c); err != nil {
+							return err
+						}
+						continue
+					}
+					f, err := ex.Submit(context.Background(), c)
+					if err != nil {
+						return err
+					}
+					futures = append(futures, f)
+				}
+				for _, f := range futures {
+					if _, err := f.Wait(context.Background()); err != nil {
+						return fmt.Errorf("round %d: %w", r, err)
+					}
+				}
+				return nil
+			})
+		}
+		require.NoError(t, g.Wait())
+		<-b.all
+	}
+	require.NoError(t, ex.Shutdown(context.Background()))
+	st := ex.Stats()
+	assert.Equal(t, executor.Stats{Submitted: uint64(workers * rounds), Succeeded: uint64(workers * rounds)}, st)
+}
+
+func TestNoCallWaitsBehindAnotherWhileAWorkerIsIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		noCallWaitsBehindAnother(t, 8, 200, time.Minute)
+	})
+}
+
+func TestNoCallWaitsBehindAnotherWhileAWorkerIsIdleRealClock(t *testing.T) {
+	for _, workers := range []int{2, 8, 64} {
+		noCallWaitsBehindAnother(t, workers, 20000/workers, 10*time.Second)
+	}
 }
