@@ -439,7 +439,8 @@ func (e *Executor) pushed(ctx context.Context, j *job) {
 
 // balanceLocked hands queued calls to idle workers and starts them, so
 // that no worker is idle while a call waits, but for the calls left to
-// workers completing one (finishing). After Shutdown has begun it
+// workers completing one (finishing) or looking at the queue (looking):
+// see takers. After Shutdown has begun it
 // starts nothing: the calls left are answered as cancelled instead.
 func (e *Executor) balanceLocked() {
 	// Calls up to the number of workers completing one or looking at the
