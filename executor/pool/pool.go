@@ -439,9 +439,9 @@ func (e *Executor) pushed(ctx context.Context, j *job) {
 
 // balanceLocked hands queued calls to idle workers and starts them, so
 // that no worker is idle while a call waits, but for the calls left to
-// workers completing one (finishing) or looking at the queue (looking):
-// see takers. After Shutdown has begun it
-// starts nothing: the calls left are answered as cancelled instead.
+// workers completing one or looking at the queue (see takers). After
+// Shutdown has begun it starts nothing: the calls left are answered as
+// cancelled instead.
 func (e *Executor) balanceLocked() {
 	// Calls up to the number of workers completing one or looking at the
 	// queue stay queued for them: they take the next queued call in a
@@ -512,7 +512,8 @@ func (e *Executor) next(w *worker) bool {
 	// Without a queue (Options.Queue < 0) calls come only by hand-off.
 	// While it looks it counts in looking, so that submitters leave it a
 	// call rather than start an idle worker for it (see pushed).
-	if e.ring.limit > 0 {
+	looks := e.ring.limit > 0
+	if looks {
 		e.looking.Add(1)
 		for i := 0; i < idleSpins; i++ {
 			if i == idleSpins/2 {
@@ -536,7 +537,7 @@ func (e *Executor) next(w *worker) bool {
 	e.mu.Lock()
 	e.idle = append(e.idle, w)
 	e.idleN.Store(int64(len(e.idle)))
-	if e.ring.limit > 0 {
+	if looks {
 		// Before the last look: a submitter that saw this worker looking
 		// left its call for it, and one that sees it no longer looking,
 		// under the mutex or after this store, starts a worker for it.
