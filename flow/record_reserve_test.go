@@ -236,7 +236,14 @@ func TestResumeCollectsReservedClusterCalls(t *testing.T) {
 	for runs.total() < reservedCollectN && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	require.Equal(t, reservedCollectN, runs.total(), "the worker did not run the calls within 30s; the child said: %s", out.String())
+	if n := runs.total(); n != reservedCollectN {
+		// The child's output is read only once it has exited: until then
+		// exec's copying goroutine writes to out.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		killed = true
+		t.Fatalf("the worker ran %d of %d calls within 30s; the child said: %s", n, reservedCollectN, out.String())
+	}
 	waitResults(t, srv.ClientURL(), reservedCollectN)
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
