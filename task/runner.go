@@ -62,6 +62,17 @@ type RunOptions struct {
 	// its length is ignored and its elements are overwritten. Nil means
 	// the run allocates its own.
 	Attempts []Attempt
+
+	// Clock, when set, is where the run reads the time: its attempts'
+	// starts and ends, its state changes and its waits. Nil means
+	// time.Now. It is called on the goroutine that drives the run, and
+	// its readings must not go backwards (time.Now's, which carry a
+	// monotonic reading, do not), or a Duration may come out negative. A
+	// scheduler that drives many runs can hand them a clock that reuses
+	// one reading for what it does in one step: package flow does, so
+	// that a task run's end and the start of the next run it begins
+	// share one reading.
+	Clock func() time.Time
 }
 
 // Change is one state change of a task run, as OnState sees it.
@@ -141,6 +152,16 @@ type Runner struct {
 	waitSince time.Time
 
 	o *observed // nil without an observer: one word in every Runner
+
+	clock func() time.Time // RunOptions.Clock
+}
+
+// now reads the run's clock.
+func (r *Runner) now() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return time.Now()
 }
 
 // observed is a Runner's state for its observer: the task run's event,
@@ -197,6 +218,7 @@ func (r *Runner) init(spec Spec, input any, opts *RunOptions) {
 		onState: opts.OnState,
 		logger:  opts.Logger,
 		res:     Result{Task: opts.Label, RunID: opts.RunID},
+		clock:   opts.Clock,
 	}
 	if cap(opts.Attempts) > 0 {
 		r.res.Attempts = opts.Attempts[:0]
@@ -268,11 +290,11 @@ func (r *Runner) Rejoin() (call executor.Call) {
 	if !r.Rejoinable() {
 		panic("task: Runner.Rejoin without an unended prior attempt on a run that is " + r.state.String())
 	}
+	now := r.now()
 	if r.state == Waiting {
-		r.res.Waited += time.Since(r.waitSince)
+		r.res.Waited += now.Sub(r.waitSince)
 	}
 	r.first = r.attempt
-	now := time.Now()
 	r.change(Running, nil, now)
 	r.call(&call, now)
 	return call
@@ -307,7 +329,7 @@ func (r *Runner) Wait(w limit.Wait) {
 	if r.state != Pending && r.state != Retrying {
 		panic("task: Runner.Wait on a run that is " + r.state.String())
 	}
-	r.waitFrom, r.waitSince = r.state, time.Now()
+	r.waitFrom, r.waitSince = r.state, r.now()
 	from := r.state
 	r.state = Waiting
 	if r.onState != nil {
@@ -340,7 +362,7 @@ func (r *Runner) waitEnd(now time.Time, granted bool) {
 // Next: returned from one function to the next, its 88 bytes were copied
 // at each.
 func (r *Runner) begin(call *executor.Call) {
-	now := time.Now()
+	now := r.now()
 	if r.state == Waiting {
 		r.res.Waited += now.Sub(r.waitSince)
 		r.waitEnd(now, true)
@@ -447,7 +469,7 @@ func (r *Runner) AttemptDone(n int, value any, err error, worker string) (delay 
 	if n != r.attempt || r.state != Running {
 		return 0, false
 	}
-	now := time.Now()
+	now := r.now()
 	a := &r.res.Attempts[len(r.res.Attempts)-1]
 	a.End, a.Err, a.Worker = now, err, worker
 	if err == nil {
@@ -522,7 +544,7 @@ func (r *Runner) End(state State, err error) {
 	if r.state.Final() {
 		return
 	}
-	now := time.Now()
+	now := r.now()
 	if r.state == Running {
 		a := &r.res.Attempts[len(r.res.Attempts)-1]
 		a.End, a.Err = now, err
@@ -539,7 +561,7 @@ func (r *Runner) Cached(value any) {
 	if r.state != Pending {
 		panic("task: Runner.Cached on a run that is " + r.state.String())
 	}
-	now := time.Now()
+	now := r.now()
 	r.res.Value = value
 	if r.res.Start.IsZero() {
 		r.res.Start = now
