@@ -41,6 +41,7 @@ func (r *run) next(i int32) {
 	h, w, err := r.opts.Limits.Acquire(r.ctx, holder, u.keys, func(h *limit.Hold, err error) {
 		r.q.post(event{unit: i, lim: &limited{hold: h, err: err}})
 	})
+	r.expireClock() // Acquire may have asked a store
 	switch {
 	case err != nil:
 		r.limitFailed(i, err)

@@ -19,6 +19,16 @@ import (
 // child), the run id, the final state, the value, the error, every
 // attempt (with start, end, error and worker) and the run's start and end.
 //
+// Its times are read on the scheduler's goroutine as it handles each
+// event, not by the task: an attempt ends when its completion is handled.
+// A run in memory reads the clock once per such step, so the attempt it
+// begins next starts at the very time the last attempt ended: earlier
+// than a reading of its own by what the scheduler did between them (its
+// bookkeeping, the OnState hook, Convert and Combine functions, all of
+// which must be quick). An attempt's own start and end are always two
+// readings, with its call submitted between them. A durable run
+// (RunOptions.Store) reads the clock afresh every time.
+//
 // A mapped node has a TaskRun of its own, without attempts: its state and
 // error sum up its children's (see Map), its Value is the gathered slice
 // (with zero values for children that did not succeed), and its Start and

@@ -339,6 +339,10 @@ type run struct {
 	driving atomic.Bool
 
 	q queue
+
+	// clock is the task runners' clock on a run in memory (see
+	// stepClock); nil on a durable run, whose runners read time.Now.
+	clock *stepClock
 }
 
 // observeStart reports the run's start to its observer.
@@ -385,7 +389,8 @@ func (r *run) release() {
 		w.r = nil
 	}
 	*r.sc = scratch{units: r.units[:0], remaining: r.remaining[:0], ready: r.ready[:0],
-		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0], runners: r.runners}
+		items: items[:0], batch: r.batch[:0], waiters: r.waiters, states: r.states[:0], runners: r.runners,
+		clock: r.sc.clock}
 	if old := r.f.last.Swap(r.sc); old != nil {
 		r.f.scratch.Put(old)
 	}
@@ -428,6 +433,7 @@ type scratch struct {
 	waiters   []*waiter
 	states    []task.State
 	runners   []*task.Runner
+	clock     *stepClock
 }
 
 // queue is the run's inbox: unbounded, so posting never blocks the
@@ -533,6 +539,13 @@ func (r *run) loop() {
 	r.remaining = slices.Grow(sc.remaining[:0], n)[:n]
 	r.ready, r.q.items, r.waiters, r.states, r.runners = sc.ready[:0], sc.items[:0], sc.waiters, sc.states, sc.runners
 	r.sc, r.batch = sc, sc.batch[:0]
+	if r.d == nil {
+		if sc.clock == nil {
+			sc.clock = newStepClock()
+		}
+		r.clock = sc.clock
+		r.expireClock() // the last run's reading
+	}
 	r.open = n
 	var ids strings.Builder
 	ids.Grow(n*(len(r.id)+1) + int(f.nameAt[n]))
@@ -589,6 +602,7 @@ func (r *run) loop() {
 				break
 			}
 		}
+		r.expireClock() // the loop may have slept
 		r.batch = r.q.take(r.batch)
 		for _, e := range r.batch {
 			r.handle(e)
@@ -664,6 +678,9 @@ func (r *run) step(i int32) {
 
 func (r *run) taskOptions(label, runID string) task.RunOptions {
 	o := task.RunOptions{RunID: runID, Label: label, Logger: r.opts.Logger, OnState: r.opts.OnState}
+	if r.clock != nil {
+		o.Clock = r.clock.now
+	}
 	if r.fr != nil {
 		o.Observer, o.ObserveAs = r.opts.Observer, &observe.TaskRun{Flow: r.fr, Executor: r.exName}
 	}
@@ -1022,6 +1039,7 @@ func (r *run) trySubmit(i int32, call *executor.Call) bool {
 	} else {
 		fut, err = r.ex.Submit(r.ctx, *call)
 	}
+	r.expireClock() // executor/local has run the task
 	if err != nil {
 		if errors.Is(err, executor.ErrQueueFull) && r.ctx.Err() == nil {
 			r.park(i, *call)
@@ -1141,6 +1159,7 @@ func (r *run) outcome(i int32, attempt int, v any, err error, worker string) {
 }
 
 func (r *run) handle(e event) {
+	r.expireClock()
 	switch {
 	case e.rec != nil:
 		r.recorded(e.rec)

@@ -82,22 +82,36 @@ var contenders = []contender{
 		// graph. One Runner reset for each task (Runner.Reset), its
 		// attempt record in a slab made per run, one Future reset for
 		// each call (executor.FutureSubmitter), and the records of a run
-		// in a slice made per run, as the flow's Result keeps them.
+		// in a slice made per run, as the flow's Result keeps them; and
+		// one clock reading per task, as the flow's clock gives: an
+		// attempt's end is the next one's start.
 		ex := local.New(local.Options{})
 		n := s.tasks()
 		var f executor.Future
+		var reading time.Time
+		fresh := false
+		clock := func() time.Time {
+			if fresh {
+				fresh = false
+				return reading
+			}
+			reading, fresh = time.Now(), true
+			return reading
+		}
 		return func() {
 			ctx := context.Background()
 			recs := make([]task.Result, n)
 			attempts := make([]task.Attempt, n)
 			r := task.NewRunner(empty, nil, task.RunOptions{RunID: "bench/t", Label: "t"})
+			fresh = false
 			for i := range n {
-				r.Reset(empty, nil, task.RunOptions{RunID: "bench/t", Label: "t", Attempts: attempts[i : i : i+1]})
+				r.Reset(empty, nil, task.RunOptions{RunID: "bench/t", Label: "t", Attempts: attempts[i : i : i+1], Clock: clock})
 				call := r.Start()
 				f.Reset()
 				if err := ex.SubmitFuture(ctx, call, &f); err != nil {
 					panic(err)
 				}
+				fresh = false // the task ran in SubmitFuture
 				v, err, _ := f.Result()
 				r.AttemptDone(call.Attempt, v, err, f.Worker())
 				recs[i] = r.Take()
