@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,14 +26,20 @@ import (
 )
 
 // reserveGate applies batches up to and including the first that makes a
-// reservation durable and the one after it, then waits (the calls
-// submitted under the reservation run meanwhile) and fails that batch and
-// every later one: the store dies while reserved attempts run whose start
-// records are not durable, as a crash would leave them.
+// reservation durable, then waits until an attempt has run whose record
+// is not durable (ran counts the attempts run; one submitted under the
+// reservation), and fails that batch and every later one: the store dies
+// while reserved attempts run whose start records are not durable, as a
+// crash would leave them. It waits on what ran rather than for a fixed
+// time, which a loaded machine could outlast before a child ran.
 type reserveGate struct {
 	store.Store
+	ran      func() int
 	reserved atomic.Bool
 	tripped  atomic.Bool
+
+	mu      sync.Mutex
+	applied map[string]bool // label#n of the attempts applied
 }
 
 func (s *reserveGate) Apply(ctx context.Context, b *store.Batch) error {
@@ -43,9 +50,25 @@ func (s *reserveGate) Apply(ctx context.Context, b *store.Batch) error {
 		if len(b.Reserve) > 0 {
 			s.reserved.Store(true)
 		}
-		return s.Store.Apply(ctx, b)
+		err := s.Store.Apply(ctx, b)
+		if err == nil {
+			s.mu.Lock()
+			if s.applied == nil {
+				s.applied = map[string]bool{}
+			}
+			for _, a := range b.Attempts {
+				s.applied[fmt.Sprintf("%s#%d", a.Label, a.N)] = true
+			}
+			s.mu.Unlock()
+		}
+		return err
 	}
-	time.Sleep(50 * time.Millisecond)
+	s.mu.Lock()
+	applied := len(s.applied)
+	s.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); s.ran() <= applied && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	s.tripped.Store(true)
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, errDown)
 }
@@ -77,7 +100,7 @@ func TestReservedAttemptsAreNeverNumberedAgain(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "runs.db")
-	gate := &reserveGate{Store: openStore(t, path)}
+	gate := &reserveGate{Store: openStore(t, path), ran: ran.total}
 	_, err = f.Run(ctx, newPool(t, 8), flow.RunOptions{Store: gate, RunID: "r"})
 	require.ErrorIs(t, err, store.ErrUnavailable)
 
