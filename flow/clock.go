@@ -11,9 +11,10 @@ import "time"
 // own quick code may have run since (see run.expireClock): an event
 // handled (the loop may have slept before it), a call submitted
 // (executor/local runs the task in Submit), a limit acquired (it may ask
-// a store). So a shared reading is late by at most what the scheduler did
-// in one step: its bookkeeping, and the hooks and input functions that
-// must be quick (RunOptions.OnState, Convert, Combine2). A durable run
+// a store). So a shared reading is earlier than a new one would be by at
+// most what the scheduler did in one step: its bookkeeping, and the hooks
+// and input functions that must be quick (RunOptions.OnState, Convert,
+// Combine2). A durable run
 // reads time.Now every time: its scheduler also writes to its store.
 //
 // Only the goroutine driving the run reads it.
