@@ -44,27 +44,29 @@ func TestAttemptTimesAreExact(t *testing.T) {
 		f, err := b.Build()
 		require.NoError(t, err)
 
-		for ex, end := range map[executor.TimeoutHandler]time.Duration{
-			newLocal(t):   64 * time.Millisecond,                                              // one task at a time: 10+20+1+30+3 ms
-			newPool(t, 4): 53 * time.Millisecond, newTestPool(t, 2, 4): 53 * time.Millisecond, // c, then join, then tail
+		for _, c := range []struct {
+			ex  executor.TimeoutHandler
+			end time.Duration // of tail, the last task
+		}{
+			{newLocal(t), 64 * time.Millisecond},   // one task at a time: 10+20+1+30+3 ms
+			{newPool(t, 4), 53 * time.Millisecond}, // a with c, then join, then tail
+			{newTestPool(t, 2, 4), 53 * time.Millisecond},
 		} {
-			func() {
-				start := time.Now()
-				res, err := f.Run(context.Background(), ex, flow.RunOptions{})
-				require.NoError(t, err)
-				for label, d := range map[string]time.Duration{"a": 10 * time.Millisecond,
-					"c": 20 * time.Millisecond, "join": 30 * time.Millisecond, "tail": 3 * time.Millisecond,
-					"after-a": time.Millisecond} {
-					tr, ok := res.Task(label)
-					require.True(t, ok, label)
-					require.Len(t, tr.Attempts, 1, label)
-					at := tr.Attempts[0]
-					assert.Equal(t, d, at.End.Sub(at.Start), "%T, %s: its attempt's duration", ex, label)
-					assert.Equal(t, d, tr.Duration(), "%T, %s: its run's duration", ex, label)
-				}
-				tail, _ := res.Task("tail")
-				assert.Equal(t, end, tail.End.Sub(start), "%T: tail's end", ex)
-			}()
+			start := time.Now()
+			res, err := f.Run(context.Background(), c.ex, flow.RunOptions{})
+			require.NoError(t, err)
+			for label, d := range map[string]time.Duration{"a": 10 * time.Millisecond,
+				"c": 20 * time.Millisecond, "join": 30 * time.Millisecond, "tail": 3 * time.Millisecond,
+				"after-a": time.Millisecond} {
+				tr, ok := res.Task(label)
+				require.True(t, ok, label)
+				require.Len(t, tr.Attempts, 1, label)
+				at := tr.Attempts[0]
+				assert.Equal(t, d, at.End.Sub(at.Start), "%T, %s: its attempt's duration", c.ex, label)
+				assert.Equal(t, d, tr.Duration(), "%T, %s: its run's duration", c.ex, label)
+			}
+			tail, _ := res.Task("tail")
+			assert.Equal(t, c.end, tail.End.Sub(start), "%T: tail's end", c.ex)
 		}
 	})
 }
