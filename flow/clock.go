@@ -6,16 +6,16 @@ import "time"
 // (task.RunOptions.Clock). A reading serves twice: the end of an attempt,
 // read as its completion is handled, is also the start of the next
 // attempt the scheduler begins, so that a task run costs one clock read
-// where it cost two (time.Now is about 50 ns on a VM, 8-15% of a flow
-// task's CPU). The scheduler expires the reading wherever more than its
-// own quick code may have run since (see run.expireClock): an event
-// handled (the loop may have slept before it), a call submitted
-// (executor/local runs the task in Submit), a limit acquired (it may ask
-// a store). So a shared reading is earlier than a new one would be by at
-// most what the scheduler did in one step: its bookkeeping, and the hooks
-// and input functions that must be quick (RunOptions.OnState, Convert,
-// Combine2). A durable run
-// reads time.Now every time: its scheduler also writes to its store.
+// where it cost two (time.Now is about 50 ns on a VM: 12-16% of a flow
+// task's CPU in profiles of BenchmarkLattice32). The scheduler expires
+// the reading wherever more than its own quick code may have run since
+// (see run.expireClock): an event handled (the loop may have slept before
+// it), a call submitted (executor/local runs the task in Submit), a limit
+// acquired (it may ask a store). So a shared reading is earlier than a
+// new one would be by at most what the scheduler did in one step: its
+// bookkeeping, and the hooks and input functions that must be quick
+// (RunOptions.OnState, Convert, Combine2). A durable run reads time.Now
+// every time: its scheduler also writes to its store.
 //
 // Only the goroutine driving the run reads it.
 type stepClock struct {
