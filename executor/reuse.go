@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,7 +40,13 @@ type FutureSubmitter interface {
 // is done with it (see FutureSubmitter); a channel from an earlier Done
 // stays closed. Reset on a pending Future that an executor holds is a
 // programming error that loses its answer.
-func (f *Future) Reset() { *f = Future{} }
+func (f *Future) Reset() {
+	// Field by field, not *f = Future{}: zeroing a struct in the heap
+	// whole goes through the bulk write barrier while the collector marks.
+	f.state, f.deliveries, f.mu = atomic.Uint32{}, 0, sync.Mutex{}
+	f.done, f.first, f.more = nil, nil, nil
+	f.value, f.err, f.worker, f.started = nil, nil, "", 0
+}
 
 // PrepareFuture is Prepare for SubmitFuture: it returns f's Promise and
 // the context to run call with, allocating only the context.

@@ -1267,7 +1267,7 @@ func (r *run) cancel(i int32) {
 // finish records a unit whose runner is final and settles it.
 func (r *run) finish(i int32) {
 	u := &r.units[i]
-	r.recs[i].Result = u.runner.Take()
+	moveResult(&r.recs[i].Result, u.runner.Take())
 	r.runners = append(r.runners, u.runner)
 	u.runner = nil
 	if r.d != nil && !r.d.replay {
@@ -1281,6 +1281,16 @@ func (r *run) finish(i int32) {
 		return
 	}
 	r.settle(i)
+}
+
+// moveResult stores res in *dst field by field: a whole-struct store into
+// the heap goes through typedmemmove, whose bulk write barrier walks every
+// pointer word of the record while the collector marks (2026-12-04: 2% of
+// the CPU of a 32x32 lattice on executor/local).
+func moveResult(dst *task.Result, res task.Result) {
+	dst.Task, dst.RunID, dst.State = res.Task, res.RunID, res.State
+	dst.Value, dst.Err, dst.Attempts = res.Value, res.Err, res.Attempts
+	dst.Start, dst.End, dst.Waited = res.Start, res.End, res.Waited
 }
 
 // settle marks unit i final and lets its dependents go on.

@@ -210,16 +210,16 @@ func (r *Runner) init(spec Spec, input any, opts *RunOptions) {
 	if !own {
 		pol, own = policyOf(spec)
 	}
-	*r = Runner{
-		spec:    spec,
-		pol:     pol,
-		ownPol:  own,
-		input:   input,
-		onState: opts.OnState,
-		logger:  opts.Logger,
-		res:     Result{Task: opts.Label, RunID: opts.RunID},
-		clock:   opts.Clock,
-	}
+	// Field by field, not *r = Runner{...}: a whole-struct store into
+	// the heap goes through typedmemmove, whose bulk write barrier walks
+	// every pointer word of the Runner while the collector marks.
+	r.spec, r.pol, r.ownPol, r.input = spec, pol, own, input
+	r.onState, r.logger, r.clock, r.o = opts.OnState, opts.Logger, opts.Clock, nil
+	r.state, r.attempt, r.first = 0, 0, 0
+	r.waitFrom, r.waitSince = 0, time.Time{}
+	r.res.Task, r.res.RunID, r.res.State = opts.Label, opts.RunID, 0
+	r.res.Value, r.res.Err, r.res.Attempts = nil, nil, nil
+	r.res.Start, r.res.End, r.res.Waited = time.Time{}, time.Time{}, 0
 	if cap(opts.Attempts) > 0 {
 		r.res.Attempts = opts.Attempts[:0]
 	}
@@ -371,7 +371,14 @@ func (r *Runner) begin(call *executor.Call) {
 	if r.res.Start.IsZero() {
 		r.res.Start = now
 	}
-	r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
+	if n := len(r.res.Attempts); n < cap(r.res.Attempts) {
+		// In place, field by field, as in init.
+		r.res.Attempts = r.res.Attempts[:n+1]
+		a := &r.res.Attempts[n]
+		a.N, a.Start, a.End, a.Err, a.Worker, a.Deliveries = r.attempt, now, time.Time{}, nil, "", 0
+	} else {
+		r.res.Attempts = append(r.res.Attempts, Attempt{N: r.attempt, Start: now})
+	}
 	r.change(Running, nil, now)
 	r.call(call, now)
 }
@@ -573,7 +580,9 @@ func (r *Runner) Cached(value any) {
 // that is done with the Runner: the Runner must not be used afterwards.
 func (r *Runner) Take() Result {
 	res := r.res
-	r.res = Result{}
+	// What the Runner must not keep alive; its other fields are
+	// overwritten by Reset. Field by field, as in init.
+	r.res.Value, r.res.Err, r.res.Attempts = nil, nil, nil
 	return res
 }
 
