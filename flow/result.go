@@ -26,8 +26,12 @@ import (
 // than a reading of its own by what the scheduler did between them (its
 // bookkeeping, the OnState hook, Convert and Combine functions, all of
 // which must be quick). An attempt's own start and end are always two
-// readings, with its call submitted between them. A durable run
-// (RunOptions.Store) reads the clock afresh every time.
+// readings, with its call submitted between them. Those readings follow
+// the monotonic clock from a time.Now reading taken at most a second
+// before, so durations are the monotonic clock's, as time.Now's are, and
+// after a step of the wall clock (a settimeofday, a resume from sleep) the
+// wall times of a run's records lag it for up to a second. A durable run
+// (RunOptions.Store) reads time.Now afresh every time.
 //
 // A mapped node has a TaskRun of its own, without attempts: its state and
 // error sum up its children's (see Map), its Value is the gathered slice
