@@ -39,7 +39,7 @@ func TestResetLeavesNothingOfTheRunBefore(t *testing.T) {
 	}
 	// drive runs a retried task to its end: it waits, fails, waits again,
 	// then succeeds (value) or fails for good (err).
-	drive := func(r *Runner, last error) {
+	drive := func(t *testing.T, r *Runner, last error) {
 		r.Wait(limit.Wait{Limit: "l", Key: "k"})
 		call := r.Start()
 		_, again := r.AttemptDone(call.Attempt, nil, errors.New("first"), "w1")
@@ -74,7 +74,7 @@ func TestResetLeavesNothingOfTheRunBefore(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := NewRunner(retried, 1, dirtyOpts())
-			drive(r, c.last)
+			drive(t, r, c.last)
 			note("", reflect.ValueOf(*r))
 			note("res.", reflect.ValueOf(r.res))
 			if c.take {
