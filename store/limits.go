@@ -39,7 +39,9 @@ type Limiter interface {
 	// for a release that did, and the zero time for one that found the
 	// slot no longer owner's for Holder (its lease expired and another
 	// claimed it): then the holders of owner that used the slot ran
-	// beside the limit, and Next holds nothing.
+	// beside the limit, and Next holds nothing. One slot may be in
+	// release more than once (handed on from a to b, then from b to c):
+	// a slot's entries take effect in their order in release.
 	SwapSlots(ctx context.Context, name, key string, limit int, owner string, release []Slot, holders []string, ttl time.Duration) ([]int, error)
 
 	// ReleaseSlots frees the given slots of (name, key) that owner still

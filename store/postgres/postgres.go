@@ -53,6 +53,12 @@ var _ store.Store = (*Store)(nil)
 // store. A database written by a newer schema is a *store.SchemaError; a
 // server that cannot be reached within RetryFor is store.ErrUnavailable.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	return open(ctx, dsn, opts, classify)
+}
+
+// open is Open with the errors classified by classify (tests count the
+// errors that a store call retried and so hid).
+func open(ctx context.Context, dsn string, opts Options, classify func(error) (error, bool)) (*Store, error) {
 	retry := opts.RetryFor
 	if retry <= 0 {
 		retry = 30 * time.Second

@@ -339,14 +339,34 @@ func testSlotsSwap(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Len(t, held, 2)
 	assert.Equal(t, "f", held[0].Holder, "handed on twice, in order")
-	rel = []store.Slot{{N: 1, Holder: "c", Next: "x", Expires: time.Now()}}
+	// Many hand-ons of two slots in one swap, interleaved: each slot's go
+	// in their order, whatever order the rows are written in.
+	rel = nil
+	last := [2]string{"f", "c"}
+	for k := range 40 {
+		n := 1 - k%2
+		next := fmt.Sprintf("s%d-%d", n, k)
+		rel = append(rel, store.Slot{N: n, Holder: last[n], Next: next})
+		last[n] = next
+	}
+	_, err = l.SwapSlots(c, "api", "", 2, "p", rel, nil, time.Hour)
+	require.NoError(t, err)
+	for k := range rel {
+		assert.False(t, rel[k].Expires.IsZero(), "hand-on %d (slot %d, %s to %s) took effect", k, rel[k].N, rel[k].Holder, rel[k].Next)
+	}
+	held, err = l.Slots(c, "api", "")
+	require.NoError(t, err)
+	require.Len(t, held, 2)
+	assert.Equal(t, last[0], held[0].Holder, "slot 0 ends with its last hand-on's holder")
+	assert.Equal(t, last[1], held[1].Holder, "slot 1 ends with its last hand-on's holder")
+	rel = []store.Slot{{N: 1, Holder: last[1], Next: "x", Expires: time.Now()}}
 	_, err = l.SwapSlots(c, "api", "", 2, "q", rel, nil, time.Hour)
 	require.NoError(t, err)
 	assert.True(t, rel[0].Expires.IsZero(), "a hand-on of a slot the owner lost (expired, claimed by another) says so")
 	held, err = l.Slots(c, "api", "")
 	require.NoError(t, err)
-	assert.Equal(t, "c", held[1].Holder, "another owner cannot hand a slot on")
-	got, err = l.SwapSlots(c, "api", "", 2, "p", []store.Slot{{N: 0, Holder: "f"}, {N: 1, Holder: "c"}}, nil, time.Hour)
+	assert.Equal(t, last[1], held[1].Holder, "another owner cannot hand a slot on")
+	got, err = l.SwapSlots(c, "api", "", 2, "p", []store.Slot{{N: 0, Holder: last[0]}, {N: 1, Holder: last[1]}}, nil, time.Hour)
 	require.NoError(t, err)
 	assert.Empty(t, got)
 	held, err = l.Slots(c, "api", "")

@@ -1,11 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +44,16 @@ func (s *DB) limitQ() *limitQueries {
 			// its claimers.
 			lock = s.d.ForUpdate + " SKIP LOCKED"
 		}
+		// Renewal locks the owner's rows in (name, key, slot) order, as
+		// SwapSlots does (see there). A plain UPDATE locks them in the
+		// order it finds them on disk.
+		renew := `UPDATE flowline_limit_slots SET expires = ? WHERE owner = ?`
+		if s.d.ForUpdate != "" {
+			renew = `WITH mine AS MATERIALIZED (SELECT name, key, slot FROM flowline_limit_slots WHERE owner = ?
+					ORDER BY name, key, slot ` + s.d.ForUpdate + `)
+				UPDATE flowline_limit_slots AS s SET expires = ? FROM mine
+				WHERE s.name = mine.name AND s.key = mine.key AND s.slot = mine.slot AND s.owner = ?`
+		}
 		l.q = limitQueries{
 			freeSlots: `SELECT slot FROM flowline_limit_slots WHERE name = ? AND key = ? AND slot < ?
 				AND (owner = '' OR expires < ?) ORDER BY slot LIMIT ? ` + lock,
@@ -49,7 +61,7 @@ func (s *DB) limitQ() *limitQueries {
 			ownSlots:    `SELECT slot, holder FROM flowline_limit_slots WHERE name = ? AND key = ? AND owner = ?`,
 			releaseSlot: `UPDATE flowline_limit_slots SET owner = '', holder = '', expires = 0 WHERE name = ? AND key = ? AND slot = ? AND owner = ? AND holder = ?`,
 			handSlot:    `UPDATE flowline_limit_slots SET holder = ?, expires = ? WHERE name = ? AND key = ? AND slot = ? AND owner = ? AND holder = ?`,
-			renewSlots:  `UPDATE flowline_limit_slots SET expires = ? WHERE owner = ?`,
+			renewSlots:  renew,
 			heldSlots: `SELECT slot, owner, holder, expires FROM flowline_limit_slots
 				WHERE name = ? AND key = ? AND owner <> '' AND expires >= ? ORDER BY slot`,
 			bucketRow: `INSERT INTO flowline_limit_buckets (name, key, tat) VALUES (?, ?, 0) ON CONFLICT (name, key) DO NOTHING`,
@@ -127,6 +139,17 @@ func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner s
 	if err := s.seedSlots(ctx, name, key, limit); err != nil {
 		return nil, err
 	}
+	// The rows given back are updated in slot order, the order RenewSlots
+	// locks them in, so that this owner's heartbeat and its hand-ons never
+	// wait for each other in a cycle (a deadlock the server breaks only
+	// after its deadlock_timeout, a second by default). The sort is
+	// stable: one slot handed on twice (a to b, then b to c) must be
+	// updated in that order.
+	order := make([]int, len(release))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(release[a].N, release[b].N) })
 	var got []int
 	tries := 0
 	err := s.retry(ctx, func() error {
@@ -134,7 +157,8 @@ func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner s
 		got = got[:0]
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			now := time.Now()
-			for k, r := range release {
+			for _, k := range order {
+				r := release[k]
 				var res sql.Result
 				var err error
 				if r.Next != "" {
@@ -246,10 +270,15 @@ func (s *DB) ReleaseSlots(ctx context.Context, name, key, owner string, slots []
 		return nil
 	}
 	q := s.limitQ()
+	order := make([]int, len(slots)) // in slot order, as SwapSlots (see there)
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(slots[a], slots[b]) })
 	return s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
-			for k, n := range slots {
-				if _, err := tx.ExecContext(ctx, q.releaseSlot, name, key, int64(n), owner, holders[k]); err != nil {
+			for _, k := range order {
+				if _, err := tx.ExecContext(ctx, q.releaseSlot, name, key, int64(slots[k]), owner, holders[k]); err != nil {
 					return err
 				}
 			}
@@ -266,7 +295,11 @@ func (s *DB) RenewSlots(ctx context.Context, owner string, ttl time.Duration) (i
 	q := s.limitQ()
 	var n int64
 	err := s.retry(ctx, func() error {
-		res, err := s.db.ExecContext(ctx, q.renewSlots, ns(time.Now().Add(ttl)), owner)
+		args := []any{ns(time.Now().Add(ttl)), owner}
+		if s.d.ForUpdate != "" {
+			args = []any{owner, args[0], owner}
+		}
+		res, err := s.db.ExecContext(ctx, q.renewSlots, args...)
 		if err != nil {
 			return err
 		}
