@@ -145,11 +145,7 @@ func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner s
 	// after its deadlock_timeout, a second by default). The sort is
 	// stable: one slot handed on twice (a to b, then b to c) must be
 	// updated in that order.
-	order := make([]int, len(release))
-	for k := range order {
-		order[k] = k
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(release[a].N, release[b].N) })
+	order := slotOrder(len(release), func(k int) int { return release[k].N })
 	var got []int
 	tries := 0
 	err := s.retry(ctx, func() error {
@@ -234,6 +230,17 @@ func (s *DB) SwapSlots(ctx context.Context, name, key string, limit int, owner s
 	return got, nil
 }
 
+// slotOrder returns the indexes 0..n-1 ordered by slot(k), the ones of
+// one slot in their own order (a stable sort).
+func slotOrder(n int, slot func(k int) int) []int {
+	order := make([]int, n)
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(slot(a), slot(b)) })
+	return order
+}
+
 func (s *DB) ownSlots(ctx context.Context, tx *sql.Tx, q *limitQueries, name, key, owner string) (map[string]int, error) {
 	rows, err := tx.QueryContext(ctx, q.ownSlots, name, key, owner)
 	if err != nil {
@@ -270,11 +277,7 @@ func (s *DB) ReleaseSlots(ctx context.Context, name, key, owner string, slots []
 		return nil
 	}
 	q := s.limitQ()
-	order := make([]int, len(slots)) // in slot order, as SwapSlots (see there)
-	for k := range order {
-		order[k] = k
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(slots[a], slots[b]) })
+	order := slotOrder(len(slots), func(k int) int { return slots[k] }) // as SwapSlots (see there)
 	return s.retry(ctx, func() error {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			for _, k := range order {
